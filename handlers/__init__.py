@@ -1,0 +1,1 @@
+"""HTTP edge: one function per ``operationId`` of ``openapi.yaml``; thin by design."""

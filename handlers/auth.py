@@ -1,0 +1,31 @@
+"""/auth/token"""
+
+from __future__ import annotations
+
+from connexion import request
+
+from handlers._common import Body, services
+from storefront.oauth import client_credentials_grant, credentials
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
+    creds = credentials(
+        authorization=request.headers.get("authorization"),
+        client_id=body.get("client_id"),
+        client_secret=body.get("client_secret"),
+    )
+    token = await client_credentials_grant(
+        services(), grant_type=body["grant_type"], creds=creds, scope=body.get("scope")
+    )
+    return (
+        {
+            "access_token": token.access_token,
+            "token_type": "bearer",
+            "expires_in": token.expires_in,
+            "scope": token.scope,
+        },
+        200,
+        NO_STORE,
+    )

@@ -1,0 +1,27 @@
+"""/products"""
+
+from __future__ import annotations
+
+from handlers._common import Body, paging_headers, services
+from persistence import products
+from persistence.models import Product
+
+
+def _public(product: Product) -> Body:
+    return {
+        "id": product.id,
+        "name": product.name,
+        "description": product.description,
+        "price": float(product.price),
+        "category": product.category,
+    }
+
+
+async def list_products(
+    limit: int, offset: int, category: str | None = None, search: str | None = None
+) -> tuple[list[Body], int, dict[str, str]]:
+    async with services().db.unit_of_work() as session:
+        page, total = await products.list_products(
+            session, category=category, search=search, limit=limit, offset=offset
+        )
+    return [_public(p) for p in page], 200, paging_headers(total=total, limit=limit, offset=offset)

@@ -1,0 +1,64 @@
+"""/users"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers._common import Body, absolute_url, paging_headers, rfc3339, services
+from persistence import users
+from persistence.models import User
+from storefront.validation import clean_email, clean_name
+
+
+def _public(user: User) -> Body:
+    body: Body = {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "created_at": rfc3339(user.created_at),
+    }
+    if user.updated_at is not None:
+        body["updated_at"] = rfc3339(user.updated_at)
+    return body
+
+
+async def list_users(limit: int, offset: int) -> tuple[list[Body], int, dict[str, str]]:
+    async with services().db.unit_of_work() as session:
+        page, total = await users.list_users(session, limit=limit, offset=offset)
+    return [_public(u) for u in page], 200, paging_headers(total=total, limit=limit, offset=offset)
+
+
+async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
+    svc = services()
+    name, email = clean_name(body["name"]), clean_email(body["email"])
+    password_hash = await svc.passwords.hash(body["password"])
+    async with svc.db.unit_of_work(write=True) as session:
+        user = await users.create_user(
+            session, name=name, email=email, password_hash=password_hash
+        )
+    return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")}
+
+
+async def get_user(id_: str) -> Body:
+    async with services().db.unit_of_work() as session:
+        return _public(await users.get_user(session, user_id=id_))
+
+
+async def update_user(id_: str, body: Body) -> Body:
+    svc = services()
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = clean_name(body["name"])
+    if "email" in body:
+        changes["email"] = clean_email(body["email"])
+    if "password" in body:
+        changes["password_hash"] = await svc.passwords.hash(body["password"])
+    async with svc.db.unit_of_work(write=True) as session:
+        user = await users.update_user(session, user_id=id_, **changes)
+    return _public(user)
+
+
+async def delete_user(id_: str) -> tuple[None, int]:
+    async with services().db.unit_of_work(write=True) as session:
+        await users.delete_user(session, user_id=id_)
+    return None, 204

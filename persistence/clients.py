@@ -1,0 +1,108 @@
+"""OAuth clients and their API keys. Functions take the session first and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import ApiKey, Client, utcnow
+from storefront.errors import NotFound
+from storefront.security import new_id
+
+
+class ClientNotFound(NotFound):
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"No client with id {client_id!r}.")
+
+
+class ApiKeyNotFound(NotFound):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"No API key with id {key_id!r}.")
+
+
+async def create_client(
+    session: AsyncSession, *, name: str, scopes: list[str], secret_digest: str
+) -> Client:
+    client = Client(
+        id=new_id("cli_"),
+        name=name,
+        scopes=" ".join(scopes),
+        secret_digest=secret_digest,
+        created_at=utcnow(),
+    )
+    session.add(client)
+    await session.flush()
+    return client
+
+
+async def list_clients(session: AsyncSession) -> Sequence[Client]:
+    return (await session.scalars(select(Client).order_by(Client.created_at, Client.id))).all()
+
+
+async def find_client(session: AsyncSession, *, client_id: str) -> Client | None:
+    return await session.get(Client, client_id)
+
+
+async def find_client_by_name(session: AsyncSession, *, name: str) -> Client | None:
+    return await session.scalar(select(Client).where(Client.name == name).limit(1))
+
+
+async def is_client_active(session: AsyncSession, *, client_id: str) -> bool:
+    disabled = await session.execute(select(Client.disabled_at).where(Client.id == client_id))
+    row = disabled.first()
+    return row is not None and row[0] is None
+
+
+async def set_client_secret(session: AsyncSession, *, client_id: str, secret_digest: str) -> None:
+    result = await session.execute(
+        update(Client).where(Client.id == client_id).values(secret_digest=secret_digest)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise ClientNotFound(client_id)
+
+
+async def disable_client(session: AsyncSession, *, client_id: str) -> Client:
+    client = await session.get(Client, client_id)
+    if client is None:
+        raise ClientNotFound(client_id)
+    if client.disabled_at is None:
+        client.disabled_at = utcnow()
+    await session.flush()
+    return client
+
+
+async def create_api_key(session: AsyncSession, *, client_id: str, digest: str) -> ApiKey:
+    if await session.get(Client, client_id) is None:
+        raise ClientNotFound(client_id)
+    key = ApiKey(id=new_id("key_"), client_id=client_id, digest=digest, created_at=utcnow())
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def find_active_key(session: AsyncSession, *, digest: str) -> tuple[ApiKey, Client] | None:
+    """The unrevoked key with this digest and its client, when that client is enabled."""
+    row = (
+        await session.execute(
+            select(ApiKey, Client)
+            .join(Client, Client.id == ApiKey.client_id)
+            .where(
+                ApiKey.digest == digest,
+                ApiKey.revoked_at.is_(None),
+                Client.disabled_at.is_(None),
+            )
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def revoke_api_key(session: AsyncSession, *, key_id: str) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise ApiKeyNotFound(key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    await session.flush()
+    return key

@@ -1,0 +1,90 @@
+"""Users: queries only. Functions take the session first and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence._constraints import violates
+from persistence.models import User, utcnow
+from storefront.errors import EmailTaken, UserNotFound
+from storefront.security import new_id
+
+EMAIL_INDEX = "uq_users_email_lower"
+
+
+async def _flush_checking_email(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if violates(exc, EMAIL_INDEX):
+            raise EmailTaken() from None
+        raise
+
+
+async def create_user(
+    session: AsyncSession, *, name: str, email: str, password_hash: str
+) -> User:
+    user = User(
+        id=new_id("user_"),
+        name=name,
+        email=email,
+        password_hash=password_hash,
+        created_at=utcnow(),
+    )
+    session.add(user)
+    await _flush_checking_email(session)
+    return user
+
+
+async def get_user(session: AsyncSession, *, user_id: str) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def list_users(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[Sequence[User], int]:
+    total = await session.scalar(select(func.count()).select_from(User))
+    rows = await session.scalars(
+        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
+    return rows.all(), int(total or 0)
+
+
+async def update_user(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    name: str | None = None,
+    email: str | None = None,
+    password_hash: str | None = None,
+) -> User:
+    # FOR UPDATE serialises concurrent updates of one row on PostgreSQL, so updated_at only
+    # moves forward; SQLite's writers are already serialised by BEGIN IMMEDIATE.
+    user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise UserNotFound()
+    if name is not None:
+        user.name = name
+    if email is not None:
+        user.email = email
+    if password_hash is not None:
+        user.password_hash = password_hash
+    now = utcnow()
+    user.updated_at = max(now, user.updated_at) if user.updated_at else now
+    await _flush_checking_email(session)
+    return user
+
+
+async def delete_user(session: AsyncSession, *, user_id: str) -> None:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    await session.delete(user)
+    await session.flush()

@@ -1,0 +1,120 @@
+"""The app factory: the one place that wires the spec, the handlers and storage together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import connexion
+import yaml
+from connexion.exceptions import ProblemException
+from connexion.options import SwaggerUIOptions
+from connexion.validators import VALIDATOR_MAP
+from starlette.exceptions import HTTPException
+
+from persistence.db import Database
+from storefront import problems
+from storefront.errors import StorefrontError
+from storefront.security import PasswordHashing, SecretDigester, TokenCodec
+from storefront.services import Services
+from storefront.settings import Settings, load_settings, read_or_create_secret
+from storefront.validators import NamingParameterValidator
+
+logger = logging.getLogger("storefront")
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def spec_path() -> Path:
+    """``openapi.yaml``: inside the installed package, or at the top of a source checkout."""
+    packaged = Path(__file__).with_name("openapi.yaml")
+    return packaged if packaged.exists() else Path(__file__).parent.parent / "openapi.yaml"
+
+
+def load_spec() -> dict[str, Any]:
+    with spec_path().open(encoding="utf-8") as fh:
+        spec: dict[str, Any] = yaml.safe_load(fh)
+    return spec
+
+
+def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
+    """operationId -> the scopes its ``OAuth2`` requirement names (the global one by default)."""
+    default = spec.get("security", [])
+    scopes: dict[str, list[str]] = {}
+    for item in spec["paths"].values():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            for requirement in operation.get("security", default):
+                if "OAuth2" in requirement:
+                    scopes[operation["operationId"]] = list(requirement["OAuth2"])
+    return scopes
+
+
+def _secret(value: Any, path: Path, what: str) -> bytes:
+    if value is not None:
+        return str(value.get_secret_value()).encode()
+    secret, created = read_or_create_secret(path)
+    if created:
+        logger.warning("generated a new %s and saved it to %s", what, path)
+    return secret
+
+
+def build_services(settings: Settings) -> Services:
+    jwt_key = _secret(settings.jwt_secret, settings.key_dir / "jwt-signing.key", "JWT signing key")
+    pepper = _secret(settings.pepper, settings.key_dir / "pepper.key", "secret-digest pepper")
+    return Services(
+        settings=settings,
+        db=Database(settings.database_url, timeout=settings.database_timeout),
+        tokens=TokenCodec(
+            jwt_key, issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl
+        ),
+        digester=SecretDigester(pepper),
+        passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
+        required_scopes=oauth_scopes_by_operation(load_spec()),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, validate_responses: bool | None = None
+) -> connexion.AsyncApp:
+    """Build the ASGI app. Nothing connects to anything until the first request."""
+    settings = settings or load_settings()
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield {"services": services}
+        finally:
+            await services.db.dispose()
+
+    app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    app.add_api(
+        spec_path(),
+        strict_validation=True,
+        validator_map={**VALIDATOR_MAP, "parameter": NamingParameterValidator},
+        pythonic_params=True,
+        validate_responses=(
+            settings.validate_responses if validate_responses is None else validate_responses
+        ),
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui=True,
+            swagger_ui_path="/ui",
+            swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
+        ),
+    )
+    app.add_error_handler(StorefrontError, problems.storefront_error)
+    app.add_error_handler(ProblemException, problems.http_error)
+    app.add_error_handler(HTTPException, problems.http_error)
+    app.add_error_handler(Exception, problems.unexpected_error)
+    app.services = services  # type: ignore[attr-defined]
+    return app
+
+
+def create_app_from_env() -> connexion.AsyncApp:
+    """Factory for ``uvicorn --factory`` and the workers of ``storefront serve``."""
+    return create_app(load_settings())

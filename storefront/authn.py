@@ -1,0 +1,59 @@
+"""The security functions named in ``openapi.yaml``: who is calling, with which scopes.
+
+Connexion calls ``bearer_info`` for ``Authorization: Bearer …`` and ``api_key_info`` for
+``X-API-Key``. Both return the token info Connexion stores as ``context["token_info"]``:
+``{"sub": client_id, "scope": [...], "key_id": ... | None}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion.exceptions import OAuthProblem, OAuthScopeProblem
+from connexion.lifecycle import ConnexionRequest
+
+from persistence import clients
+from storefront.security import API_KEY_PREFIX, InvalidToken
+from storefront.services import Services, from_scope
+
+
+async def _from_api_key(services: Services, api_key: str) -> dict[str, Any]:
+    digest = services.digester.digest(api_key)
+    async with services.db.unit_of_work() as session:
+        found = await clients.find_active_key(session, digest=digest)
+    if found is None:
+        raise OAuthProblem(detail="The API key is invalid or has been revoked.")
+    key, client = found
+    return {"sub": client.id, "scope": client.scopes.split(), "key_id": key.id}
+
+
+async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
+    services = from_scope(request.scope)
+    if token.startswith(API_KEY_PREFIX):
+        return await _from_api_key(services, token)
+    try:
+        claims = services.tokens.verify(token)
+    except InvalidToken as exc:
+        raise OAuthProblem(detail=str(exc)) from None
+    # Checked on every request so that disabling a client takes effect at once.
+    async with services.db.unit_of_work() as session:
+        active = await clients.is_client_active(session, client_id=claims["sub"])
+    if not active:
+        raise OAuthProblem(detail="The client of this access token is disabled.")
+    return {"sub": claims["sub"], "scope": claims["scope"].split(), "key_id": None}
+
+
+def validate_scope(required_scopes: list[str], token_scopes: list[str]) -> bool:
+    return set(required_scopes) <= set(token_scopes)
+
+
+async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any]:
+    services = from_scope(request.scope)
+    if not api_key.startswith(API_KEY_PREFIX):
+        raise OAuthProblem(detail="The API key is invalid or has been revoked.")
+    info = await _from_api_key(services, api_key)
+    operation_id = request.scope["extensions"]["connexion_routing"]["operation_id"]
+    required = services.required_scopes.get(operation_id, [])
+    if not validate_scope(required, info["scope"]):
+        raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
+    return info

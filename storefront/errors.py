@@ -1,0 +1,54 @@
+"""Domain errors. Plain exceptions with no HTTP in them; ``storefront.problems`` maps them."""
+
+from __future__ import annotations
+
+
+class StorefrontError(Exception):
+    """Base class: ``title`` is a short name, ``message`` a sentence a developer can act on."""
+
+    title = "Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(StorefrontError):
+    title = "Bad Request"
+
+
+class NotFound(StorefrontError):
+    title = "Not Found"
+
+
+class UserNotFound(NotFound):
+    # The seed's wording, reproduced word for word.
+    title = "User not found"
+
+    def __init__(self) -> None:
+        super().__init__("The specified user ID does not exist.")
+
+
+class Conflict(StorefrontError):
+    title = "Conflict"
+
+
+class EmailTaken(Conflict):
+    title = "Email already registered"
+
+    def __init__(self) -> None:
+        super().__init__("A user with this email address already exists.")
+
+
+class OAuthError(StorefrontError):
+    """An RFC 6749 §5.2 error of the token endpoint; ``code`` is the RFC's error code."""
+
+    def __init__(self, code: str, description: str, *, basic_challenge: bool = False) -> None:
+        super().__init__(description)
+        self.code = code
+        self.title = code
+        self.basic_challenge = basic_challenge
+
+
+class ServiceUnavailable(StorefrontError):
+    title = "Service Unavailable"

@@ -1,0 +1,145 @@
+"""Every error, from every layer, in the contract's shape: ``{"error", "message"}``.
+
+Domain errors (``storefront.errors``), Connexion's problems (validation, security), Starlette's
+HTTP exceptions (routing 404/405) and crashes are all turned into JSON here, once. The token
+endpoint speaks RFC 6749 §5.2 as well, so its errors also carry ``error_description``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from connexion.exceptions import OAuthScopeProblem, ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+
+from storefront.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OAuthError,
+    ServiceUnavailable,
+    StorefrontError,
+)
+
+logger = logging.getLogger("storefront.errors")
+
+TOKEN_OPERATION = "handlers.auth.issue_token"
+REALM = 'realm="storefront"'
+_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, ServiceUnavailable: 503}
+
+
+def error_response(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None, **extra: str
+) -> ConnexionResponse:
+    body = {"error": error, "message": message, **extra}
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        content_type="application/json",
+        body=json.dumps(body).encode(),
+        headers=headers or {},
+    )
+
+
+def _oauth_response(exc: OAuthError) -> ConnexionResponse:
+    status = 401 if exc.code == "invalid_client" else 400
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if exc.basic_challenge:
+        headers["WWW-Authenticate"] = f'Basic {REALM}, charset="UTF-8"'
+    return error_response(
+        status, exc.code, exc.message, headers, error_description=exc.message
+    )
+
+
+def _operation_id(request: ConnexionRequest) -> str | None:
+    routing: dict[str, Any] = request.scope.get("extensions", {}).get("connexion_routing", {})
+    return routing.get("operation_id")
+
+
+def _presented_credentials(request: ConnexionRequest) -> bool:
+    return "authorization" in request.headers or "x-api-key" in request.headers
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+async def storefront_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, StorefrontError)
+    if isinstance(exc, OAuthError):
+        return _oauth_response(exc)
+    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return error_response(status, exc.title, exc.message, headers)
+
+
+def _message(status: int, detail: Any) -> str:
+    if isinstance(detail, str) and detail and detail != HTTPStatus(status).phrase:
+        return detail if detail.endswith(".") else detail + "."
+    return {
+        401: "Authentication is required: send a bearer token or an API key.",
+        404: "No resource exists at this URL.",
+        405: "This URL does not accept this HTTP method.",
+        415: "The request body's media type is not supported by this operation.",
+    }.get(status, HTTPStatus(status).description + ".")
+
+
+async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Connexion's problems and Starlette's HTTP exceptions."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status >= 500:
+        logger.error("%s %s: %r", request.method, request.url.path, exc)
+        return _internal_error()
+    detail = exc.detail
+    message = _message(status, detail)
+    headers = dict(exc.headers or {})
+    if status == 400 and _operation_id(request) == TOKEN_OPERATION:
+        return _oauth_response(OAuthError("invalid_request", message))
+    if status == 401:
+        challenge = f"Bearer {REALM}"
+        if _presented_credentials(request):
+            challenge += f', error="invalid_token", error_description="{_quote(message)}"'
+        headers["WWW-Authenticate"] = challenge
+    elif isinstance(exc, OAuthScopeProblem):
+        needed = " ".join(sorted(set(exc.required_scopes) - set(exc.token_scopes)))
+        granted = " ".join(sorted(exc.token_scopes)) or "none"
+        message = f"This operation needs the scope '{needed}'; the credential grants '{granted}'."
+        headers["WWW-Authenticate"] = (
+            f'Bearer {REALM}, error="insufficient_scope", scope="{needed}"'
+        )
+    title = (
+        exc.title
+        if isinstance(exc, ProblemException) and exc.title and status not in (400, 401)
+        else HTTPStatus(status).phrase
+    )
+    return error_response(status, title, message, headers)
+
+
+def _internal_error() -> ConnexionResponse:
+    return error_response(
+        500,
+        "Internal Server Error",
+        "An unexpected error occurred on the server. It has been logged; please retry later.",
+    )
+
+
+async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if isinstance(exc, PoolTimeout | ConnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            503,
+            "Service Unavailable",
+            "The database is unavailable; please retry shortly.",
+            {"Retry-After": "1"},
+        )
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return _internal_error()

@@ -1,0 +1,27 @@
+"""What the handlers need at run time, built once by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from persistence.db import Database
+from storefront.security import PasswordHashing, SecretDigester, TokenCodec
+from storefront.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    tokens: TokenCodec
+    digester: SecretDigester
+    passwords: PasswordHashing
+    #: operationId -> the OAuth2 scopes it requires, read from the spec; API keys obey them too.
+    required_scopes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def from_scope(scope: Any) -> Services:
+    """The services of the app serving this request (put in the lifespan state)."""
+    services: Services = scope["state"]["services"]
+    return services

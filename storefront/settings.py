@@ -1,0 +1,132 @@
+"""One settings object, read from ``STOREFRONT_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from limits import parse as parse_limit
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(Exception):
+    """A configuration value is unusable; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STOREFRONT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str = "sqlite:///storefront.db"
+    #: Seconds a request waits for a database connection or statement before a 503.
+    database_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+    rate_limit: str = "100/minute"
+    auth_failure_limit: str = "60/minute"
+    rate_limit_storage_url: str = "memory://"
+
+    jwt_secret: SecretStr | None = None
+    pepper: SecretStr | None = None
+    #: Where generated secrets are kept when STOREFRONT_JWT_SECRET / STOREFRONT_PEPPER are unset.
+    key_dir: Path = Path("storefront-keys")
+    token_ttl: Annotated[int, Field(ge=60, le=86400)] = 3600
+    issuer: Annotated[str, Field(min_length=1)] = "storefront-api"
+    audience: Annotated[str, Field(min_length=1)] = "storefront-api"
+
+    #: Upper bound on argon2id hashes computed at once (each takes 19 MiB and a core).
+    password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+
+    log_level: str = "info"
+    #: Check every response against openapi.yaml (the tests do; costs time per request).
+    validate_responses: bool = False
+
+    @field_validator("rate_limit", "auth_failure_limit")
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit like '100/minute': {value!r}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _valid_storage_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if scheme not in {"memory", "redis", "rediss", "redis+sentinel", "redis+cluster"}:
+            raise ValueError("must be memory:// or a redis:// URL")
+        return value
+
+    @field_validator("jwt_secret", "pepper")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_log_level(cls, value: str) -> str:
+        if value.lower() not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return value.lower()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation error into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid STOREFRONT_{field.upper()}: {msg}") from None
+
+
+def read_or_create_secret(path: Path) -> tuple[bytes, bool]:
+    """Return the secret kept at ``path``, creating it (mode 0600) when missing.
+
+    The boolean tells whether it was created, so that start-up can say so.
+    """
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    else:
+        if len(data) < MIN_SECRET_BYTES:
+            raise SettingsError(f"key file {path} holds fewer than {MIN_SECRET_BYTES} bytes")
+        return data, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_urlsafe(48).encode()
+    # Write a private temporary file, then link it into place: link() fails if the key exists,
+    # so two workers starting at once agree on one key and never read a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data + b"\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return read_or_create_secret(path)
+    finally:
+        tmp.unlink()
+    return data, True

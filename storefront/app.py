@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import re
+
 import connexion
 import yaml
 from connexion.exceptions import ProblemException
 from connexion.options import SwaggerUIOptions
-from connexion.validators import VALIDATOR_MAP
 from starlette.exceptions import HTTPException
 
 from persistence.db import Database
@@ -20,10 +20,9 @@ from storefront import problems
 from storefront.errors import StorefrontError
 from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.services import Services
-from storefront.settings import Settings, load_settings, read_or_create_secret
-from storefront.validators import NamingParameterValidator
+from storefront.settings import Settings, jwt_signing_key, load_settings, secret_pepper
+from storefront.validators import validator_map
 
-logger = logging.getLogger("storefront")
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -54,25 +53,24 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
     return scopes
 
 
-def _secret(value: Any, path: Path, what: str) -> bytes:
-    if value is not None:
-        return str(value.get_secret_value()).encode()
-    secret, created = read_or_create_secret(path)
-    if created:
-        logger.warning("generated a new %s and saved it to %s", what, path)
-    return secret
+def allowed_methods(spec: dict[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+    """(path regex, "GET, POST") for each path of the spec, for the ``Allow`` of a 405."""
+    routes = []
+    for path, item in spec["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+        methods = ", ".join(m.upper() for m in item if m in HTTP_METHODS)
+        routes.append((re.compile(pattern), methods))
+    return routes
 
 
 def build_services(settings: Settings) -> Services:
-    jwt_key = _secret(settings.jwt_secret, settings.key_dir / "jwt-signing.key", "JWT signing key")
-    pepper = _secret(settings.pepper, settings.key_dir / "pepper.key", "secret-digest pepper")
     return Services(
         settings=settings,
         db=Database(settings.database_url, timeout=settings.database_timeout),
         tokens=TokenCodec(
-            jwt_key, issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl
+            jwt_signing_key(settings), issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl
         ),
-        digester=SecretDigester(pepper),
+        digester=SecretDigester(secret_pepper(settings)),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
         required_scopes=oauth_scopes_by_operation(load_spec()),
     )
@@ -96,7 +94,7 @@ def create_app(
     app.add_api(
         spec_path(),
         strict_validation=True,
-        validator_map={**VALIDATOR_MAP, "parameter": NamingParameterValidator},
+        validator_map=validator_map(),
         pythonic_params=True,
         validate_responses=(
             settings.validate_responses if validate_responses is None else validate_responses
@@ -110,6 +108,7 @@ def create_app(
     app.add_error_handler(StorefrontError, problems.storefront_error)
     app.add_error_handler(ProblemException, problems.http_error)
     app.add_error_handler(HTTPException, problems.http_error)
+    app.add_error_handler(405, problems.method_not_allowed(allowed_methods(load_spec())))
     app.add_error_handler(Exception, problems.unexpected_error)
     app.services = services  # type: ignore[attr-defined]
     return app

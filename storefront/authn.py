@@ -27,7 +27,15 @@ async def _from_api_key(services: Services, api_key: str) -> dict[str, Any]:
     return {"sub": client.id, "scope": client.scopes.split(), "key_id": key.id}
 
 
+def _one_credential(request: ConnexionRequest) -> None:
+    # A request carrying both a bearer credential and X-API-Key is ambiguous: rather than
+    # silently pick one (and ignore a bad one), refuse it, as RFC 6750 §2 does for tokens.
+    if "x-api-key" in request.headers and "authorization" in request.headers:
+        raise OAuthProblem(detail="Send one credential: Authorization or X-API-Key, not both.")
+
+
 async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
+    _one_credential(request)
     services = from_scope(request.scope)
     if token.startswith(API_KEY_PREFIX):
         return await _from_api_key(services, token)
@@ -48,6 +56,7 @@ def validate_scope(required_scopes: list[str], token_scopes: list[str]) -> bool:
 
 
 async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any]:
+    _one_credential(request)
     services = from_scope(request.scope)
     if not api_key.startswith(API_KEY_PREFIX):
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")

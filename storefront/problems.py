@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -29,7 +31,9 @@ from storefront.errors import (
 
 logger = logging.getLogger("storefront.errors")
 
-TOKEN_OPERATION = "handlers.auth.issue_token"
+#: Errors here speak RFC 6749 §5.2. Matched by path: Connexion's routing extension is not
+#: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
+TOKEN_PATH = "/auth/token"
 REALM = 'realm="storefront"'
 _STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, ServiceUnavailable: 503}
 
@@ -55,11 +59,6 @@ def _oauth_response(exc: OAuthError) -> ConnexionResponse:
     return error_response(
         status, exc.code, exc.message, headers, error_description=exc.message
     )
-
-
-def _operation_id(request: ConnexionRequest) -> str | None:
-    routing: dict[str, Any] = request.scope.get("extensions", {}).get("connexion_routing", {})
-    return routing.get("operation_id")
 
 
 def _presented_credentials(request: ConnexionRequest) -> bool:
@@ -100,7 +99,7 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
     detail = exc.detail
     message = _message(status, detail)
     headers = dict(exc.headers or {})
-    if status == 400 and _operation_id(request) == TOKEN_OPERATION:
+    if status == 400 and request.url.path == TOKEN_PATH:
         return _oauth_response(OAuthError("invalid_request", message))
     if status == 401:
         challenge = f"Bearer {REALM}"
@@ -120,6 +119,25 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
         else HTTPStatus(status).phrase
     )
     return error_response(status, title, message, headers)
+
+
+def method_not_allowed(
+    routes: list[tuple[re.Pattern[str], str]],
+) -> Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]:
+    """A 405 handler whose ``Allow`` lists every method the spec declares for the path.
+
+    Connexion routes each operation separately, so Starlette's own ``Allow`` names only the
+    methods of the first route that matched the path (plus HEAD).
+    """
+
+    async def handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        response = await http_error(request, exc)
+        allow = next((m for rx, m in routes if rx.fullmatch(request.url.path)), None)
+        if allow is not None:
+            response.headers["Allow"] = allow
+        return response
+
+    return handler
 
 
 def _internal_error() -> ConnexionResponse:

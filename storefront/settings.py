@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Annotated
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger("storefront")
 
 #: HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 MIN_SECRET_BYTES = 32
@@ -130,3 +133,29 @@ def read_or_create_secret(path: Path) -> tuple[bytes, bool]:
     finally:
         tmp.unlink()
     return data, True
+
+
+def _configured_or_kept(value: SecretStr | None, path: Path, what: str) -> bytes:
+    if value is not None:
+        return value.get_secret_value().encode()
+    secret, created = read_or_create_secret(path)
+    if created:
+        logger.warning("generated a new %s and saved it to %s", what, path)
+    return secret
+
+
+def jwt_signing_key(settings: Settings) -> bytes:
+    """``STOREFRONT_JWT_SECRET``, or the key kept in ``STOREFRONT_KEY_DIR``."""
+    return _configured_or_kept(
+        settings.jwt_secret, settings.key_dir / "jwt-signing.key", "JWT signing key"
+    )
+
+
+def secret_pepper(settings: Settings) -> bytes:
+    """``STOREFRONT_PEPPER``, or the pepper kept in ``STOREFRONT_KEY_DIR``.
+
+    Changing it invalidates every client secret and API key: they are stored as HMACs under it.
+    """
+    return _configured_or_kept(
+        settings.pepper, settings.key_dir / "pepper.key", "secret-digest pepper"
+    )

@@ -1,0 +1,198 @@
+"""The ``storefront`` command: serve the API, manage clients and keys, import products."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from persistence import clients as clients_repo
+from persistence.migrate import upgrade
+from storefront import admin
+from storefront.errors import StorefrontError
+from storefront.security import SecretDigester
+from storefront.settings import Settings, SettingsError, load_settings, secret_pepper
+
+DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
+err = Console(stderr=True, highlight=False)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="storefront",
+        description="Storefront API server. Configuration comes from STOREFRONT_* variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="migrate the database and serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo", action="store_true",
+        help="load a small product catalogue and print the credentials of a demo client",
+    )
+
+    clients = sub.add_parser("clients", help="OAuth clients").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = clients.add_parser("create", help="create a client; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", default="read write", help='default: "read write"')
+    create.add_argument("--json", action="store_true", help="print JSON")
+    listing = clients.add_parser("list", help="list clients")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    disable = clients.add_parser("disable", help="disable a client; its tokens stop working")
+    disable.add_argument("client_id", metavar="ID")
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    key_create = keys.add_parser("create", help="create an API key; prints it once")
+    key_create.add_argument("--client-id", required=True)
+    key_create.add_argument("--json", action="store_true", help="print JSON")
+    revoke = keys.add_parser("revoke", help="revoke an API key; it stops working at once")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+    products = sub.add_parser("products", help="the product catalogue").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    imp = products.add_parser("import", help="import products from a JSON or CSV file")
+    imp.add_argument("file", type=Path, metavar="FILE")
+
+    db = sub.add_parser("db", help="the database schema").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    db.add_parser("upgrade", help="apply all migrations")
+    return parser
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from storefront.importer import import_file
+
+    upgrade(settings.database_url)
+    if args.demo:
+        import_file(settings, DEMO_CATALOGUE, progress=False)
+        digester = SecretDigester(secret_pepper(settings))
+        demo = admin.run(settings, lambda s: admin.ensure_demo_client(s, digester))
+        base = f"http://{args.host}:{args.port}"
+        print("Demo client (the secret is shown only now; it changes at every --demo start):")
+        print(f"  client_id:     {demo.client_id}")
+        print(f"  client_secret: {demo.client_secret}")
+        print("Fetch a token:")
+        print(
+            f"  curl -s -X POST {base}/auth/token"
+            " -H 'Content-Type: application/x-www-form-urlencoded'"
+            f" -d 'grant_type=client_credentials&client_id={demo.client_id}"
+            f"&client_secret={demo.client_secret}'"
+        )
+        print(f"Swagger UI: {base}/ui/")
+        sys.stdout.flush()
+    uvicorn.run(
+        "storefront.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        server_header=False,
+    )
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
+    command = (args.command, getattr(args, "action", None))
+    if command == ("serve", None):
+        _serve(settings, args)
+        return
+    upgrade(settings.database_url)
+    if command == ("db", "upgrade"):
+        print("database is at the latest migration")
+        return
+    if command == ("products", "import"):
+        from storefront.importer import import_file
+
+        count = import_file(settings, args.file, progress=sys.stderr.isatty())
+        print(f"imported {count} products from {args.file}")
+        return
+    digester = SecretDigester(secret_pepper(settings))
+    if command == ("clients", "create"):
+        scopes = admin.parse_scopes(args.scopes)
+        new = admin.run(
+            settings, lambda s: admin.create_client(s, digester, name=args.name, scopes=scopes)
+        )
+        if args.json:
+            _print_json({"client_id": new.client_id, "client_secret": new.client_secret})
+        else:
+            print(f"client_id:     {new.client_id}")
+            print(f"client_secret: {new.client_secret}   (shown only now)")
+    elif command == ("clients", "list"):
+        rows = [
+            {
+                "client_id": c.id,
+                "name": c.name,
+                "scopes": c.scopes,
+                "created_at": c.created_at.isoformat(),
+                "disabled": c.disabled_at is not None,
+            }
+            for c in admin.run(settings, admin.list_clients)
+        ]
+        if args.json:
+            _print_json(rows)
+        else:
+            for row in rows:
+                state = "disabled" if row["disabled"] else "active"
+                print(f"{row['client_id']}  {state:8}  {row['scopes']:11}  {row['name']}")
+    elif command == ("clients", "disable"):
+        admin.run(settings, lambda s: clients_repo.disable_client(s, client_id=args.client_id))
+        print(f"client {args.client_id} disabled")
+    elif command == ("keys", "create"):
+        key = admin.run(
+            settings, lambda s: admin.create_api_key(s, digester, client_id=args.client_id)
+        )
+        if args.json:
+            _print_json({"key_id": key.key_id, "api_key": key.api_key})
+        else:
+            print(f"key_id:  {key.key_id}")
+            print(f"api_key: {key.api_key}   (shown only now)")
+    elif command == ("keys", "revoke"):
+        admin.run(settings, lambda s: clients_repo.revoke_api_key(s, key_id=args.key_id))
+        print(f"API key {args.key_id} revoked")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        settings = load_settings()
+        logging.getLogger().setLevel(settings.log_level.upper())
+        _dispatch(settings, args)
+    except SettingsError as exc:
+        err.print(f"storefront: {exc}")
+        return 2
+    except StorefrontError as exc:
+        err.print(f"storefront: {exc.message}")
+        return 1
+    except (SQLAlchemyError, OSError) as exc:
+        # An unreachable or unwritable database: one line, not a traceback.
+        err.print(f"storefront: database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The spec itself: valid OpenAPI 3.0.3, and every error response in the contract's shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+
+from storefront.app import HTTP_METHODS, load_spec, spec_path
+
+SPEC = load_spec()
+ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OAuthError"}
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, op)
+        for path, item in SPEC["paths"].items()
+        for method, op in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def _resolve(ref_or_obj: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in ref_or_obj:
+        node: Any = SPEC
+        for part in ref_or_obj["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        ref_or_obj = node
+    return ref_or_obj
+
+
+def test_spec_is_valid_openapi_3_0() -> None:
+    spec, _ = read_from_filename(str(spec_path()))
+    assert spec["openapi"] == "3.0.3"
+    validate(spec)
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+def test_every_error_response_uses_the_error_schema(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
+    assert {"429", "500"} <= set(errors), f"{method} {path} must declare 429 and 500"
+    for code, response in errors.items():
+        schema = _resolve(response)["content"]["application/json"]["schema"]
+        assert schema["$ref"] in ERROR_SCHEMAS, f"{method} {path} {code}"
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+def test_every_operation_has_a_handler(method: str, path: str, operation: dict[str, Any]) -> None:
+    module_name, _, function = operation["operationId"].rpartition(".")
+    module = __import__(module_name, fromlist=[function])
+    assert callable(getattr(module, function))
+
+
+def test_oauth2_client_credentials_flow_is_declared_for_swagger_ui() -> None:
+    flows = SPEC["components"]["securitySchemes"]["OAuth2"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == "/auth/token"
+    assert set(flows["clientCredentials"]["scopes"]) == {"read", "write"}

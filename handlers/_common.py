@@ -23,7 +23,9 @@ def paging_headers(*, total: int, limit: int, offset: int) -> dict[str, str]:
     url = request.url
     links = []
     if offset + limit < total:
-        links.append(f'<{url.include_query_params(limit=limit, offset=offset + limit)}>; rel="next"')
+        links.append(
+            f'<{url.include_query_params(limit=limit, offset=offset + limit)}>; rel="next"'
+        )
     if offset > 0:
         prev = max(offset - limit, 0)
         links.append(f'<{url.include_query_params(limit=limit, offset=prev)}>; rel="prev"')

@@ -33,9 +33,7 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     name, email = clean_name(body["name"]), clean_email(body["email"])
     password_hash = await svc.passwords.hash(body["password"])
     async with svc.db.unit_of_work(write=True) as session:
-        user = await users.create_user(
-            session, name=name, email=email, password_hash=password_hash
-        )
+        user = await users.create_user(session, name=name, email=email, password_hash=password_hash)
     return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")}
 
 

@@ -25,9 +25,7 @@ async def _flush_checking_email(session: AsyncSession) -> None:
         raise
 
 
-async def create_user(
-    session: AsyncSession, *, name: str, email: str, password_hash: str
-) -> User:
+async def create_user(session: AsyncSession, *, name: str, email: str, password_hash: str) -> User:
     user = User(
         id=new_id("user_"),
         name=name,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import re
 
 import connexion
 import yaml
@@ -22,7 +21,6 @@ from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.services import Services
 from storefront.settings import Settings, jwt_signing_key, load_settings, secret_pepper
 from storefront.validators import validator_map
-
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -68,7 +66,10 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         db=Database(settings.database_url, timeout=settings.database_timeout),
         tokens=TokenCodec(
-            jwt_signing_key(settings), issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl
+            jwt_signing_key(settings),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            ttl=settings.token_ttl,
         ),
         digester=SecretDigester(secret_pepper(settings)),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
@@ -110,7 +111,7 @@ def create_app(
     app.add_error_handler(HTTPException, problems.http_error)
     app.add_error_handler(405, problems.method_not_allowed(allowed_methods(load_spec())))
     app.add_error_handler(Exception, problems.unexpected_error)
-    app.services = services  # type: ignore[attr-defined]
+    app.services = services
     return app
 
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from persistence import clients as clients_repo
@@ -21,7 +20,10 @@ from storefront.security import SecretDigester
 from storefront.settings import Settings, SettingsError, load_settings, secret_pepper
 
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
-err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str) -> None:
+    print(f"storefront: {message}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
-        "--demo", action="store_true",
+        "--demo",
+        action="store_true",
         help="load a small product catalogue and print the credentials of a demo client",
     )
 
@@ -180,14 +183,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(settings.log_level.upper())
         _dispatch(settings, args)
     except SettingsError as exc:
-        err.print(f"storefront: {exc}")
+        _fail(str(exc))
         return 2
     except StorefrontError as exc:
-        err.print(f"storefront: {exc.message}")
+        _fail(exc.message)
         return 1
     except (SQLAlchemyError, OSError) as exc:
         # An unreachable or unwritable database: one line, not a traceback.
-        err.print(f"storefront: database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        _fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -33,13 +33,15 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         raise OAuthError(
-            "invalid_request", "The HTTP Basic credentials are not valid base64.",
+            "invalid_request",
+            "The HTTP Basic credentials are not valid base64.",
             basic_challenge=True,
         ) from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         raise OAuthError(
-            "invalid_request", "The HTTP Basic credentials must be 'client_id:client_secret'.",
+            "invalid_request",
+            "The HTTP Basic credentials must be 'client_id:client_secret'.",
             basic_challenge=True,
         )
     return unquote_plus(client_id), unquote_plus(secret)

@@ -33,7 +33,7 @@ logger = logging.getLogger("storefront.errors")
 
 #: Errors here speak RFC 6749 §5.2. Matched by path: Connexion's routing extension is not
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
-TOKEN_PATH = "/auth/token"
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
 _STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, ServiceUnavailable: 503}
 
@@ -56,9 +56,7 @@ def _oauth_response(exc: OAuthError) -> ConnexionResponse:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if exc.basic_challenge:
         headers["WWW-Authenticate"] = f'Basic {REALM}, charset="UTF-8"'
-    return error_response(
-        status, exc.code, exc.message, headers, error_description=exc.message
-    )
+    return error_response(status, exc.code, exc.message, headers, error_description=exc.message)
 
 
 def _presented_credentials(request: ConnexionRequest) -> bool:

@@ -15,7 +15,7 @@ import jwt
 from argon2 import PasswordHasher, Type
 
 ALGORITHM = "HS256"
-TOKEN_TYPE = "at+jwt"
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"]
 API_KEY_PREFIX = "sk_"
 

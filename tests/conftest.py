@@ -68,9 +68,7 @@ def digester(settings: Settings) -> SecretDigester:
 
 
 @pytest.fixture
-def make_client(
-    settings: Settings, digester: SecretDigester
-) -> Callable[..., admin.NewClient]:
+def make_client(settings: Settings, digester: SecretDigester) -> Callable[..., admin.NewClient]:
     """Create an OAuth client: ``make_client(scopes="read write", name="test")``."""
 
     def make(scopes: str = "read write", name: str = "test") -> admin.NewClient:
@@ -83,9 +81,7 @@ def make_client(
 
 
 @pytest.fixture
-def make_api_key(
-    settings: Settings, digester: SecretDigester
-) -> Callable[[str], admin.NewApiKey]:
+def make_api_key(settings: Settings, digester: SecretDigester) -> Callable[[str], admin.NewApiKey]:
     def make(client_id: str) -> admin.NewApiKey:
         return admin.run(settings, lambda s: admin.create_api_key(s, digester, client_id=client_id))
 

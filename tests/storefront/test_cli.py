@@ -1,0 +1,128 @@
+"""The ``storefront`` command, run in process (and once as a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from storefront.app import create_app
+from storefront.cli import main
+from storefront.settings import Settings
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with its own database and keys, as an operator would have."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STOREFRONT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("STOREFRONT_KEY_DIR", str(tmp_path / "keys"))
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_db_upgrade_creates_the_schema(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "db", "upgrade")
+    assert code == 0
+    assert "latest migration" in out
+    assert (env / "cli.db").exists()
+    assert (env / "keys").exists() is False  # db upgrade needs no secrets
+
+
+def test_client_lifecycle_and_api_keys(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    created = run_json(capsys, "clients", "create", "--name", "shop", "--scopes", "read", "--json")
+    assert set(created) == {"client_id", "client_secret"}
+    listed = run_json(capsys, "clients", "list", "--json")
+    assert [(c["client_id"], c["scopes"], c["disabled"]) for c in listed] == [
+        (created["client_id"], "read", False)
+    ]
+    assert created["client_secret"] not in json.dumps(listed)
+
+    key = run_json(capsys, "keys", "create", "--client-id", created["client_id"], "--json")
+    assert set(key) == {"key_id", "api_key"}
+    assert key["api_key"].startswith("sk_")
+
+    app = create_app(Settings(_env_file=None, validate_responses=True))  # type: ignore[call-arg]
+    with TestClient(app) as api:
+        headers = {"X-API-Key": key["api_key"]}
+        assert api.get("/users", headers=headers).status_code == 200
+        form = {"grant_type": "client_credentials", **created}
+        token = api.post("/auth/token", data=form).json()["access_token"]
+
+        code, _, _ = run(capsys, "keys", "revoke", key["key_id"])
+        assert code == 0
+        assert api.get("/users", headers=headers).status_code == 401
+
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert api.get("/users", headers=bearer).status_code == 200
+        code, _, _ = run(capsys, "clients", "disable", created["client_id"])
+        assert code == 0
+        assert api.get("/users", headers=bearer).status_code == 401
+        assert api.post("/auth/token", data=form).status_code == 401
+
+    listed = run_json(capsys, "clients", "list", "--json")
+    assert listed[0]["disabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["clients", "create", "--name", "x", "--scopes", "admin"], "scopes must be"),
+        (["clients", "disable", "cli_nope"], "No client with id 'cli_nope'"),
+        (["keys", "create", "--client-id", "cli_nope"], "No client with id 'cli_nope'"),
+        (["keys", "revoke", "key_nope"], "No API key with id 'key_nope'"),
+    ],
+)
+def test_mistakes_are_one_line_errors(
+    env: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STOREFRONT_TOKEN_TTL", "soon"),
+        ("STOREFRONT_RATE_LIMIT", "lots"),
+        ("STOREFRONT_DATABASE_URL", "mysql://x/y"),
+        ("STOREFRONT_JWT_SECRET", "short"),
+        ("STOREFRONT_RATE_LIMIT_STORAGE_URL", "memcached://x"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
+    env: Path, variable: str, value: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "storefront.cli", "serve"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"storefront: invalid {variable}:")
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,125 @@
+"""The README's first command, for real: ``storefront serve --demo`` over HTTP on a socket."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+STOREFRONT = str(Path(sys.executable).with_name("storefront"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen[str]
+    banner: str
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    process = subprocess.Popen(
+        [STOREFRONT, "serve", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    banner = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if "Application startup complete" in line:
+            break
+    else:
+        process.kill()
+        pytest.fail("server did not start:\n" + "".join(banner))
+    try:
+        yield Server(base, process, "".join(banner))
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.stdout.close()
+
+
+def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) -> None:
+    curl = re.search(r"^\s*(curl .*/auth/token.*)$", server.banner, re.MULTILINE)
+    assert curl, server.banner
+    # The printed curl line, run as printed, yields a token.
+    fetched = subprocess.run(
+        ["bash", "-c", curl.group(1)], capture_output=True, text=True, timeout=30, check=True
+    )
+    token = httpx.Response(200, content=fetched.stdout).json()
+    assert token["token_type"] == "bearer"
+    assert token["scope"] == "read write"
+    assert token["expires_in"] == 3600
+
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+        products = http.get("/products", params={"category": "electronics"}, headers=auth)
+        assert products.status_code == 200
+        assert any(p["name"] == "Gadget Pro" for p in products.json())
+
+        created = http.post(
+            "/users",
+            headers=auth,
+            json={
+                "name": "Charlie Chaplin",
+                "email": "charlie@example.com",
+                "password": "pw-12345",
+            },
+        )
+        assert created.status_code == 201
+        location = created.headers["Location"]
+        assert location == f"{server.base}/users/{created.json()['id']}"
+        assert http.get(location, headers=auth).json() == created.json()
+
+        missing = http.get("/users/user_doesnotexist", headers=auth)
+        assert missing.status_code == 404
+        assert missing.json() == {
+            "error": "User not found",
+            "message": "The specified user ID does not exist.",
+        }
+        assert http.get("/nowhere").json()["error"] == "Not Found"
+        assert "server" not in http.get("/users", headers=auth).headers
+
+        ui = http.get("/ui/")
+        assert ui.status_code == 200
+        assert "swagger" in ui.text.lower()
+        spec = http.get("/openapi.json").json()
+        assert "clientCredentials" in spec["components"]["securitySchemes"]["OAuth2"]["flows"]
+
+    # Secrets are generated once and kept for the next start.
+    assert (tmp_path / "storefront-keys" / "jwt-signing.key").stat().st_mode & 0o077 == 0
+    server.process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once it has shut down cleanly (graceful shutdown: issue 6).
+    assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)

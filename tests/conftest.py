@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import connexion
 import pytest
@@ -16,6 +17,9 @@ from storefront import admin
 from storefront.app import create_app
 from storefront.security import SecretDigester
 from storefront.settings import Settings
+
+#: How many requests schemathesis sent, reported at the end of the run.
+SCHEMATHESIS_CASES = pytest.StashKey[int]()
 
 JWT_SECRET = "test-jwt-signing-key-0123456789abcdef0123456789"
 PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
@@ -118,3 +122,9 @@ def auth(
         return {"Authorization": f"Bearer {token_for(make_client(scopes))}"}
 
     return headers
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cases = config.stash.get(SCHEMATHESIS_CASES, 0)
+    if cases:
+        terminalreporter.write_line(f"schemathesis: {cases} generated requests checked")

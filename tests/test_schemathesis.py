@@ -16,6 +16,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from starlette.testclient import TestClient
 
 from storefront import admin
+from tests.conftest import SCHEMATHESIS_CASES
 
 EXAMPLES_PER_OPERATION = 60
 
@@ -43,5 +44,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_spec(case: schemathesis.Case) -> None:
+def test_api_conforms_to_its_spec(case: schemathesis.Case, request: pytest.FixtureRequest) -> None:
     case.call_and_validate()
+    stash = request.config.stash
+    stash[SCHEMATHESIS_CASES] = stash.get(SCHEMATHESIS_CASES, 0) + 1

@@ -62,7 +62,7 @@ def describe(error: ValidationError) -> str:
             # The spec says, next to the pattern, how to explain a mismatch.
             return f"{where} {schema.get('x-invalid-message', 'is not in the expected format')}"
         case "enum":
-            return f"{where} must be one of {', '.join(map(str, error.validator_value))}"
+            return f"{where} must be one of {', '.join(map(str, schema.get('enum', [])))}"
         case "minimum":
             return f"{where} must be at least {error.validator_value}"
         case "maximum":
@@ -75,7 +75,10 @@ class StrictJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     @cached_property
     def _validator(self) -> Draft4Validator:
         # Built once per operation, not per request as Connexion's property does.
-        return Draft4RequestValidator(self._schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+        validator: Draft4Validator = Draft4RequestValidator(
+            self._schema, format_checker=Draft4Validator.FORMAT_CHECKER
+        )
+        return validator
 
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
         try:

@@ -178,6 +178,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    # Alembic narrates every migration step at INFO; operators need only its problems.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings()
         logging.getLogger().setLevel(settings.log_level.upper())

@@ -1,0 +1,564 @@
+"""``storefront products import``: JSON and CSV, upserts, all-or-nothing, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from persistence.migrate import upgrade
+from storefront.cli import DEMO_CATALOGUE
+from storefront.errors import InvalidInput
+from storefront.importer import import_file
+from storefront.settings import Settings, load_settings
+
+HEADER = "id,name,description,price,category"
+GENERATED_ID = re.compile(r"prod_[A-Za-z0-9_-]{16}")
+Row = tuple[object, ...]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    # Only this test's configuration: no STOREFRONT_* variables, no .env in the working dir.
+    for name in list(os.environ):
+        if name.startswith("STOREFRONT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 't.db'}", key_dir=tmp_path / "keys"
+    )
+    upgrade(settings.database_url)
+    return settings
+
+
+def db_path(settings: Settings) -> str:
+    return settings.database_url.removeprefix("sqlite:///")
+
+
+def products(settings: Settings) -> dict[str, Row]:
+    with sqlite3.connect(db_path(settings)) as conn:
+        rows = conn.execute("SELECT id, name, description, price, category FROM products")
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def count(settings: Settings) -> int:
+    with sqlite3.connect(db_path(settings)) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM products").fetchone()
+    return int(n)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_json(tmp_path: Path, data: object, name: str = "products.json") -> Path:
+    return write(tmp_path, name, json.dumps(data))
+
+
+def write_csv(tmp_path: Path, *lines: str, name: str = "products.csv") -> Path:
+    return write(tmp_path, name, "\n".join(lines) + "\n")
+
+
+def seed(settings: Settings, tmp_path: Path) -> None:
+    """Two products already in the table, so that 'nothing written' is visible."""
+    path = write_json(
+        tmp_path,
+        [
+            {"id": "prod_keep1", "name": "Kept", "price": 1, "category": "Home"},
+            {"id": "prod_keep2", "name": "Kept too", "price": 2, "category": "Home"},
+        ],
+        name="seed.json",
+    )
+    import_file(settings, path, progress=False)
+
+
+# Happy paths
+
+
+def test_imports_a_json_array(settings: Settings, tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path,
+        [
+            {
+                "id": "prod_xyz789",
+                "name": "Gadget Pro",
+                "description": "The latest and greatest gadget.",
+                "price": 99.99,
+                "category": "Electronics",
+            },
+            {"id": "prod_b", "name": "  Trimmed  ", "price": 0, "category": " Home "},
+            {
+                "id": "prod_c",
+                "name": "Null description",
+                "description": None,
+                "price": 5.5,
+                "category": "Books",
+            },
+        ],
+    )
+
+    assert import_file(settings, path, progress=False) == 3
+
+    assert products(settings) == {
+        "prod_xyz789": ("Gadget Pro", "The latest and greatest gadget.", 99.99, "Electronics"),
+        "prod_b": ("Trimmed", "", 0, "Home"),
+        "prod_c": ("Null description", "", 5.5, "Books"),
+    }
+
+
+def test_imports_a_csv_file(settings: Settings, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        HEADER,
+        'prod_a,Widget,"Small, blue; with ""quotes""",19.99,Home',
+        'prod_b,Multi-line,"first line',
+        'second line",5,Books',
+        "",  # blank lines are skipped
+        "prod_c,Cheap,,0.5,Books",
+        "prod_d,Trailing zero,,19.990,Books",
+    )
+
+    assert import_file(settings, path, progress=False) == 4
+
+    assert products(settings) == {
+        "prod_a": ("Widget", 'Small, blue; with "quotes"', 19.99, "Home"),
+        "prod_b": ("Multi-line", "first line\nsecond line", 5, "Books"),
+        "prod_c": ("Cheap", "", 0.5, "Books"),
+        "prod_d": ("Trailing zero", "", 19.99, "Books"),
+    }
+
+
+def test_csv_header_may_reorder_and_omit_optional_columns(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "products.csv"
+    # A byte-order mark and CRLF line ends, as spreadsheet programs write them.
+    path.write_bytes("\ufeffcategory, price ,name\r\nHome,3,Lamp\r\n".encode())
+
+    assert import_file(settings, path, progress=False) == 1
+
+    [(product_id, row)] = products(settings).items()
+    assert GENERATED_ID.fullmatch(product_id)
+    assert row == ("Lamp", "", 3, "Home")
+
+
+def test_generates_missing_ids(settings: Settings, tmp_path: Path) -> None:
+    json_path = write_json(
+        tmp_path,
+        [
+            {"name": "No id", "price": 1, "category": "Home"},
+            {"id": None, "name": "Null id", "price": 1, "category": "Home"},
+            {"id": "", "name": "Empty id", "price": 1, "category": "Home"},
+        ],
+    )
+    csv_path = write_csv(tmp_path, HEADER, ",Blank id,,1,Home", "  ,Spaces id,,1,Home")
+
+    import_file(settings, json_path, progress=False)
+    import_file(settings, csv_path, progress=False)
+
+    ids = products(settings)
+    assert len(ids) == 5
+    assert all(GENERATED_ID.fullmatch(product_id) for product_id in ids)
+
+
+def test_updates_an_existing_id(settings: Settings, tmp_path: Path) -> None:
+    seed(settings, tmp_path)
+    path = write_csv(
+        tmp_path, HEADER, "prod_keep1,Renamed,Now described,3.25,Garden", ",New,,1,Home"
+    )
+
+    assert import_file(settings, path, progress=False) == 2
+
+    rows = products(settings)
+    assert len(rows) == 3
+    assert rows["prod_keep1"] == ("Renamed", "Now described", 3.25, "Garden")
+    assert rows["prod_keep2"] == ("Kept too", "", 2, "Home")
+
+
+def test_chooses_the_format_by_content_without_a_known_extension(
+    settings: Settings, tmp_path: Path
+) -> None:
+    json_path = write(
+        tmp_path,
+        "catalogue.txt",
+        '\n  [{"id": "prod_j", "name": "J", "price": 1, "category": "A"}]',
+    )
+    csv_path = write_csv(tmp_path, HEADER, "prod_c,C,,1,A", name="catalogue")
+
+    import_file(settings, json_path, progress=False)
+    import_file(settings, csv_path, progress=False)
+
+    assert set(products(settings)) == {"prod_j", "prod_c"}
+
+
+def test_empty_inputs_import_nothing(settings: Settings, tmp_path: Path) -> None:
+    assert import_file(settings, write_json(tmp_path, []), progress=False) == 0
+    assert import_file(settings, write_csv(tmp_path, HEADER), progress=False) == 0
+    assert count(settings) == 0
+
+
+def test_the_demo_catalogue_imports_and_reimports_unchanged(settings: Settings) -> None:
+    first = import_file(settings, DEMO_CATALOGUE, progress=False)
+    before = products(settings)
+    second = import_file(settings, DEMO_CATALOGUE, progress=False)
+
+    assert first == second == len(before)
+    assert 12 <= len(before) <= 20
+    assert products(settings) == before
+    assert before["prod_xyz789"] == (
+        "Gadget Pro",
+        "The latest and greatest gadget.",
+        99.99,
+        "Electronics",
+    )
+    assert before["prod_abc111"] == (
+        "Stylish T-Shirt",
+        "Comfortable cotton t-shirt.",
+        19.99,
+        "Apparel",
+    )
+    assert {row[3] for row in before.values()} == {
+        "Electronics",
+        "Apparel",
+        "Home",
+        "Books",
+        "Outdoor",
+    }
+    assert any("%" in name for name, *_ in before.values())
+    assert any("_" in description for _, description, *_ in before.values())
+
+
+def test_imports_20000_csv_rows(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "large.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER.split(","))
+        for i in range(20_000):
+            writer.writerow(
+                [f"prod_{i:06d}", f"Product {i}", "", f"{i % 1000}.{i % 100:02d}", "Bulk"]
+            )
+
+    assert import_file(settings, path, progress=False) == 20_000
+    assert count(settings) == 20_000
+
+
+def test_progress_goes_to_stderr(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path, HEADER, "prod_a,A,,1,Home")
+
+    assert import_file(settings, path, progress=True) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "writing" in captured.err
+
+
+# Bad rows: one message naming the row and the field, and nothing written
+
+LONG = "x" * 201
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "prod_b,B,,-1,Home",
+            "products.csv: row 2 (line 3), field 'price': must be a number >= 0 with at most "
+            "two decimals, got '-1'",
+        ),
+        ("prod_b,B,,1.234,Home", "row 2 (line 3), field 'price': must be a number >= 0"),
+        ("prod_b,B,,abc,Home", "row 2 (line 3), field 'price': must be a number"),
+        ("prod_b,B,,,Home", "row 2 (line 3), field 'price': must be a number"),
+        ("prod_b,B,,NaN,Home", "row 2 (line 3), field 'price': must be a number"),
+        ("prod_b,B,,Infinity,Home", "row 2 (line 3), field 'price': must be a number"),
+        ("prod_b,B,,1_000,Home", "row 2 (line 3), field 'price': must be a number"),
+        ("prod_b,B,,10000000000.00,Home", "row 2 (line 3), field 'price': must be at most"),
+        ("prod_b,B,,1e999999999999,Home", "row 2 (line 3), field 'price': must be at most"),
+        ("prod_b,   ,,1,Home", "row 2 (line 3), field 'name': must be 1 to 200 characters"),
+        (f"prod_b,{LONG},,1,Home", "row 2 (line 3), field 'name': must be 1 to 200 characters"),
+        ("prod_b,B,,1,", "row 2 (line 3), field 'category': must be 1 to 100 characters"),
+        (f"prod_b,B,{'d' * 5001},1,Home", "row 2 (line 3), field 'description': must be at most"),
+        ("item_1,B,,1,Home", "row 2 (line 3), field 'id': must be 'prod_'"),
+        ("prod_has space,B,,1,Home", "row 2 (line 3), field 'id': must be 'prod_'"),
+        (f"prod_{'a' * 60},B,,1,Home", "row 2 (line 3), field 'id': must be 'prod_'"),
+        ("prod_a,B,,1,Home", "row 2 (line 3), field 'id': 'prod_a' is already used by row 1"),
+        ("prod_b,B,,1", "row 2 (line 3), field 'category': is missing"),
+        ("prod_b,B,,1,Home,extra", "row 2 (line 3): has 6 fields"),
+    ],
+)
+def test_a_bad_csv_row_is_named_and_nothing_is_written(
+    settings: Settings, tmp_path: Path, line: str, expected: str
+) -> None:
+    seed(settings, tmp_path)
+    before = products(settings)
+    path = write_csv(tmp_path, HEADER, "prod_a,Good,,1,Home", line, "prod_c,Also good,,1,Home")
+
+    with pytest.raises(InvalidInput) as caught:
+        import_file(settings, path, progress=False)
+
+    assert expected in caught.value.message
+    assert caught.value.message.startswith("products.csv: row 2 (line 3)")
+    assert "\n" not in caught.value.message
+    assert products(settings) == before
+
+
+def test_the_line_of_a_row_after_a_multiline_field_is_its_first_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, HEADER, 'prod_a,A,"two\nlines",1,Home', "prod_b,B,,-1,Home")
+
+    with pytest.raises(InvalidInput, match=r"^products\.csv: row 2 \(line 4\), field 'price'"):
+        import_file(settings, path, progress=False)
+
+
+GOOD = {"id": "prod_a", "name": "Good", "price": 1, "category": "Home"}
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"name": "B", "category": "Home"}, "row 2, field 'price': is required but missing"),
+        ({"price": 1, "category": "Home"}, "row 2, field 'name': is required but missing"),
+        ({"name": "B", "price": 1}, "row 2, field 'category': is required but missing"),
+        (
+            {"name": "B", "price": 1, "category": "Home", "colour": "red"},
+            "row 2, field 'colour': is not a product field",
+        ),
+        (
+            {"name": "B", "price": "19.99", "category": "Home"},
+            "row 2, field 'price': must be a JSON number, got a string ('19.99')",
+        ),
+        (
+            {"name": "B", "price": True, "category": "Home"},
+            "row 2, field 'price': must be a JSON number, got true",
+        ),
+        (
+            {"name": "B", "price": None, "category": "Home"},
+            "row 2, field 'price': must be a JSON number, got null",
+        ),
+        (
+            {"name": "B", "price": -0.01, "category": "Home"},
+            "row 2, field 'price': must be a number >= 0 with at most two decimals, got -0.01",
+        ),
+        (
+            {"name": "B", "price": 0.001, "category": "Home"},
+            "row 2, field 'price': must be a number >= 0",
+        ),
+        (
+            {"name": "B", "price": 1e10, "category": "Home"},
+            "row 2, field 'price': must be at most 9999999999.99",
+        ),
+        (
+            {"name": 7, "price": 1, "category": "Home"},
+            "row 2, field 'name': must be a string, got a number (7)",
+        ),
+        (
+            {"name": "B", "price": 1, "category": None},
+            "row 2, field 'category': must be a string, got null",
+        ),
+        (
+            {"name": "B", "price": 1, "category": "Home", "description": ["x"]},
+            "row 2, field 'description': must be a string, got an array",
+        ),
+        (
+            {"id": 5, "name": "B", "price": 1, "category": "Home"},
+            "row 2, field 'id': must be a string",
+        ),
+        ({**GOOD, "name": "Twin"}, "row 2, field 'id': 'prod_a' is already used by row 1"),
+    ],
+)
+def test_a_bad_json_row_is_named_and_nothing_is_written(
+    settings: Settings, tmp_path: Path, item: dict[str, object], expected: str
+) -> None:
+    seed(settings, tmp_path)
+    before = products(settings)
+    path = write_json(tmp_path, [GOOD, item, {**GOOD, "id": "prod_c"}])
+
+    with pytest.raises(InvalidInput) as caught:
+        import_file(settings, path, progress=False)
+
+    assert caught.value.message.startswith(f"products.json: {expected}")
+    assert products(settings) == before
+
+
+@pytest.mark.parametrize(
+    ("literal", "shown"),
+    [
+        ("NaN", "got NaN"),
+        ("-Infinity", "got -Infinity"),
+        ("1e999999999999", "got 1E+999999999999"),
+        # Beyond what Decimal holds at all.
+        ("1e" + "9" * 30, "got 1e" + "9" * 30),
+    ],
+)
+def test_json_numbers_that_are_not_prices(
+    settings: Settings, tmp_path: Path, literal: str, shown: str
+) -> None:
+    path = write(
+        tmp_path, "products.json", f'[{{"name": "B", "price": {literal}, "category": "H"}}]'
+    )
+
+    with pytest.raises(InvalidInput, match=r"^products\.json: row 1, field 'price': ") as caught:
+        import_file(settings, path, progress=False)
+
+    assert shown in caught.value.message
+    assert count(settings) == 0
+
+
+def test_negative_zero_is_stored_as_zero(settings: Settings, tmp_path: Path) -> None:
+    import_file(settings, write_csv(tmp_path, HEADER, "prod_z,Z,,-0,Home"), progress=False)
+
+    assert products(settings)["prod_z"][2] == 0
+
+
+# Malformed files: one line, nothing written
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("products.json", "[{]", r"^products\.json: not valid JSON: .* at line 1 column \d+$"),
+        ("products.json", "", r"^products\.json: not valid JSON: "),
+        (
+            "products.json",
+            '{"id": "prod_a"}',
+            r"^products\.json: expected a JSON array of product objects, got an object$",
+        ),
+        ("products.json", '"text"', r"^products\.json: expected a JSON array .*got a string"),
+        (
+            "products.json",
+            '[{"name": "A", "price": 1, "category": "H"}, 3]',
+            r"^products\.json: row 2: must be a JSON object, got a number \(3\)$",
+        ),
+        ("products.json", "[" * 100_000 + "]" * 100_000, r"^products\.json: "),
+        (
+            "products.csv",
+            "",
+            r"^products\.csv: empty file: expected the CSV header "
+            r"id,name,description,price,category$",
+        ),
+        (
+            "products.csv",
+            "id,name,colour,price,category\n",
+            r"^products\.csv: line 1 \(the header\): unknown column 'colour'",
+        ),
+        (
+            "products.csv",
+            "id,name,description,category\n",
+            r"^products\.csv: line 1 \(the header\): no 'price' column",
+        ),
+        (
+            "products.csv",
+            "id,name,name,price,category\n",
+            r"^products\.csv: line 1 \(the header\): column 'name' appears twice$",
+        ),
+        (
+            "products.csv",
+            "prod_a,A,,1,Home\n",
+            r"^products\.csv: line 1 \(the header\): unknown column 'prod_a'",
+        ),
+        (
+            "products.csv",
+            f'{HEADER}\nprod_a,"A"x,,1,Home\n',
+            r"^products\.csv: line 2: not valid CSV: ",
+        ),
+        (
+            "products.csv",
+            f'{HEADER}\nprod_a,"unclosed,,1,Home\n',
+            r"^products\.csv: line \d+: not valid CSV: ",
+        ),
+    ],
+)
+def test_a_malformed_file_is_one_line(
+    settings: Settings, tmp_path: Path, name: str, content: str, expected: str
+) -> None:
+    seed(settings, tmp_path)
+    before = products(settings)
+    path = write(tmp_path, name, content)
+
+    with pytest.raises(InvalidInput, match=expected) as caught:
+        import_file(settings, path, progress=False)
+
+    assert "\n" not in caught.value.message
+    assert products(settings) == before
+
+
+@pytest.mark.parametrize("name", ["products.csv", "products.json"])
+def test_a_file_that_is_not_utf8(settings: Settings, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(HEADER.encode() + b"\nprod_a,Caf\xe9,,1,Home\n")
+
+    with pytest.raises(InvalidInput, match=rf"^{re.escape(name)}: not UTF-8 text"):
+        import_file(settings, path, progress=False)
+
+
+def test_a_missing_file(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"nope\.csv: no such file$"):
+        import_file(settings, tmp_path / "nope.csv", progress=False)
+
+
+def test_a_directory(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "dir.json").mkdir()
+
+    with pytest.raises(InvalidInput, match=r"dir\.json: is a directory"):
+        import_file(settings, tmp_path / "dir.json", progress=False)
+
+
+# The real command
+
+
+def run_import(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("STOREFRONT_")}
+    env["STOREFRONT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    env["STOREFRONT_KEY_DIR"] = str(tmp_path / "keys")
+    return subprocess.run(
+        [sys.executable, "-m", "storefront.cli", "products", "import", str(path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_command_imports(tmp_path: Path) -> None:
+    result = run_import(tmp_path, DEMO_CATALOGUE)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("imported ")
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("prod_b,B,,-1,Home", "price"),
+        # Brackets in the data must reach the terminal as they are, not as console markup.
+        ("prod_b,B,,[/bold],Home", "price"),
+    ],
+)
+def test_the_command_reports_a_bad_row_in_one_line(tmp_path: Path, line: str, field: str) -> None:
+    path = write_csv(tmp_path, HEADER, "prod_a,Good,,1,Home", line)
+
+    result = run_import(tmp_path, path)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout == ""
+    # Log records (the migration run before every command) are not part of the error.
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO: ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"storefront: products.csv: row 2 (line 3), field '{field}': ")
+    assert f"got '{line.split(',')[3]}'" in lines[0]
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        assert conn.execute("SELECT count(*) FROM products").fetchone() == (0,)

@@ -11,13 +11,15 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
+    # RFC 6749 §3.2: a parameter sent without a value is treated as if it were omitted.
+    body = {name: value for name, value in body.items() if value != ""}
     creds = credentials(
         authorization=request.headers.get("authorization"),
         client_id=body.get("client_id"),
         client_secret=body.get("client_secret"),
     )
     token = await client_credentials_grant(
-        services(), grant_type=body["grant_type"], creds=creds, scope=body.get("scope")
+        services(), grant_type=body.get("grant_type"), creds=creds, scope=body.get("scope")
     )
     return (
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+
 from sqlalchemy import (
     DateTime,
     ForeignKey,

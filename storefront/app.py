@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,18 @@ def spec_path() -> Path:
     return packaged if packaged.exists() else Path(__file__).parent.parent / "openapi.yaml"
 
 
-def load_spec() -> dict[str, Any]:
+@cache
+def _parsed_spec() -> dict[str, Any]:
     with spec_path().open(encoding="utf-8") as fh:
-        spec: dict[str, Any] = yaml.safe_load(fh)
+        # The C-accelerated *safe* loader when libyaml is present: parsing is most of start-up.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        spec: dict[str, Any] = yaml.load(fh, Loader=loader)  # noqa: S506 - a safe loader
     return spec
+
+
+def load_spec() -> dict[str, Any]:
+    """The parsed ``openapi.yaml`` (parsed once per process; a fresh copy per caller)."""
+    return copy.deepcopy(_parsed_spec())
 
 
 def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
@@ -73,7 +83,7 @@ def build_services(settings: Settings) -> Services:
         ),
         digester=SecretDigester(secret_pepper(settings)),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
-        required_scopes=oauth_scopes_by_operation(load_spec()),
+        required_scopes=oauth_scopes_by_operation(_parsed_spec()),
     )
 
 
@@ -92,8 +102,9 @@ def create_app(
             await services.db.dispose()
 
     app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    spec = load_spec()
     app.add_api(
-        spec_path(),
+        spec,
         strict_validation=True,
         validator_map=validator_map(),
         pythonic_params=True,
@@ -109,7 +120,7 @@ def create_app(
     app.add_error_handler(StorefrontError, problems.storefront_error)
     app.add_error_handler(ProblemException, problems.http_error)
     app.add_error_handler(HTTPException, problems.http_error)
-    app.add_error_handler(405, problems.method_not_allowed(allowed_methods(load_spec())))
+    app.add_error_handler(405, problems.method_not_allowed(allowed_methods(_parsed_spec())))
     app.add_error_handler(Exception, problems.unexpected_error)
     app.services = services
     return app

@@ -64,8 +64,10 @@ def credentials(
 
 
 async def client_credentials_grant(
-    svc: Services, *, grant_type: str, creds: ClientCredentials, scope: str | None
+    svc: Services, *, grant_type: str | None, creds: ClientCredentials, scope: str | None
 ) -> IssuedToken:
+    if grant_type is None:
+        raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
     if grant_type != GRANT_TYPE:
         raise OAuthError(
             "unsupported_grant_type", f"Only the '{GRANT_TYPE}' grant type is supported."

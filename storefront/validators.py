@@ -13,7 +13,12 @@ from typing import Any
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
+from connexion.validators import (
+    VALIDATOR_MAP,
+    FormDataValidator,
+    JSONRequestBodyValidator,
+    ParameterValidator,
+)
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.types import Scope
@@ -95,7 +100,16 @@ class StrictJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         return body
 
 
+class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
+    """Form bodies (only the token endpoint takes one) ignore fields they do not know:
+    RFC 6749 §3.2 says the authorization server MUST ignore unrecognised parameters."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "strict_validation": False})
+
+
 def validator_map() -> dict[str, Any]:
     body = MediaTypeDict(dict(VALIDATOR_MAP["body"]))
     body["*/*json"] = StrictJSONBodyValidator
+    body["application/x-www-form-urlencoded"] = LenientFormValidator
     return {**VALIDATOR_MAP, "parameter": NamingParameterValidator, "body": body}

@@ -23,7 +23,7 @@ SECRET = "hunter2"  # 7 characters: one too few, so the request is rejected
         ),
         (
             {"name": " \t", "email": "a@example.com", "password": "long-enough"},
-            "'name' must contain",
+            "'name' must be 1 to 100 characters",
         ),
         (
             {"name": "A", "email": "not-an-email", "password": "long-enough"},

@@ -1,0 +1,583 @@
+"""/users: the seed's shapes, validation, paging, conflicts and the not-found bodies.
+
+Building an app costs a good part of a second, so related cases share one test (and one app)
+as subtests instead of being parametrized into tests of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import pytest
+from httpx2 import Response
+from starlette.testclient import TestClient
+
+from storefront.settings import Settings
+
+USER_ID = re.compile(r"^user_[A-Za-z0-9_-]{12,}$")
+RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+NOT_FOUND = {"error": "User not found", "message": "The specified user ID does not exist."}
+PASSWORD = "correct horse battery"
+USER_KEYS = {"id", "name", "email", "created_at"}
+
+Headers = dict[str, str]
+
+
+@pytest.fixture
+def h(auth: Callable[..., Headers]) -> Headers:
+    return auth("read write")
+
+
+def new_user(
+    api: TestClient,
+    h: Headers,
+    *,
+    name: str = "Alice Wonderland",
+    email: str = "alice@example.com",
+    password: str = PASSWORD,
+) -> dict[str, Any]:
+    body = {"name": name, "email": email, "password": password}
+    response = api.post("/users", headers=h, json=body)
+    assert response.status_code == 201, response.text
+    user: dict[str, Any] = response.json()
+    return user
+
+
+def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "message"}
+    assert isinstance(body["error"], str)
+    assert isinstance(body["message"], str)
+    assert body["error"]
+    assert body["message"]
+    for word in words:
+        assert word in body["message"], body
+    return body
+
+
+def assert_no_secret(response: Response, password: str = PASSWORD) -> None:
+    assert password not in response.text
+    assert "argon2" not in response.text
+    assert "password" not in response.text
+
+
+def assert_user_shape(body: dict[str, Any], *, updated: bool = False) -> None:
+    assert set(body) == (USER_KEYS | {"updated_at"} if updated else USER_KEYS)
+    assert USER_ID.match(body["id"]), body["id"]
+    assert isinstance(body["name"], str)
+    assert isinstance(body["email"], str)
+    assert RFC3339_Z.match(body["created_at"]), body["created_at"]
+    if updated:
+        assert RFC3339_Z.match(body["updated_at"]), body["updated_at"]
+        assert parse_time(body["updated_at"]) >= parse_time(body["created_at"])
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def db_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    path = settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def user_count(settings: Settings) -> int:
+    [(count,)] = db_rows(settings, "SELECT count(*) FROM users")
+    return int(count)
+
+
+def parse_links(header: str | None) -> dict[str, str]:
+    """RFC 8288 ``<url>; rel="x", <url>; rel="y"`` -> {rel: url}."""
+    if not header:
+        return {}
+    links = {}
+    for part in header.split(","):
+        match = re.fullmatch(r'\s*<([^>]*)>\s*;\s*rel="([^"]+)"\s*', part)
+        assert match, f"not an RFC 8288 link: {part!r}"
+        links[match.group(2)] = match.group(1)
+    return links
+
+
+# --- create -------------------------------------------------------------------------------
+
+
+def test_create_returns_the_seed_shape_and_a_location(api: TestClient, h: Headers) -> None:
+    response = api.post(
+        "/users",
+        headers=h,
+        json={"name": "Charlie Chaplin", "email": "charlie@example.com", "password": PASSWORD},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert_user_shape(body)
+    assert body["name"] == "Charlie Chaplin"
+    assert body["email"] == "charlie@example.com"
+    assert_no_secret(response)
+
+    location = response.headers["location"]
+    assert re.match(r"^https?://[^/]+/users/", location), location
+    assert location.endswith("/users/" + body["id"])
+    fetched = api.get(location, headers=h)
+    assert fetched.status_code == 200
+    assert fetched.json() == body
+
+    other = new_user(api, h, name="  Dora  ", email="dora@example.com")
+    assert other["id"] != body["id"]
+    assert other["name"] == "Dora"  # trimmed
+
+
+def test_length_limits_are_inclusive(
+    api: TestClient, h: Headers, subtests: pytest.Subtests
+) -> None:
+    for i, (name, password) in enumerate([("n" * 100, "x" * 8), ("N", "y" * 128)]):
+        with subtests.test(name=name, password=password):
+            user = new_user(api, h, name=name, password=password, email=f"u{i}@example.com")
+            assert user["name"] == name
+
+
+def test_the_name_limit_applies_after_trimming(api: TestClient, h: Headers) -> None:
+    # The contract: "name (1-100 chars after trimming)".
+    assert new_user(api, h, name="  " + "m" * 100 + " ")["name"] == "m" * 100
+
+
+def test_the_password_and_its_hash_are_never_returned(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    created = new_user(api, h)
+    [(stored_hash,)] = db_rows(settings, "SELECT password_hash FROM users")
+    for response in (
+        api.get("/users", headers=h),
+        api.get(f"/users/{created['id']}", headers=h),
+        api.put(f"/users/{created['id']}", headers=h, json={"name": "Alicia"}),
+        api.put(f"/users/{created['id']}", headers=h, json={"password": PASSWORD + "!"}),
+    ):
+        assert response.status_code == 200
+        assert_no_secret(response)
+        assert stored_hash not in response.text
+        assert stored_hash.split("$")[-1] not in response.text
+
+
+def test_duplicate_email_is_a_conflict_in_any_case(
+    api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
+) -> None:
+    new_user(api, h, email="alice@example.com")
+    for email in ("alice@example.com", "ALICE@example.com", "Alice@Example.COM"):
+        with subtests.test(email=email):
+            response = api.post(
+                "/users", headers=h, json={"name": "Other", "email": email, "password": PASSWORD}
+            )
+            assert_error(response, 409)
+    assert user_count(settings) == 1
+
+
+LONG_EMAIL = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".com"
+
+BAD_CREATE_BODIES: list[tuple[dict[str, Any], str]] = [
+    ({"id": "user_chosenbyclient"}, "id"),
+    ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
+    ({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at"),
+    ({"admin": True}, "admin"),
+    ({"name": ""}, "name"),
+    ({"name": "   "}, "name"),
+    ({"name": "\t\n"}, "name"),
+    ({"name": "x" * 101}, "name"),
+    ({"name": 42}, "name"),
+    ({"name": None}, "name"),
+    ({"email": "not-an-email"}, "email"),
+    ({"email": "a@"}, "email"),
+    ({"email": "a b@example.com"}, "email"),
+    ({"email": LONG_EMAIL}, "email"),
+    ({"email": ["a@example.com"]}, "email"),
+    ({"password": "x" * 7}, "password"),
+    ({"password": "y" * 129}, "password"),
+    ({"password": ""}, "password"),
+    ({"password": 123456789}, "password"),
+]
+
+
+def test_create_rejects_bad_fields(
+    api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
+) -> None:
+    valid = {"name": "A", "email": "a@example.com", "password": PASSWORD}
+    for change, field in BAD_CREATE_BODIES:
+        with subtests.test(change=change):
+            response = api.post("/users", headers=h, json={**valid, **change})
+            assert_error(response, 400, field)
+    for missing in ("name", "email", "password"):
+        with subtests.test(missing=missing):
+            body = {k: v for k, v in valid.items() if k != missing}
+            assert_error(api.post("/users", headers=h, json=body), 400, missing)
+    assert user_count(settings) == 0
+
+
+def test_a_bad_password_is_not_echoed(
+    api: TestClient, h: Headers, subtests: pytest.Subtests
+) -> None:
+    body = {"name": "A", "email": "a@example.com"}
+    for password in ("tooShrt", "L0ng" * 33, 87654321, None, True):
+        with subtests.test(password=password):
+            response = api.post("/users", headers=h, json={**body, "password": password})
+            assert_error(response, 400, "password")
+            assert str(password) not in response.json()["message"]
+            assert repr(password) not in response.json()["message"]
+
+
+def test_a_bad_password_is_not_logged(
+    api: TestClient, h: Headers, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "tooShrt"
+    with caplog.at_level(logging.DEBUG):
+        response = api.post(
+            "/users", headers=h, json={"name": "A", "email": "a@example.com", "password": secret}
+        )
+    assert response.status_code == 400
+    logged = [record.getMessage() for record in caplog.records]
+    assert all(secret not in line for line in logged), logged
+
+
+def test_create_needs_a_json_object(
+    api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
+) -> None:
+    fields = {"name": "A", "email": "a@example.com", "password": PASSWORD}
+    json_type = {**h, "Content-Type": "application/json"}
+    with subtests.test("text/plain"):
+        plain = {**h, "Content-Type": "text/plain"}
+        assert_error(api.post("/users", headers=plain, content=b'{"name": "A"}'), 415)
+    with subtests.test("form"):
+        assert_error(api.post("/users", headers=h, data=fields), 415)
+    with subtests.test("malformed JSON"):
+        assert_error(api.post("/users", headers=json_type, content=b'{"name": "A",'), 400)
+    with subtests.test("not UTF-8"):
+        assert_error(api.post("/users", headers=json_type, content=b'{"name": "\xff"}'), 400)
+    with subtests.test("array"):
+        assert_error(api.post("/users", headers=h, json=list(fields.values())), 400)
+    with subtests.test("empty body"):
+        assert_error(api.post("/users", headers=json_type, content=b""), 400)
+    with subtests.test("null"):
+        assert_error(api.post("/users", headers=json_type, content=b"null"), 400)
+    assert user_count(settings) == 0
+
+
+def test_concurrent_creates_with_one_email_make_one_user(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    # The TestClient's blocking portal runs each thread's request on the app's event loop,
+    # so these ten requests are in flight at once.
+    def create(i: int) -> int:
+        response = api.post(
+            "/users",
+            headers=h,
+            json={"name": f"Racer {i}", "email": "race@example.com", "password": PASSWORD},
+        )
+        if response.status_code != 201:
+            assert_error(response, 409)
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(pool.map(create, range(10)))
+    assert statuses == [201] + [409] * 9
+    assert user_count(settings) == 1
+
+
+# --- get, update, delete of one user ------------------------------------------------------
+
+
+def test_unknown_user_is_the_seeds_404(
+    api: TestClient, h: Headers, subtests: pytest.Subtests
+) -> None:
+    new_user(api, h)
+    for user_id in ("user_doesnotexist0", "nope", "user_", "user_ABCDEFGHIJKLMNOP"):
+        for method, kwargs in (
+            ("GET", {}),
+            ("PUT", {"json": {"name": "X"}}),
+            ("DELETE", {}),
+        ):
+            with subtests.test(method=method, user_id=user_id):
+                response = api.request(method, f"/users/{user_id}", headers=h, **kwargs)
+                assert response.status_code == 404, response.text
+                assert response.headers["content-type"].startswith("application/json")
+                assert response.json() == NOT_FOUND
+
+
+def test_put_changes_only_the_given_fields(api: TestClient, h: Headers) -> None:
+    created = new_user(api, h)
+    assert "updated_at" not in created
+    assert "updated_at" not in api.get(f"/users/{created['id']}", headers=h).json()
+    assert "updated_at" not in api.get("/users", headers=h).json()[0]
+
+    response = api.put(f"/users/{created['id']}", headers=h, json={"name": "Alice W."})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_user_shape(body, updated=True)
+    assert body["id"] == created["id"]
+    assert body["name"] == "Alice W."
+    assert body["email"] == created["email"]
+    assert body["created_at"] == created["created_at"]
+    assert api.get(f"/users/{created['id']}", headers=h).json() == body
+    assert api.get("/users", headers=h).json() == [body]
+
+    response = api.put(f"/users/{created['id']}", headers=h, json={"email": "alice.w@example.com"})
+    assert response.status_code == 200, response.text
+    again = response.json()
+    assert (again["name"], again["email"]) == ("Alice W.", "alice.w@example.com")
+    assert again["created_at"] == created["created_at"]
+    assert parse_time(again["updated_at"]) >= parse_time(body["updated_at"])
+
+    # The seed's example: both fields at once.
+    both = {"name": "Alice", "email": "alice@example.com"}
+    response = api.put(f"/users/{created['id']}", headers=h, json=both)
+    assert response.status_code == 200, response.text
+    assert {k: response.json()[k] for k in both} == both
+
+
+def test_password_change_is_applied_but_not_visible(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    created = new_user(api, h)
+    [(before,)] = db_rows(settings, "SELECT password_hash FROM users")
+    new_password = "a brand new passphrase"
+    response = api.put(f"/users/{created['id']}", headers=h, json={"password": new_password})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_user_shape(body, updated=True)
+    assert {k: body[k] for k in USER_KEYS} == created
+    assert_no_secret(response, new_password)
+    [(after,)] = db_rows(settings, "SELECT password_hash FROM users")
+    assert after != before
+    assert new_password not in after
+
+
+def test_put_to_another_users_email_is_a_conflict(api: TestClient, h: Headers) -> None:
+    alice = new_user(api, h, email="alice@example.com")
+    bob = new_user(api, h, name="Bob", email="bob@example.com")
+    for email in ("alice@example.com", "ALICE@EXAMPLE.COM"):
+        response = api.put(f"/users/{bob['id']}", headers=h, json={"email": email})
+        assert_error(response, 409)
+    assert api.get(f"/users/{bob['id']}", headers=h).json() == bob
+
+    # One's own address, in another case, is no conflict.
+    response = api.put(f"/users/{alice['id']}", headers=h, json={"email": "Alice@example.com"})
+    assert response.status_code == 200, response.text
+    assert response.json()["email"] == "Alice@example.com"
+
+
+def test_put_rejects_bad_bodies(api: TestClient, h: Headers, subtests: pytest.Subtests) -> None:
+    created = new_user(api, h)
+    url = f"/users/{created['id']}"
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({}, ""),
+        ({"id": "user_somethingelse1"}, "id"),
+        ({"name": "Fine", "created_at": "2020-01-01T00:00:00Z"}, "created_at"),
+        ({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at"),
+        ({"name": "Fine", "role": "admin"}, "role"),
+        ({"name": "   "}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": None}, "name"),
+        ({"email": "not-an-email"}, "email"),
+        ({"email": None}, "email"),
+        ({"password": "x" * 7}, "password"),
+        ({"password": "y" * 129}, "password"),
+    ]
+    for body, field in bad:
+        with subtests.test(body=body):
+            response = api.put(url, headers=h, json=body)
+            assert_error(response, 400, field)
+            if isinstance(body.get("password"), str):
+                assert body["password"] not in response.text
+    with subtests.test("text/plain"):
+        plain = {**h, "Content-Type": "text/plain"}
+        assert_error(api.put(url, headers=plain, content=b'{"name": "X"}'), 415)
+    with subtests.test("malformed JSON"):
+        json_type = {**h, "Content-Type": "application/json"}
+        assert_error(api.put(url, headers=json_type, content=b'{"name": '), 400)
+    assert api.get(url, headers=h).json() == created
+
+
+def test_delete_then_gone(api: TestClient, h: Headers, settings: Settings) -> None:
+    alice = new_user(api, h)
+    bob = new_user(api, h, name="Bob", email="bob@example.com")
+    response = api.delete(f"/users/{alice['id']}", headers=h)
+    assert response.status_code == 204
+    assert response.content == b""
+    assert api.get(f"/users/{alice['id']}", headers=h).json() == NOT_FOUND
+    for method in ("DELETE", "PUT"):
+        again = api.request(method, f"/users/{alice['id']}", headers=h, json={"name": "X"})
+        assert again.status_code == 404
+        assert again.json() == NOT_FOUND
+    assert api.get(f"/users/{bob['id']}", headers=h).json() == bob
+    assert api.get("/users", headers=h).json() == [bob]
+    assert db_rows(settings, "SELECT id FROM users") == [(bob["id"],)]
+
+    # The address is free again.
+    assert new_user(api, h)["id"] != alice["id"]
+
+
+# --- list and paging ----------------------------------------------------------------------
+
+
+def test_list_shape(api: TestClient, h: Headers) -> None:
+    empty = api.get("/users", headers=h)
+    assert empty.status_code == 200
+    assert empty.json() == []
+    assert empty.headers["x-total-count"] == "0"
+    assert "link" not in empty.headers
+
+    alice = new_user(api, h)
+    bob = new_user(api, h, name="Bob The Builder", email="bob@example.com")
+    response = api.get("/users", headers=h)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body == [alice, bob]
+    for user in body:
+        assert_user_shape(user)
+    assert response.headers["x-total-count"] == "2"
+    assert parse_links(response.headers.get("link")) == {}
+    assert_no_secret(response)
+
+
+def test_following_next_links_yields_every_user_once(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    # Created a few at a time (hashing dominates); the expected order comes from the stored
+    # timestamps, which have microseconds where the API's have seconds.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        users = list(
+            pool.map(
+                lambda i: new_user(api, h, name=f"User {i}", email=f"user{i}@example.com"),
+                range(25),
+            )
+        )
+    rows = db_rows(settings, "SELECT created_at, id FROM users")
+    created = [user_id for _, user_id in sorted(rows)]
+    assert set(created) == {user["id"] for user in users}
+
+    default = api.get("/users", headers=h)
+    assert [u["id"] for u in default.json()] == created[:20]  # the default limit is 20
+    assert default.headers["x-total-count"] == "25"
+    assert set(parse_links(default.headers.get("link"))) == {"next"}
+
+    seen: list[str] = []
+    url: str | None = "/users?limit=10"
+    pages: list[str] = []
+    while url is not None:
+        assert len(pages) < 3, "more pages than 25 users at 10 a page need"
+        response = api.get(url, headers=h)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-total-count"] == "25"
+        page = response.json()
+        assert len(page) == (10 if len(pages) < 2 else 5)
+        seen.extend(user["id"] for user in page)
+        links = parse_links(response.headers.get("link"))
+        if pages:
+            assert [u["id"] for u in api.get(links["prev"], headers=h).json()] == [
+                u["id"] for u in api.get(pages[-1], headers=h).json()
+            ]
+        else:
+            assert "prev" not in links
+        pages.append(url)
+        url = links.get("next")
+    assert len(pages) == 3
+    assert seen == created  # every user exactly once, oldest first
+
+
+def test_offset_and_limit(api: TestClient, h: Headers) -> None:
+    ids = [new_user(api, h, email=f"u{i}@example.com")["id"] for i in range(5)]
+    response = api.get("/users?limit=2&offset=1", headers=h)
+    assert [u["id"] for u in response.json()] == ids[1:3]
+    assert response.headers["x-total-count"] == "5"
+    links = parse_links(response.headers.get("link"))
+    assert set(links) == {"next", "prev"}
+    assert [u["id"] for u in api.get(links["next"], headers=h).json()] == ids[3:5]
+    assert [u["id"] for u in api.get(links["prev"], headers=h).json()] == ids[0:2]
+
+    beyond = api.get("/users?offset=10", headers=h)
+    assert beyond.status_code == 200
+    assert beyond.json() == []
+    assert beyond.headers["x-total-count"] == "5"
+    assert "next" not in parse_links(beyond.headers.get("link"))
+
+    last = api.get("/users?limit=100&offset=4", headers=h)
+    assert [u["id"] for u in last.json()] == ids[4:]
+    assert set(parse_links(last.headers.get("link"))) == {"prev"}
+
+    one = api.get("/users?limit=1", headers=h)
+    assert [u["id"] for u in one.json()] == ids[:1]
+
+
+def test_bad_paging_parameters_are_400s(
+    api: TestClient, h: Headers, subtests: pytest.Subtests
+) -> None:
+    for query, parameter in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=1.5", "limit"),
+        ("limit=", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=abc", "offset"),
+        ("page=2", "page"),
+    ]:
+        with subtests.test(query=query):
+            assert_error(api.get(f"/users?{query}", headers=h), 400, parameter)
+    for query in ("limit=1", "limit=100", "offset=0", "limit=20&offset=0"):
+        with subtests.test(query=query):
+            assert api.get(f"/users?{query}", headers=h).status_code == 200
+
+
+# --- who may do what ----------------------------------------------------------------------
+
+
+def test_read_scope_reads_but_does_not_write(
+    api: TestClient, h: Headers, auth: Callable[..., Headers], settings: Settings
+) -> None:
+    alice = new_user(api, h)
+    read = auth("read")
+    assert api.get("/users", headers=read).status_code == 200
+    assert api.get(f"/users/{alice['id']}", headers=read).status_code == 200
+    # A duplicate email is not revealed to a client without write: 403, not 409.
+    body = {"name": "X", "email": "alice@example.com", "password": PASSWORD}
+    assert_error(api.post("/users", headers=read, json=body), 403)
+    assert_error(api.put(f"/users/{alice['id']}", headers=read, json={"name": "X"}), 403)
+    assert_error(api.delete(f"/users/{alice['id']}", headers=read), 403)
+    assert api.get(f"/users/{alice['id']}", headers=h).json() == alice
+    assert user_count(settings) == 1
+
+
+def test_write_scope_alone_does_not_read(
+    api: TestClient, h: Headers, auth: Callable[..., Headers]
+) -> None:
+    alice = new_user(api, h)
+    write = auth("write")
+    assert_error(api.get("/users", headers=write), 403)
+    assert_error(api.get(f"/users/{alice['id']}", headers=write), 403)
+    response = api.put(f"/users/{alice['id']}", headers=write, json={"name": "Alicia"})
+    assert response.status_code == 200
+
+
+def test_every_route_needs_credentials(api: TestClient, subtests: pytest.Subtests) -> None:
+    body = {"name": "A", "email": "a@example.com", "password": PASSWORD}
+    for method, path in [
+        ("GET", "/users"),
+        ("POST", "/users"),
+        ("GET", "/users/user_abcdefghijkl"),
+        ("PUT", "/users/user_abcdefghijkl"),
+        ("DELETE", "/users/user_abcdefghijkl"),
+    ]:
+        with subtests.test(method=method, path=path):
+            kwargs: dict[str, Any] = {"json": body} if method in {"POST", "PUT"} else {}
+            response = api.request(method, path, **kwargs)
+            assert_error(response, 401)
+            assert response.headers["www-authenticate"].startswith("Bearer")

@@ -1,0 +1,186 @@
+"""Every error, from every layer, is JSON of the seed's shape; a crash reveals nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import pytest
+from httpx2 import Response
+from sqlalchemy.exc import OperationalError
+from starlette.testclient import TestClient
+
+import persistence.users
+
+Headers = dict[str, str]
+NEW_USER = {"name": "A", "email": "a@example.com", "password": "password1"}
+SOME_USER = "/users/user_abcdefghijkl"
+
+
+def assert_error_shape(response: Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].split(";")[0].strip() == "application/json"
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "message"}, body
+    assert isinstance(body["error"], str)
+    assert isinstance(body["message"], str)
+    assert body["error"].strip()
+    assert body["message"].strip()
+    return body
+
+
+def allowed(response: Response) -> set[str]:
+    return {method.strip() for method in response.headers["allow"].split(",")}
+
+
+def test_unknown_paths_are_404(
+    api: TestClient, auth: Callable[..., Headers], subtests: pytest.Subtests
+) -> None:
+    h = auth()
+    for method, path in [
+        ("GET", "/nope"),
+        ("GET", "/"),
+        ("GET", "/users/user_abcdefghijkl/orders"),
+        ("POST", "/nope"),
+        ("GET", "/v1/users"),
+        ("GET", "/product"),
+    ]:
+        for headers in ({}, h):
+            with subtests.test(method=method, path=path, authenticated=bool(headers)):
+                assert_error_shape(api.request(method, path, headers=headers), 404)
+
+
+def test_wrong_method_is_405_with_allow(
+    api: TestClient, auth: Callable[..., Headers], subtests: pytest.Subtests
+) -> None:
+    h = auth()
+    for method, path, methods in [
+        ("PATCH", "/users", {"GET", "POST"}),
+        ("DELETE", "/users", {"GET", "POST"}),
+        ("POST", SOME_USER, {"GET", "PUT", "DELETE"}),
+        ("PUT", "/products", {"GET"}),
+        ("DELETE", "/products", {"GET"}),
+        ("GET", "/auth/token", {"POST"}),
+        ("PUT", "/auth/token", {"POST"}),
+    ]:
+        with subtests.test(method=method, path=path):
+            response = api.request(method, path, headers=h)
+            assert_error_shape(response, 405)
+            assert methods <= allowed(response)
+            assert method not in allowed(response)
+
+
+def test_unsupported_media_type_is_415(
+    api: TestClient, auth: Callable[..., Headers], subtests: pytest.Subtests
+) -> None:
+    h = auth()
+    for method, path, content_type, content in [
+        ("POST", "/users", "text/plain", b"hello"),
+        ("POST", "/users", "application/xml", b"<user/>"),
+        ("PUT", SOME_USER, "text/plain", b"hello"),
+        ("POST", "/auth/token", "application/json", b'{"grant_type": "client_credentials"}'),
+        ("POST", "/auth/token", "text/plain", b"grant_type=client_credentials"),
+    ]:
+        with subtests.test(method=method, path=path, content_type=content_type):
+            headers = {**h, "Content-Type": content_type}
+            response = api.request(method, path, headers=headers, content=content)
+            assert_error_shape(response, 415)
+
+
+def test_validation_and_security_errors_share_the_shape(
+    api: TestClient, auth: Callable[..., Headers], subtests: pytest.Subtests
+) -> None:
+    with subtests.test("400"):
+        body = assert_error_shape(api.get("/users?limit=0", headers=auth()), 400)
+        assert "limit" in body["message"]
+    with subtests.test("401"):
+        assert_error_shape(api.get("/users"), 401)
+        assert_error_shape(api.get("/users", headers={"Authorization": "Bearer nope"}), 401)
+    with subtests.test("403"):
+        assert_error_shape(api.post("/users", headers=auth("read"), json=NEW_USER), 403)
+    with subtests.test("404"):
+        assert_error_shape(api.get(SOME_USER, headers=auth()), 404)
+    with subtests.test("409"):
+        h = auth()
+        assert api.post("/users", headers=h, json=NEW_USER).status_code == 201
+        assert_error_shape(api.post("/users", headers=h, json=NEW_USER), 409)
+
+
+def test_token_endpoint_errors_carry_error_description_too(
+    api: TestClient, subtests: pytest.Subtests
+) -> None:
+    for name, data in {
+        "invalid_request": {"client_id": "x"},
+        "unsupported_grant_type": {"grant_type": "password"},
+        "invalid_client": {
+            "grant_type": "client_credentials",
+            "client_id": "x",
+            "client_secret": "y",
+        },
+    }.items():
+        with subtests.test(name):
+            response = api.post("/auth/token", data=data)
+            assert response.status_code in {400, 401}
+            assert response.headers["content-type"].split(";")[0] == "application/json"
+            body = response.json()
+            assert set(body) == {"error", "error_description", "message"}
+            assert body["error"] == name
+            assert body["message"] == body["error_description"]
+
+
+LEAKS = (
+    "secret internals",
+    "/etc/passwd",
+    "RuntimeError",
+    "Traceback",
+    'File "',
+    ".py",
+    "persistence",
+    "SELECT",
+    "password_hash",
+    "sqlite",
+    "disk I/O",
+)
+
+
+def assert_reveals_nothing(response: Response) -> None:
+    assert_error_shape(response, 500)
+    for leak in LEAKS:
+        assert leak.lower() not in response.text.lower(), (leak, response.text)
+
+
+def test_a_crash_is_a_500_that_reveals_nothing(
+    api: TestClient,
+    auth: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = auth()
+
+    async def crash(*args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(persistence.users, "get_user", crash)
+    with caplog.at_level(logging.ERROR):
+        response = api.get(SOME_USER, headers=h)
+    assert_reveals_nothing(response)
+    # "It has been logged", as the message says: the operator gets what the client did not.
+    assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)
+
+    # The rest of the app keeps working.
+    assert api.get("/users", headers=h).status_code == 200
+
+
+def test_a_database_error_reveals_no_sql(
+    api: TestClient, auth: Callable[..., Headers], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> NoReturn:
+        raise OperationalError(
+            "SELECT password_hash FROM users WHERE id = ?",
+            {"id": "user_x"},
+            Exception("disk I/O error in /var/lib/sqlite/storefront.db"),
+        )
+
+    monkeypatch.setattr(persistence.users, "list_users", broken)
+    assert_reveals_nothing(api.get("/users", headers=auth()))

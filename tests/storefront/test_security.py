@@ -1,0 +1,280 @@
+"""storefront.security: tokens, keyed digests, password hashes, and what reaches the database."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from argon2 import PasswordHasher
+from starlette.testclient import TestClient
+
+from storefront import admin
+from storefront.security import (
+    API_KEY_PREFIX,
+    InvalidToken,
+    PasswordHashing,
+    SecretDigester,
+    TokenCodec,
+    new_api_key,
+    new_id,
+    new_secret,
+)
+from storefront.settings import Settings
+
+KEY = b"unit-test-signing-key-0123456789abcdef0123"
+OTHER_KEY = b"another-signing-key-0123456789abcdef012345"
+URLSAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+ARGON2_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
+
+
+def codec(key: bytes = KEY, **changes: Any) -> TokenCodec:
+    options: dict[str, Any] = {"issuer": "iss-a", "audience": "aud-a", "ttl": 3600, **changes}
+    return TokenCodec(key, **options)
+
+
+# --- random values ------------------------------------------------------------------------
+
+
+def test_secrets_keys_and_ids_are_random_and_long_enough() -> None:
+    secrets = {new_secret() for _ in range(50)}
+    assert len(secrets) == 50
+    for secret in secrets:
+        assert URLSAFE.match(secret)
+        assert len(secret) >= 43  # 256 bits in base64url
+
+    keys = {new_api_key() for _ in range(50)}
+    assert len(keys) == 50
+    for key in keys:
+        assert key.startswith(API_KEY_PREFIX)
+        assert API_KEY_PREFIX == "sk_"
+        assert len(key.removeprefix("sk_")) >= 43
+        assert URLSAFE.match(key)
+
+    ids = {new_id("user_") for _ in range(50)}
+    assert len(ids) == 50
+    for user_id in ids:
+        assert re.fullmatch(r"user_[A-Za-z0-9_-]{12,}", user_id)
+
+
+# --- SecretDigester -----------------------------------------------------------------------
+
+
+def test_digest_is_a_keyed_hex_digest_not_the_secret() -> None:
+    digester = SecretDigester(b"pepper-one-0123456789abcdef0123456789")
+    secret = new_secret()
+    digest = digester.digest(secret)
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert secret not in digest
+    assert digest != secret
+    assert digester.digest(secret) == digest  # deterministic, so it can be looked up
+    assert digester.digest(secret + "x") != digest
+    other_pepper = SecretDigester(b"pepper-two-0123456789abcdef0123456789")
+    assert other_pepper.digest(secret) != digest  # keyed: the pepper matters
+    assert re.fullmatch(r"[0-9a-f]{64}", digester.dummy_digest)
+
+
+def test_digest_matches_only_its_secret() -> None:
+    digester = SecretDigester(b"pepper-one-0123456789abcdef0123456789")
+    secret = new_secret()
+    digest = digester.digest(secret)
+    assert digester.matches(secret, digest)
+    assert not digester.matches(secret[:-1], digest)
+    assert not digester.matches(secret.swapcase(), digest)
+    assert not digester.matches("", digest)
+    assert not digester.matches(secret, digester.digest(new_secret()))
+    assert not digester.matches(digest, digest)
+    assert not digester.matches(secret, digester.dummy_digest)
+    assert not SecretDigester(b"pepper-two-0123456789abcdef0123456789").matches(secret, digest)
+
+
+# --- TokenCodec ---------------------------------------------------------------------------
+
+
+def test_token_round_trip() -> None:
+    tokens = codec()
+    issued = tokens.issue(client_id="cli_abc", scopes=["read", "write"])
+    assert issued.expires_in == 3600
+    assert issued.scope == "read write"
+    claims = tokens.verify(issued.access_token)
+    assert claims["sub"] == claims["client_id"] == "cli_abc"
+    assert claims["scope"] == "read write"
+    assert claims["iss"] == "iss-a"
+    assert claims["aud"] == "aud-a"
+    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["jti"]
+    header = jwt.get_unverified_header(issued.access_token)
+    assert header["typ"] == "at+jwt"
+    assert header["alg"] == "HS256"
+    assert header["kid"] == tokens.kid
+
+    second = tokens.issue(client_id="cli_abc", scopes=["read"])
+    assert tokens.verify(second.access_token)["jti"] != claims["jti"]
+    assert second.scope == "read"
+
+
+def test_kid_names_the_key_without_revealing_it() -> None:
+    assert codec().kid == codec().kid
+    assert codec().kid != codec(OTHER_KEY).kid
+    assert codec().kid.encode() not in KEY
+
+
+def test_verify_refuses_tokens_of_another_setup(subtests: pytest.Subtests) -> None:
+    tokens = codec()
+    for name, other in {
+        "another key": codec(OTHER_KEY),
+        "another issuer": codec(issuer="iss-b"),
+        "another audience": codec(audience="aud-b"),
+    }.items():
+        with subtests.test(name):
+            token = other.issue(client_id="cli_abc", scopes=["read"]).access_token
+            with pytest.raises(InvalidToken):
+                tokens.verify(token)
+
+
+def test_verify_refuses_expired_and_malformed_tokens(subtests: pytest.Subtests) -> None:
+    tokens = codec()
+    expired = codec(ttl=-60).issue(client_id="cli_abc", scopes=["read"]).access_token
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify(expired)
+    now = int(time.time())
+    base = {
+        "iss": "iss-a",
+        "sub": "cli_abc",
+        "aud": "aud-a",
+        "exp": now + 60,
+        "iat": now,
+        "jti": "j",
+        "client_id": "cli_abc",
+        "scope": "read",
+    }
+    header = {"typ": "at+jwt", "kid": tokens.kid}
+    assert tokens.verify(jwt.encode(base, KEY, algorithm="HS256", headers=header))  # control
+    for claim in base:
+        with subtests.test(missing=claim):
+            claims = {k: v for k, v in base.items() if k != claim}
+            token = jwt.encode(claims, KEY, algorithm="HS256", headers=header)
+            with pytest.raises(InvalidToken):
+                tokens.verify(token)
+    for name, token in {
+        "typ JWT": jwt.encode(base, KEY, algorithm="HS256", headers={**header, "typ": "JWT"}),
+        "garbage": "not-a-token",
+        "empty": "",
+    }.items():
+        with subtests.test(name), pytest.raises(InvalidToken):
+            tokens.verify(token)
+
+
+# --- PasswordHashing ----------------------------------------------------------------------
+
+
+def test_passwords_are_argon2id_with_owasp_parameters() -> None:
+    hashing = PasswordHashing(concurrency=2)
+    password = "correct horse battery"
+    first = asyncio.run(hashing.hash(password))
+    second = asyncio.run(hashing.hash(password))
+    assert first.startswith(ARGON2_PREFIX)
+    assert password not in first
+    assert first != second  # salted
+    assert PasswordHasher().verify(first, password)
+    assert "19456" in hashing.parameters
+
+
+def test_concurrent_hashes_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    hashing = PasswordHashing(concurrency=2)
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    def slow_hash(password: str) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.03)
+        with lock:
+            running -= 1
+        return "$argon2id$stub"
+
+    class SlowHasher:
+        hash = staticmethod(slow_hash)
+
+    monkeypatch.setattr(hashing, "_hasher", SlowHasher())
+
+    async def burst() -> None:
+        await asyncio.gather(*(hashing.hash(f"password{i}") for i in range(8)))
+
+    asyncio.run(burst())
+    assert running == 0
+    assert 1 <= peak <= 2
+
+
+# --- what is stored -----------------------------------------------------------------------
+
+
+def database_file(settings: Settings) -> Path:
+    return Path(settings.database_url.removeprefix("sqlite:///"))
+
+
+def all_cells(settings: Settings) -> list[str]:
+    with sqlite3.connect(database_file(settings)) as conn:
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        cells = []
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - our own table names
+                cells.extend(str(value) for value in row)
+    return cells
+
+
+def raw_bytes(settings: Settings) -> bytes:
+    path = database_file(settings)
+    files = [path, path.with_name(path.name + "-wal")]
+    return b"".join(f.read_bytes() for f in files if f.exists())
+
+
+def assert_stored_only_as_digest(settings: Settings, secret: str, digester: SecretDigester) -> None:
+    cells = all_cells(settings)
+    assert digester.digest(secret) in cells  # the control: the row is there
+    assert not any(secret in cell for cell in cells)
+    assert secret.encode() not in raw_bytes(settings)
+
+
+def test_client_secrets_and_api_keys_are_stored_only_as_digests(
+    settings: Settings,
+    digester: SecretDigester,
+    make_client: Callable[..., admin.NewClient],
+    make_api_key: Callable[[str], admin.NewApiKey],
+) -> None:
+    client = make_client("read")
+    key = make_api_key(client.client_id)
+    assert key.api_key.startswith("sk_")
+    assert_stored_only_as_digest(settings, client.client_secret, digester)
+    assert_stored_only_as_digest(settings, key.api_key, digester)
+    assert key.api_key.removeprefix("sk_").encode() not in raw_bytes(settings)
+
+
+def test_user_passwords_are_stored_only_as_argon2id(
+    api: TestClient, auth: Callable[..., dict[str, str]], settings: Settings
+) -> None:
+    password = "my very secret passphrase"
+    response = api.post(
+        "/users",
+        headers=auth("read write"),
+        json={"name": "A", "email": "a@example.com", "password": password},
+    )
+    assert response.status_code == 201, response.text
+    with sqlite3.connect(database_file(settings)) as conn:
+        [(stored,)] = conn.execute("SELECT password_hash FROM users").fetchall()
+    assert stored.startswith(ARGON2_PREFIX)
+    assert PasswordHasher().verify(stored, password)
+    assert not any(password in cell for cell in all_cells(settings))
+    assert password.encode() not in raw_bytes(settings)

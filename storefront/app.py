@@ -122,7 +122,6 @@ def create_app(
     app.add_error_handler(HTTPException, problems.http_error)
     app.add_error_handler(405, problems.method_not_allowed(allowed_methods(_parsed_spec())))
     app.add_error_handler(Exception, problems.unexpected_error)
-    app.services = services
     return app
 
 

@@ -581,3 +581,23 @@ def test_every_route_needs_credentials(api: TestClient, subtests: pytest.Subtest
             response = api.request(method, path, **kwargs)
             assert_error(response, 401)
             assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_concurrent_updates_of_one_user_all_succeed_in_order(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    # SQLite writers queue on BEGIN IMMEDIATE; a deferred transaction would fail with
+    # "database is locked" when two read-then-write transactions meet.
+    user = new_user(api, h)
+
+    def rename(i: int) -> tuple[int, str]:
+        response = api.put(f"/users/{user['id']}", headers=h, json={"name": f"Name {i}"})
+        return response.status_code, response.json().get("updated_at", "")
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(rename, range(20)))
+    assert {status for status, _ in results} == {200}
+    final = api.get(f"/users/{user['id']}", headers=h).json()
+    assert final["name"] in {f"Name {i}" for i in range(20)}
+    assert final["updated_at"] == max(stamp for _, stamp in results)
+    assert user_count(settings) == 1

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from storefront import admin
 from storefront.importer import import_file
 from storefront.settings import Settings
+from tests.helpers import assert_error, parse_links
 
 Headers = dict[str, str]
 PRODUCT_KEYS = {"id", "name", "description", "price", "category"}
@@ -92,27 +93,6 @@ def h(auth: Callable[..., Headers]) -> Headers:
 def ids(response: Response) -> list[str]:
     assert response.status_code == 200, response.text
     return [product["id"] for product in response.json()]
-
-
-def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"error", "message"}
-    for word in words:
-        assert word in body["message"], body
-    return body
-
-
-def parse_links(header: str | None) -> dict[str, str]:
-    if not header:
-        return {}
-    links = {}
-    for part in header.split(","):
-        match = re.fullmatch(r'\s*<([^>]*)>\s*;\s*rel="([^"]+)"\s*', part)
-        assert match, f"not an RFC 8288 link: {part!r}"
-        links[match.group(2)] = match.group(1)
-    return links
 
 
 def test_shape_and_types(api: TestClient, h: Headers, catalogue: list[dict[str, Any]]) -> None:

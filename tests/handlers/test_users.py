@@ -19,6 +19,7 @@ from httpx2 import Response
 from starlette.testclient import TestClient
 
 from storefront.settings import Settings
+from tests.helpers import assert_error, parse_links
 
 USER_ID = re.compile(r"^user_[A-Za-z0-9_-]{12,}$")
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -47,20 +48,6 @@ def new_user(
     assert response.status_code == 201, response.text
     user: dict[str, Any] = response.json()
     return user
-
-
-def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"error", "message"}
-    assert isinstance(body["error"], str)
-    assert isinstance(body["message"], str)
-    assert body["error"]
-    assert body["message"]
-    for word in words:
-        assert word in body["message"], body
-    return body
 
 
 def assert_no_secret(response: Response, password: str = PASSWORD) -> None:
@@ -93,18 +80,6 @@ def db_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
 def user_count(settings: Settings) -> int:
     [(count,)] = db_rows(settings, "SELECT count(*) FROM users")
     return int(count)
-
-
-def parse_links(header: str | None) -> dict[str, str]:
-    """RFC 8288 ``<url>; rel="x", <url>; rel="y"`` -> {rel: url}."""
-    if not header:
-        return {}
-    links = {}
-    for part in header.split(","):
-        match = re.fullmatch(r'\s*<([^>]*)>\s*;\s*rel="([^"]+)"\s*', part)
-        assert match, f"not an RFC 8288 link: {part!r}"
-        links[match.group(2)] = match.group(1)
-    return links
 
 
 # --- create -------------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""Assertions the HTTP tests share."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from httpx2 import Response
+
+
+def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:
+    """The contract's error shape, exactly ``{"error", "message"}``; ``words`` in the message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "message"}
+    assert isinstance(body["error"], str)
+    assert isinstance(body["message"], str)
+    assert body["error"]
+    assert body["message"]
+    for word in words:
+        assert word in body["message"], body
+    return body
+
+
+def parse_links(header: str | None) -> dict[str, str]:
+    """RFC 8288 ``<url>; rel="x", <url>; rel="y"`` -> {rel: url}."""
+    if not header:
+        return {}
+    links = {}
+    for part in header.split(","):
+        match = re.fullmatch(r'\s*<([^>]*)>\s*;\s*rel="([^"]+)"\s*', part)
+        assert match, f"not an RFC 8288 link: {part!r}"
+        links[match.group(2)] = match.group(1)
+    return links

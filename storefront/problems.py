@@ -60,7 +60,10 @@ def _oauth_response(exc: OAuthError) -> ConnexionResponse:
 
 
 def _presented_credentials(request: ConnexionRequest) -> bool:
-    return "authorization" in request.headers or "x-api-key" in request.headers
+    """Whether the request carried a bearer token or an API key (RFC 6750 §3.1: with no
+    such credential at all, the challenge carries no error code)."""
+    scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
+    return scheme == "bearer" or "x-api-key" in request.headers
 
 
 def _quote(text: str) -> str:

@@ -313,3 +313,13 @@ def test_keys_and_tokens_of_a_disabled_client_stop_working(
     assert_unauthorized(api.get("/users", headers={"X-API-Key": key}))
     assert_unauthorized(api.get("/users", headers=bearer(key)))
     assert_unauthorized(api.get("/users", headers=bearer(token)))
+
+
+def test_a_basic_header_on_a_bearer_route_gets_a_challenge_without_an_error_code(
+    api: TestClient,
+) -> None:
+    response = api.get("/users", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status_code == 401
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert "error=" not in challenge

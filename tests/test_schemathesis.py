@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from storefront import admin
 from tests.conftest import SCHEMATHESIS_CASES
 
-EXAMPLES_PER_OPERATION = 60
+EXAMPLES_PER_OPERATION = 100
 
 
 @pytest.fixture

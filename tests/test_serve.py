@@ -31,6 +31,7 @@ class Server:
     base: str
     process: subprocess.Popen[str]
     banner: str
+    env: dict[str, str]
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         process.kill()
         pytest.fail("server did not start:\n" + "".join(banner))
     try:
-        yield Server(base, process, "".join(banner))
+        yield Server(base, process, "".join(banner), env)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -111,6 +112,24 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
         }
         assert http.get("/nowhere").json()["error"] == "Not Found"
         assert "server" not in http.get("/users", headers=auth).headers
+
+        # An API key made by the command works against the running server, in both headers.
+        client_id = re.search(r"client_id:\s+(\S+)", server.banner)
+        assert client_id, server.banner
+        made = subprocess.run(
+            [STOREFRONT, "keys", "create", "--client-id", client_id.group(1), "--json"],
+            cwd=tmp_path,
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        api_key = httpx.Response(200, content=made.stdout).json()["api_key"]
+        for headers in ({"X-API-Key": api_key}, {"Authorization": f"Bearer {api_key}"}):
+            assert http.get("/products", headers=headers).status_code == 200
+            refused = http.post("/users", headers={**headers, "Content-Type": "text/plain"})
+            assert refused.status_code == 415  # authenticated, scope write, then the body
 
         ui = http.get("/ui/")
         assert ui.status_code == 200

@@ -48,7 +48,3 @@ class OAuthError(StorefrontError):
         self.code = code
         self.title = code
         self.basic_challenge = basic_challenge
-
-
-class ServiceUnavailable(StorefrontError):
-    title = "Service Unavailable"

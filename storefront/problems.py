@@ -25,7 +25,6 @@ from storefront.errors import (
     InvalidInput,
     NotFound,
     OAuthError,
-    ServiceUnavailable,
     StorefrontError,
 )
 
@@ -35,7 +34,7 @@ logger = logging.getLogger("storefront.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, ServiceUnavailable: 503}
+_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
 
 
 def error_response(
@@ -75,8 +74,7 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, OAuthError):
         return _oauth_response(exc)
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return error_response(status, exc.title, exc.message, headers)
+    return error_response(status, exc.title, exc.message)
 
 
 def _message(status: int, detail: Any) -> str:

@@ -43,7 +43,7 @@ def test_every_error_response_uses_the_error_schema(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
     errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
-    assert {"429", "500"} <= set(errors), f"{method} {path} must declare 429 and 500"
+    assert {"429", "500", "503"} <= set(errors), f"{method} {path} must declare 429, 500, 503"
     for code, response in errors.items():
         schema = _resolve(response)["content"]["application/json"]["schema"]
         assert schema["$ref"] in ERROR_SCHEMAS, f"{method} {path} {code}"

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import pytest
 from httpx2 import Response
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.testclient import TestClient
 
 import persistence.users
@@ -184,3 +185,30 @@ def test_a_database_error_reveals_no_sql(
 
     monkeypatch.setattr(persistence.users, "list_users", broken)
     assert_reveals_nothing(api.get("/users", headers=auth()))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionRefusedError("connect to 10.0.0.5:5432 refused"),
+        SQLAlchemyTimeout("QueuePool limit of size 5 overflow 10 reached"),
+    ],
+    ids=["refused", "pool-timeout"],
+)
+def test_an_unreachable_database_is_a_503_to_retry(
+    api: TestClient,
+    auth: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    headers = auth("read")
+
+    async def unreachable(*_: object, **__: object) -> NoReturn:
+        raise failure
+
+    monkeypatch.setattr(persistence.users, "list_users", unreachable)
+    response = api.get("/users", headers=headers)
+    body = assert_error_shape(response, 503)
+    assert response.headers["Retry-After"] == "1"
+    assert "retry" in body["message"]
+    assert str(failure) not in response.text

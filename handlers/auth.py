@@ -19,7 +19,11 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
         client_secret=body.get("client_secret"),
     )
     token = await client_credentials_grant(
-        services(), grant_type=body.get("grant_type"), creds=creds, scope=body.get("scope")
+        services(),
+        request.scope,
+        grant_type=body.get("grant_type"),
+        creds=creds,
+        scope=body.get("scope"),
     )
     return (
         {

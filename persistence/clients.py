@@ -49,10 +49,24 @@ async def find_client_by_name(session: AsyncSession, *, name: str) -> Client | N
     return await session.scalar(select(Client).where(Client.name == name).limit(1))
 
 
-async def is_client_active(session: AsyncSession, *, client_id: str) -> bool:
-    disabled = await session.execute(select(Client.disabled_at).where(Client.id == client_id))
-    row = disabled.first()
-    return row is not None and row[0] is None
+async def active_client_limit(session: AsyncSession, *, client_id: str) -> tuple[bool, str | None]:
+    """Whether the client exists and is enabled, and its own rate limit (None: the default)."""
+    row = (
+        await session.execute(
+            select(Client.disabled_at, Client.rate_limit).where(Client.id == client_id)
+        )
+    ).first()
+    if row is None:
+        return False, None
+    return row[0] is None, row[1]
+
+
+async def set_rate_limit(session: AsyncSession, *, client_id: str, rate_limit: str | None) -> None:
+    result = await session.execute(
+        update(Client).where(Client.id == client_id).values(rate_limit=rate_limit)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise ClientNotFound(client_id)
 
 
 async def set_client_secret(session: AsyncSession, *, client_id: str, secret_digest: str) -> None:

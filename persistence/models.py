@@ -102,6 +102,8 @@ class Client(Base):
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: This client's own rate limit ("500/minute"); None means STOREFRONT_RATE_LIMIT.
+    rate_limit: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ApiKey(Base):

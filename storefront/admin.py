@@ -18,10 +18,12 @@ from persistence import clients
 from persistence.db import Database
 from persistence.models import Client
 from storefront.errors import InvalidInput
+from storefront.ratelimit import parse_limit
 from storefront.security import SecretDigester, new_api_key, new_secret
 from storefront.settings import Settings
 
 KNOWN_SCOPES = ("read", "write")
+RATE_LIMIT_MAX = 32  # the width of clients.rate_limit
 T = TypeVar("T")
 
 
@@ -48,6 +50,17 @@ def parse_scopes(text: str) -> list[str]:
             f"scopes must be a non-empty subset of {' '.join(KNOWN_SCOPES)}; got {text!r}"
         )
     return scopes
+
+
+def parse_rate_limit(text: str) -> str:
+    """A limit in the ``limits`` syntax ("500/minute", "10 per second"), as given."""
+    try:
+        parse_limit(text)
+    except ValueError:
+        raise InvalidInput(f"not a rate limit like '500/minute': {text!r}") from None
+    if len(text) > RATE_LIMIT_MAX:
+        raise InvalidInput(f"a rate limit is at most {RATE_LIMIT_MAX} characters: {text!r}")
+    return text
 
 
 @asynccontextmanager

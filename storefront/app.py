@@ -13,12 +13,14 @@ from typing import Any
 import connexion
 import yaml
 from connexion.exceptions import ProblemException
+from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
 from persistence.db import Database
 from storefront import problems
 from storefront.errors import StorefrontError
+from storefront.ratelimit import Limiter, RateLimitHeaders
 from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.services import Services
 from storefront.settings import Settings, jwt_signing_key, load_settings, secret_pepper
@@ -83,6 +85,7 @@ def build_services(settings: Settings) -> Services:
         ),
         digester=SecretDigester(secret_pepper(settings)),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
+        limiter=Limiter.from_settings(settings),
         required_scopes=oauth_scopes_by_operation(_parsed_spec()),
     )
 
@@ -99,6 +102,7 @@ def create_app(
         try:
             yield {"services": services}
         finally:
+            await services.limiter.close()
             await services.db.dispose()
 
     app = connexion.AsyncApp(__name__, lifespan=lifespan)
@@ -117,6 +121,8 @@ def create_app(
             swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
         ),
     )
+    # Outside Connexion's exception middleware, so that error responses get the headers too.
+    app.add_middleware(RateLimitHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_error_handler(StorefrontError, problems.storefront_error)
     app.add_error_handler(ProblemException, problems.http_error)
     app.add_error_handler(HTTPException, problems.http_error)

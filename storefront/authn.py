@@ -13,17 +13,24 @@ from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.lifecycle import ConnexionRequest
 
 from persistence import clients
+from storefront.ratelimit import charge
 from storefront.security import API_KEY_PREFIX, InvalidToken
 from storefront.services import Services, from_scope
 
 
-async def _from_api_key(services: Services, api_key: str) -> dict[str, Any]:
+async def _from_api_key(
+    services: Services, request: ConnexionRequest, api_key: str
+) -> dict[str, Any]:
     digest = services.digester.digest(api_key)
     async with services.db.unit_of_work() as session:
         found = await clients.find_active_key(session, digest=digest)
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     key, client = found
+    # Each API key has its own budget (the seed: "per API key").
+    await charge(
+        services.limiter, request.scope, kind="key", ident=key.id, override=client.rate_limit
+    )
     return {"sub": client.id, "scope": client.scopes.split(), "key_id": key.id}
 
 
@@ -38,16 +45,20 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     _one_credential(request)
     services = from_scope(request.scope)
     if token.startswith(API_KEY_PREFIX):
-        return await _from_api_key(services, token)
+        return await _from_api_key(services, request, token)
     try:
         claims = services.tokens.verify(token)
     except InvalidToken as exc:
         raise OAuthProblem(detail=str(exc)) from None
     # Checked on every request so that disabling a client takes effect at once.
     async with services.db.unit_of_work() as session:
-        active = await clients.is_client_active(session, client_id=claims["sub"])
+        active, own_limit = await clients.active_client_limit(session, client_id=claims["sub"])
     if not active:
         raise OAuthProblem(detail="The client of this access token is disabled.")
+    # All of a client's tokens share one budget, so minting more tokens buys nothing.
+    await charge(
+        services.limiter, request.scope, kind="client", ident=claims["sub"], override=own_limit
+    )
     return {"sub": claims["sub"], "scope": claims["scope"].split(), "key_id": None}
 
 
@@ -60,7 +71,7 @@ async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any
     services = from_scope(request.scope)
     if not api_key.startswith(API_KEY_PREFIX):
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
-    info = await _from_api_key(services, api_key)
+    info = await _from_api_key(services, request, api_key)
     operation_id = request.scope["extensions"]["connexion_routing"]["operation_id"]
     required = services.required_scopes.get(operation_id, [])
     if not validate_scope(required, info["scope"]):

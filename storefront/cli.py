@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON")
     disable = clients.add_parser("disable", help="disable a client; its tokens stop working")
     disable.add_argument("client_id", metavar="ID")
+    set_limit = clients.add_parser(
+        "set-limit", help="give a client its own rate limit, or 'default' for the server's"
+    )
+    set_limit.add_argument("client_id", metavar="ID")
+    set_limit.add_argument("limit", metavar="LIMIT", help='e.g. "500/minute", or "default"')
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -83,6 +88,13 @@ def _print_json(data: Any) -> None:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
+
+    if args.workers > 1 and settings.rate_limit_storage_url.startswith("memory"):
+        # Each worker would count on its own: the budget would silently become N times larger.
+        raise SettingsError(
+            f"--workers {args.workers} needs a shared rate-limit store: set "
+            "STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://host:6379 (or run one worker)"
+        )
 
     from storefront.importer import import_file
 
@@ -149,6 +161,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                 "scopes": c.scopes,
                 "created_at": c.created_at.isoformat(),
                 "disabled": c.disabled_at is not None,
+                "rate_limit": c.rate_limit,
             }
             for c in admin.run(settings, admin.list_clients)
         ]
@@ -157,10 +170,21 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         else:
             for row in rows:
                 state = "disabled" if row["disabled"] else "active"
-                print(f"{row['client_id']}  {state:8}  {row['scopes']:11}  {row['name']}")
+                limit = row["rate_limit"] or "default"
+                print(
+                    f"{row['client_id']}  {state:8}  {row['scopes']:11}  {limit:12}  {row['name']}"
+                )
     elif command == ("clients", "disable"):
         admin.run(settings, lambda s: clients_repo.disable_client(s, client_id=args.client_id))
         print(f"client {args.client_id} disabled")
+    elif command == ("clients", "set-limit"):
+        own = None if args.limit == "default" else admin.parse_rate_limit(args.limit)
+        admin.run(
+            settings,
+            lambda s: clients_repo.set_rate_limit(s, client_id=args.client_id, rate_limit=own),
+        )
+        shown = own or f"the default ({settings.rate_limit})"
+        print(f"client {args.client_id}: rate limit {shown}")
     elif command == ("keys", "create"):
         key = admin.run(
             settings, lambda s: admin.create_api_key(s, digester, client_id=args.client_id)

@@ -43,8 +43,36 @@ class EmailTaken(Conflict):
 class OAuthError(StorefrontError):
     """An RFC 6749 §5.2 error of the token endpoint; ``code`` is the RFC's error code."""
 
-    def __init__(self, code: str, description: str, *, basic_challenge: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        description: str,
+        *,
+        basic_challenge: bool = False,
+        client_id: str | None = None,
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.title = code
         self.basic_challenge = basic_challenge
+        #: The client id the caller claimed, for counting failed authentications.
+        self.client_id = client_id
+
+
+class RateLimited(StorefrontError):
+    """A budget is spent; ``retry_after`` is whole seconds until it resets."""
+
+    title = "Too Many Requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitUnavailable(StorefrontError):
+    """The rate-limit store cannot be reached and the server is set to fail closed."""
+
+    title = "Service Unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("Rate limiting is temporarily unavailable; please retry shortly.")

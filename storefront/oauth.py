@@ -7,8 +7,11 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from starlette.types import Scope
+
 from persistence import clients
 from storefront.errors import OAuthError
+from storefront.ratelimit import charge, client_ip, remember
 from storefront.security import IssuedToken
 from storefront.services import Services
 
@@ -64,7 +67,12 @@ def credentials(
 
 
 async def client_credentials_grant(
-    svc: Services, *, grant_type: str | None, creds: ClientCredentials, scope: str | None
+    svc: Services,
+    asgi_scope: Scope,
+    *,
+    grant_type: str | None,
+    creds: ClientCredentials,
+    scope: str | None,
 ) -> IssuedToken:
     if grant_type is None:
         raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
@@ -72,11 +80,20 @@ async def client_credentials_grant(
         raise OAuthError(
             "unsupported_grant_type", f"Only the '{GRANT_TYPE}' grant type is supported."
         )
+    # A source over its failure budget is refused before its secret is looked at: answering
+    # 401 or 200 would keep it guessing at line speed.
+    over = await svc.limiter.failures(
+        ip=client_ip(asgi_scope), client_id=creds.client_id, record=False
+    )
+    if over is not None and not over.allowed:
+        remember(asgi_scope, over)
+        raise over.refusal()
     if not creds.client_id or creds.client_secret is None:
         raise OAuthError(
             "invalid_client",
             "Client authentication is required: send client_id and client_secret.",
             basic_challenge=creds.basic,
+            client_id=creds.client_id,
         )
     async with svc.db.unit_of_work() as session:
         client = await clients.find_client(session, client_id=creds.client_id)
@@ -86,7 +103,10 @@ async def client_credentials_grant(
     secret_ok = svc.digester.matches(creds.client_secret, digest)
     if client is None or not secret_ok or client.disabled_at is not None:
         raise OAuthError(
-            "invalid_client", "Client authentication failed.", basic_challenge=creds.basic
+            "invalid_client",
+            "Client authentication failed.",
+            basic_challenge=creds.basic,
+            client_id=creds.client_id,
         )
     allowed = client.scopes.split()
     requested = scope.split() if scope else allowed
@@ -96,6 +116,10 @@ async def client_credentials_grant(
             "invalid_scope",
             f"The requested scope exceeds the client's scopes: {' '.join(excess)}.",
         )
+    # A token request spends the client's own budget, like any request of its tokens.
+    await charge(
+        svc.limiter, asgi_scope, kind="client", ident=client.id, override=client.rate_limit
+    )
     # Keep the client's order so that "write read" and "read write" grant the same string.
     granted = [s for s in allowed if s in requested]
     return svc.tokens.issue(client_id=client.id, scopes=granted)

@@ -25,8 +25,12 @@ from storefront.errors import (
     InvalidInput,
     NotFound,
     OAuthError,
+    RateLimited,
+    RateLimitUnavailable,
     StorefrontError,
 )
+from storefront.ratelimit import client_ip, remember
+from storefront.services import Services
 
 logger = logging.getLogger("storefront.errors")
 
@@ -69,10 +73,42 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+async def _failed_authentication(
+    request: ConnexionRequest, client_id: str | None
+) -> ConnexionResponse | None:
+    """Count a failed authentication against its source; a 429 once the source is over budget.
+
+    Done here because this is the one place every failure passes: Connexion raises "no
+    credentials" itself, the security functions raise bad ones, the token endpoint its own.
+    """
+    services: Services | None = request.scope.get("state", {}).get("services")
+    if services is None:
+        return None
+    decision = await services.limiter.failures(
+        ip=client_ip(request.scope), client_id=client_id, record=True
+    )
+    remember(request.scope, decision)
+    if decision is not None and not decision.allowed:
+        return _rate_limited(decision.refusal())
+    return None
+
+
+def _rate_limited(exc: RateLimited) -> ConnexionResponse:
+    return error_response(429, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
+
+
 async def storefront_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, StorefrontError)
     if isinstance(exc, OAuthError):
+        if exc.code == "invalid_client":
+            limited = await _failed_authentication(request, exc.client_id)
+            if limited is not None:
+                return limited
         return _oauth_response(exc)
+    if isinstance(exc, RateLimited):
+        return _rate_limited(exc)
+    if isinstance(exc, RateLimitUnavailable):
+        return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
     return error_response(status, exc.title, exc.message)
 
@@ -101,6 +137,9 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
     if status == 400 and request.url.path == TOKEN_PATH:
         return _oauth_response(OAuthError("invalid_request", message))
     if status == 401:
+        limited = await _failed_authentication(request, None)
+        if limited is not None:
+            return limited
         challenge = f"Bearer {REALM}"
         if _presented_credentials(request):
             challenge += f', error="invalid_token", error_description="{_quote(message)}"'

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from persistence.db import Database
+from storefront.ratelimit import Limiter
 from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.settings import Settings
 
@@ -17,6 +18,7 @@ class Services:
     tokens: TokenCodec
     digester: SecretDigester
     passwords: PasswordHashing
+    limiter: Limiter
     #: operationId -> the OAuth2 scopes it requires, read from the spec; API keys obey them too.
     required_scopes: dict[str, list[str]] = field(default_factory=dict)
 

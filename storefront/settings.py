@@ -6,7 +6,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     rate_limit: str = "100/minute"
     auth_failure_limit: str = "60/minute"
     rate_limit_storage_url: str = "memory://"
+    #: fixed-window (default: the seed's "current window" headers, one atomic INCR per
+    #: request), moving-window (no boundary bursts, O(limit) memory per key) or
+    #: sliding-window-counter (approximate, cheap, smooth).
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = (
+        "fixed-window"
+    )
+    #: When the rate-limit store (Redis) is unreachable: serve unlimited and log a warning
+    #: (true), or answer 503 (false).
+    rate_limit_fail_open: bool = True
+    #: Prefix of every rate-limit key, so that deployments (or test runs) sharing one Redis
+    #: never see each other's counts.
+    rate_limit_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "storefront"
 
     jwt_secret: SecretStr | None = None
     pepper: SecretStr | None = None

@@ -52,6 +52,9 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
         jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
         pepper=PEPPER,  # type: ignore[arg-type]
         validate_responses=True,
+        # Budgets far beyond what a test spends; tests/storefront/test_ratelimit.py sets its own.
+        rate_limit="1000000/minute",
+        auth_failure_limit="1000000/minute",
     )
 
 

@@ -11,6 +11,13 @@ from openapi_spec_validator.readers import read_from_filename
 from storefront.app import HTTP_METHODS, load_spec, spec_path
 
 SPEC = load_spec()
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+}
 ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OAuthError"}
 
 
@@ -47,6 +54,16 @@ def test_every_error_response_uses_the_error_schema(
     for code, response in errors.items():
         schema = _resolve(response)["content"]["application/json"]["schema"]
         assert schema["$ref"] in ERROR_SCHEMAS, f"{method} {path} {code}"
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+def test_every_response_declares_the_rate_limit_headers(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    for code, response in operation["responses"].items():
+        headers = _resolve(response).get("headers", {})
+        assert set(headers) >= RATE_LIMIT_HEADERS, f"{method} {path} {code}"
+        assert not any(_resolve(headers[h]).get("required") for h in RATE_LIMIT_HEADERS)
 
 
 @pytest.mark.parametrize(("method", "path", "operation"), _operations())

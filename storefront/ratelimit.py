@@ -1,0 +1,283 @@
+"""Rate limiting on ``limits``: a budget per API key or OAuth client, and one for failures.
+
+``Limiter`` owns the storage (chosen by URI: ``memory://`` or ``redis://…``) and the strategy.
+The security functions charge identified callers; the token endpoint charges clients and
+records failed authentications; ``RateLimitHeaders`` (an outer ASGI middleware) writes the
+outcome into every response as ``X-RateLimit-*`` and the IETF ``RateLimit`` fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal, TypeVar, cast
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import Storage as AsyncStorage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+from redis.asyncio import ConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from storefront.errors import RateLimited, RateLimitUnavailable
+from storefront.settings import Settings
+
+logger = logging.getLogger("storefront.ratelimit")
+
+STRATEGIES: dict[str, type[RateLimiter]] = {
+    "fixed-window": FixedWindowRateLimiter,
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+}
+#: Where a request's decision travels from the security layer to the response headers. The
+#: slot object survives Connexion's shallow copies of the scope.
+SCOPE_KEY = "storefront.ratelimit"
+#: Seconds a Redis call may take before the store counts as unreachable.
+STORE_TIMEOUT = 0.5
+#: Seconds to leave an unreachable store alone before trying it again.
+RETRY_STORE_AFTER = 5
+T = TypeVar("T")
+
+Policy = Literal["default", "client", "auth-failures"]
+
+
+@lru_cache(maxsize=256)
+def parse_limit(text: str) -> RateLimitItem:
+    return parse(text)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    policy: Policy
+    limit: int
+    window: int
+    remaining: int
+    reset: float
+
+    def seconds_left(self, now: float | None = None) -> int:
+        """Whole seconds until the window resets: never earlier than the reset itself."""
+        return max(0, math.ceil(self.reset - (time.time() if now is None else now)))
+
+    def headers(self) -> dict[str, str]:
+        left = self.seconds_left()
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset)),
+            "RateLimit-Policy": f'"{self.policy}";q={self.limit};w={self.window}',
+            "RateLimit": f'"{self.policy}";r={self.remaining};t={left}',
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, left))
+        return headers
+
+    def refusal(self) -> RateLimited:
+        retry = max(1, self.seconds_left())
+        what = (
+            "failed authentications from this address"
+            if self.policy == "auth-failures"
+            else "requests"
+        )
+        return RateLimited(
+            f"Rate limit exceeded: at most {self.limit} {what} per {self.window} seconds. "
+            f"Retry in {retry} seconds.",
+            retry_after=retry,
+        )
+
+
+class Slot:
+    """The decision that applies to the response of one request."""
+
+    __slots__ = ("decision",)
+
+    def __init__(self) -> None:
+        self.decision: Decision | None = None
+
+
+def slot(scope: Scope) -> Slot | None:
+    found: Slot | None = scope.get(SCOPE_KEY)
+    return found
+
+
+class Limiter:
+    def __init__(
+        self,
+        *,
+        storage_url: str,
+        strategy: str,
+        default_limit: str,
+        auth_failure_limit: str,
+        key_prefix: str,
+        fail_open: bool,
+    ) -> None:
+        self.shared = not storage_url.startswith("memory")
+        options: dict[str, Any] = {}
+        self._pool: ConnectionPool | None = None
+        if self.shared:
+            # Our own pool, so that shutdown can close its connections (limits has no close()).
+            self._pool = ConnectionPool.from_url(
+                storage_url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT
+            )
+            options = {
+                "wrap_exceptions": True,
+                "key_prefix": key_prefix,
+                "implementation": "redispy",
+                "connection_pool": self._pool,
+            }
+        # "async+" picks the asyncio flavour of the storage named by the URL.
+        self.storage = cast(AsyncStorage, storage_from_string(f"async+{storage_url}", **options))
+        self.strategy = STRATEGIES[strategy](self.storage)
+        self.default_limit = parse_limit(default_limit)
+        self.failure_limit = parse_limit(auth_failure_limit)
+        self.key_prefix = key_prefix
+        self.fail_open = fail_open
+        self._down_until = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limiter:
+        return cls(
+            storage_url=settings.rate_limit_storage_url,
+            strategy=settings.rate_limit_strategy,
+            default_limit=settings.rate_limit,
+            auth_failure_limit=settings.auth_failure_limit,
+            key_prefix=settings.rate_limit_key_prefix,
+            fail_open=settings.rate_limit_fail_open,
+        )
+
+    def _unavailable(self) -> None:
+        if not self.fail_open:
+            raise RateLimitUnavailable()
+
+    async def _guard(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a storage call; on an unreachable store, fail open (None) or closed (503).
+
+        After a failure the store is left alone for a few seconds, so that a blackholed Redis
+        costs each request nothing rather than a timeout per call.
+        """
+        if time.monotonic() < self._down_until:
+            self._unavailable()
+            return None
+        try:
+            return await call()
+        except (StorageError, ConnectionError, TimeoutError, OSError) as exc:
+            self._down_until = time.monotonic() + RETRY_STORE_AFTER
+            logger.warning(
+                "rate-limit store unreachable (%s); %s for %d s",
+                type(getattr(exc, "storage_error", exc)).__name__,
+                "serving without limits" if self.fail_open else "answering 503",
+                RETRY_STORE_AFTER,
+            )
+            self._unavailable()
+            return None
+
+    async def _decide(
+        self, item: RateLimitItem, policy: Policy, *identifiers: str, consume: bool
+    ) -> Decision | None:
+        async def call() -> Decision:
+            ids = (self.key_prefix, *identifiers)
+            if consume:
+                allowed = await self.strategy.hit(item, *ids)
+            else:
+                allowed = await self.strategy.test(item, *ids)
+            stats = await self.strategy.get_window_stats(item, *ids)
+            return Decision(
+                allowed=allowed,
+                policy=policy,
+                limit=item.amount,
+                window=item.get_expiry(),
+                remaining=stats.remaining,
+                reset=stats.reset_time,
+            )
+
+        return await self._guard(call)
+
+    async def charge(self, *, kind: str, ident: str, override: str | None) -> Decision | None:
+        """Count one request of an identified caller (``kind`` "key" or "client")."""
+        item = parse_limit(override) if override else self.default_limit
+        return await self._decide(
+            item, "client" if override else "default", kind, ident, consume=True
+        )
+
+    async def failures(self, *, ip: str, client_id: str | None, record: bool) -> Decision | None:
+        """The failed-authentication budgets of this address, and of (address, client id).
+
+        With ``record`` a failure is counted; without, the budgets are only looked at. The
+        most depleted of the two is returned.
+        """
+        keys = [("auth-fail-ip", ip)]
+        if client_id:
+            keys.append(("auth-fail-client", f"{ip}|{client_id}"))
+        decisions = []
+        for key in keys:
+            decision = await self._decide(self.failure_limit, "auth-failures", *key, consume=record)
+            if decision is not None:
+                decisions.append(decision)
+        if not decisions:
+            return None
+        return min(decisions, key=lambda d: (d.allowed, d.remaining))
+
+    async def check(self) -> bool:
+        return bool(await self._guard(self.storage.check))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+
+async def charge(
+    limiter: Limiter, scope: Scope, *, kind: str, ident: str, override: str | None
+) -> None:
+    """Charge an identified caller's budget; its headers go on the response, or a 429."""
+    decision = await limiter.charge(kind=kind, ident=ident, override=override)
+    remember(scope, decision)
+    if decision is not None and not decision.allowed:
+        raise decision.refusal()
+
+
+def remember(scope: Scope, decision: Decision | None) -> None:
+    holder = slot(scope)
+    if holder is not None and decision is not None:
+        holder.decision = decision
+
+
+def client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class RateLimitHeaders:
+    """Outermost middleware: gives each request a slot, and writes its decision as headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder = Slot()
+        scope[SCOPE_KEY] = holder
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and holder.decision is not None:
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [
+                    (name.lower().encode(), value.encode())
+                    for name, value in holder.decision.headers().items()
+                    if name.lower().encode() not in present
+                ]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

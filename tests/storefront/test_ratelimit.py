@@ -1,0 +1,281 @@
+"""Rate limiting, the same tests on every store: in memory, and the Redis on 127.0.0.1:6379.
+
+Each test runs on its own key prefix, so runs sharing one Redis never see each other's counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from httpx2 import Response
+from starlette.testclient import TestClient
+
+from persistence import clients
+from storefront import admin
+from storefront.app import create_app
+from storefront.errors import InvalidInput
+from storefront.settings import Settings
+
+REDIS_URL = "redis://127.0.0.1:6379"
+HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def _redis_up() -> bool:
+    import redis
+
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5) as connection:
+            return bool(connection.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis" and not _redis_up():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}; .ci/run should start it")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return "memory://" if request.param == "memory" else REDIS_URL
+
+
+Configure = Callable[..., TestClient]
+
+
+@pytest.fixture
+def limited(settings: Settings, store: str) -> Iterator[Configure]:
+    """``limited(rate_limit=..., ...)`` -> a client of an app with those rate-limit settings."""
+    opened: list[TestClient] = []
+
+    def configure(**changes: Any) -> TestClient:
+        changes = {
+            "rate_limit_storage_url": store,
+            "rate_limit_key_prefix": f"test-{uuid.uuid4().hex}",
+            "rate_limit": "100/minute",
+            "auth_failure_limit": "60/minute",
+            **changes,
+        }
+        client = TestClient(create_app(settings.model_copy(update=changes)), **_address(changes))
+        opened.append(client)
+        return client.__enter__()
+
+    yield configure
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def _address(changes: dict[str, Any]) -> dict[str, Any]:
+    address = changes.pop("client_address", None)
+    return {"client": (address, 50000)} if address else {}
+
+
+def form(client: admin.NewClient, secret: str | None = None) -> dict[str, str]:
+    return {
+        "grant_type": "client_credentials",
+        "client_id": client.client_id,
+        "client_secret": secret or client.client_secret,
+    }
+
+
+def token(api: TestClient, client: admin.NewClient) -> dict[str, str]:
+    response = api.post("/auth/token", data=form(client))
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def assert_limit_headers(response: Response, *, limit: int, remaining: int) -> None:
+    assert response.headers["X-RateLimit-Limit"] == str(limit)
+    assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+    reset = int(response.headers["X-RateLimit-Reset"])
+    assert time.time() - 1 <= reset <= time.time() + 61
+    policy = response.headers["RateLimit-Policy"]
+    assert re.fullmatch(rf'"(default|client|auth-failures)";q={limit};w=\d+', policy), policy
+    field = re.fullmatch(r'"[a-z-]+";r=(\d+);t=(\d+)', response.headers["RateLimit"])
+    assert field, response.headers["RateLimit"]
+    assert int(field.group(1)) == remaining
+
+
+def assert_429(response: Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"] == "Too Many Requests"
+    assert set(response.json()) == {"error", "message"}
+    retry_after = int(response.headers["Retry-After"])
+    # Never earlier than the reset the other headers announce.
+    assert time.time() + retry_after >= int(response.headers["X-RateLimit-Reset"]) - 1
+    assert retry_after >= 1
+
+
+def test_a_fresh_key_gets_exactly_100_requests_then_429(
+    limited: Configure, make_client: Callable[..., admin.NewClient], make_api_key: Any
+) -> None:
+    api = limited()
+    key = {"X-API-Key": make_api_key(make_client("read").client_id).api_key}
+    for n in range(100):
+        response = api.get("/products", headers=key)
+        assert response.status_code == 200, (n, response.text)
+        assert_limit_headers(response, limit=100, remaining=99 - n)
+    refused = api.get("/products", headers=key)
+    assert_429(refused)
+    assert_limit_headers(refused, limit=100, remaining=0)
+    assert refused.headers["RateLimit-Policy"] == '"default";q=100;w=60'
+
+
+def test_tokens_of_one_client_share_one_budget_and_token_requests_count(
+    limited: Configure, make_client: Callable[..., admin.NewClient]
+) -> None:
+    api = limited(rate_limit="6/minute")
+    client, other = make_client("read"), make_client("read")
+    first, second = token(api, client), token(api, client)  # 2 of 6
+    for headers in (first, second, first, second):  # 6 of 6
+        assert api.get("/users", headers=headers).status_code == 200
+    assert_429(api.get("/users", headers=second))
+    assert_429(api.post("/auth/token", data=form(client)))  # minting more buys nothing
+    assert api.get("/users", headers=token(api, other)).status_code == 200
+
+
+def test_each_api_key_has_its_own_budget(
+    limited: Configure, make_client: Callable[..., admin.NewClient], make_api_key: Any
+) -> None:
+    api = limited(rate_limit="3/minute")
+    client_id = make_client("read").client_id
+    one = {"Authorization": f"Bearer {make_api_key(client_id).api_key}"}
+    two = {"X-API-Key": make_api_key(client_id).api_key}
+    for _ in range(3):
+        assert api.get("/products", headers=one).status_code == 200
+    assert_429(api.get("/products", headers=one))
+    assert api.get("/products", headers=two).status_code == 200
+
+
+def test_every_response_to_an_identified_caller_carries_the_headers(
+    limited: Configure, make_client: Callable[..., admin.NewClient]
+) -> None:
+    api = limited()
+    reader = token(api, make_client("read"))  # 1 of 100
+    cases = [
+        (api.get("/users", headers=reader), 200),
+        (api.get("/users/user_nobody", headers=reader), 404),
+        (api.get("/users", params={"limit": 0}, headers=reader), 400),
+        (api.post("/users", headers=reader, json={}), 403),
+    ]
+    for remaining, (response, status) in enumerate(cases, start=1):
+        assert response.status_code == status, response.text
+        assert_limit_headers(response, limit=100, remaining=99 - remaining)
+
+
+def test_a_client_can_have_its_own_limit(
+    limited: Configure,
+    settings: Settings,
+    make_client: Callable[..., admin.NewClient],
+) -> None:
+    api = limited()
+    client = make_client("read")
+    admin.run(
+        settings,
+        lambda s: clients.set_rate_limit(s, client_id=client.client_id, rate_limit="2/minute"),
+    )
+    headers = token(api, client)  # 1 of 2
+    response = api.get("/users", headers=headers)  # 2 of 2
+    assert response.headers["RateLimit-Policy"] == '"client";q=2;w=60'
+    assert_429(api.get("/users", headers=headers))
+
+
+def test_the_budget_comes_back_when_the_window_resets(
+    limited: Configure, make_client: Callable[..., admin.NewClient], make_api_key: Any
+) -> None:
+    api = limited(rate_limit="2/second")
+    key = {"X-API-Key": make_api_key(make_client("read").client_id).api_key}
+    assert api.get("/products", headers=key).status_code == 200
+    assert api.get("/products", headers=key).status_code == 200
+    refused = api.get("/products", headers=key)
+    assert_429(refused)
+    time.sleep(int(refused.headers["Retry-After"]) + 0.1)
+    assert api.get("/products", headers=key).status_code == 200
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
+def test_other_strategies_count_exactly_too(
+    limited: Configure,
+    make_client: Callable[..., admin.NewClient],
+    make_api_key: Any,
+    strategy: str,
+) -> None:
+    api = limited(rate_limit="5/minute", rate_limit_strategy=strategy)
+    key = {"X-API-Key": make_api_key(make_client("read").client_id).api_key}
+    statuses = [api.get("/products", headers=key).status_code for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+
+
+def test_failed_authentications_slow_only_the_failing_address(
+    limited: Configure, make_client: Callable[..., admin.NewClient]
+) -> None:
+    attacker = limited(auth_failure_limit="3/minute", client_address="203.0.113.9")
+    victim = make_client("read")
+    valid = token(attacker, victim)  # a real token, fetched from the attacker's address
+    for _ in range(3):
+        assert attacker.get("/users", headers={"Authorization": "Bearer forged"}).status_code == 401
+    refused = attacker.get("/users", headers={"Authorization": "Bearer forged"})
+    assert_429(refused)
+    assert refused.headers["RateLimit-Policy"] == '"auth-failures";q=3;w=60'
+    assert attacker.get("/users").status_code == 429  # no credentials is a failure too
+    # A valid credential is not a failure, even from a failing address.
+    assert attacker.get("/users", headers=valid).status_code == 200
+
+
+def test_secrets_cannot_be_guessed_at_line_speed_nor_lock_out_the_client(
+    limited: Configure, settings: Settings, make_client: Callable[..., admin.NewClient]
+) -> None:
+    victim = make_client("read")
+    changes = {"auth_failure_limit": "3/minute", "rate_limit_key_prefix": uuid.uuid4().hex}
+    attacker = limited(client_address="198.51.100.7", **changes)
+    for _ in range(3):
+        response = attacker.post("/auth/token", data=form(victim, secret="guess"))
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+    # Over budget, even the right secret is refused: no oracle for the guesser.
+    assert_429(attacker.post("/auth/token", data=form(victim)))
+    # The real client, from its own address and sharing the same store, is unaffected.
+    real = limited(client_address="192.0.2.10", **changes)
+    assert real.post("/auth/token", data=form(victim)).status_code == 200
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_an_unreachable_store_fails_open_or_closed_as_configured(
+    settings: Settings,
+    make_client: Callable[..., admin.NewClient],
+    caplog: pytest.LogCaptureFixture,
+    fail_open: bool,
+) -> None:
+    changes = {
+        "rate_limit_storage_url": "redis://127.0.0.1:1",  # nothing listens there
+        "rate_limit_fail_open": fail_open,
+    }
+    with TestClient(create_app(settings.model_copy(update=changes))) as api:
+        client = make_client("read")
+        response = api.post("/auth/token", data=form(client))
+        if fail_open:
+            assert response.status_code == 200
+            assert not any(h in response.headers for h in HEADERS)
+            assert api.get("/users", headers=token(api, client)).status_code == 200
+            assert "rate-limit store unreachable" in caplog.text
+            assert "serving without limits" in caplog.text
+        else:
+            assert response.status_code == 503
+            assert response.json() == {
+                "error": "Service Unavailable",
+                "message": "Rate limiting is temporarily unavailable; please retry shortly.",
+            }
+            assert response.headers["Retry-After"] == "1"
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+
+
+def test_rate_limits_given_to_the_command_are_validated() -> None:
+    with pytest.raises(InvalidInput, match="not a rate limit"):
+        admin.parse_rate_limit("lots")
+    assert admin.parse_rate_limit("500/minute") == "500/minute"

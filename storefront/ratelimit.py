@@ -186,18 +186,25 @@ class Limiter:
     ) -> Decision | None:
         async def call() -> Decision:
             ids = (self.key_prefix, *identifiers)
-            if consume:
-                allowed = await self.strategy.hit(item, *ids)
+            if consume and isinstance(self.strategy, FixedWindowRateLimiter):
+                # The default strategy's hot path: INCR already returns the count, so the
+                # window stats need one more call (the expiry), not two (Redis round trips).
+                key = item.key_for(*ids)
+                count = await self.storage.incr(key, item.get_expiry())
+                allowed, remaining = count <= item.amount, max(0, item.amount - count)
+                reset = await self.storage.get_expiry(key)
             else:
-                allowed = await self.strategy.test(item, *ids)
-            stats = await self.strategy.get_window_stats(item, *ids)
+                hit = self.strategy.hit if consume else self.strategy.test
+                allowed = await hit(item, *ids)
+                stats = await self.strategy.get_window_stats(item, *ids)
+                remaining, reset = stats.remaining, stats.reset_time
             return Decision(
                 allowed=allowed,
                 policy=policy,
                 limit=item.amount,
                 window=item.get_expiry(),
-                remaining=stats.remaining,
-                reset=stats.reset_time,
+                remaining=remaining,
+                reset=reset,
             )
 
         return await self._guard(call)

@@ -126,3 +126,32 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"storefront: invalid {variable}:")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_set_limit_gives_a_client_its_own_budget(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = run_json(capsys, "clients", "create", "--name", "big", "--json")
+    code, out, _ = run(capsys, "clients", "set-limit", created["client_id"], "2/minute")
+    assert code == 0
+    assert "2/minute" in out
+    assert run_json(capsys, "clients", "list", "--json")[0]["rate_limit"] == "2/minute"
+
+    app = create_app(Settings(_env_file=None, validate_responses=True))  # type: ignore[call-arg]
+    with TestClient(app) as api:
+        form = {"grant_type": "client_credentials", **created}
+        token = api.post("/auth/token", data=form).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert api.get("/users", headers=bearer).headers["RateLimit-Policy"] == (
+            '"client";q=2;w=60'
+        )
+        assert api.get("/users", headers=bearer).status_code == 429
+
+    code, out, _ = run(capsys, "clients", "set-limit", created["client_id"], "default")
+    assert code == 0
+    assert "default (100/minute)" in out
+    assert run_json(capsys, "clients", "list", "--json")[0]["rate_limit"] is None
+
+    code, _, err = run(capsys, "clients", "set-limit", created["client_id"], "lots")
+    assert code == 1
+    assert "not a rate limit" in err

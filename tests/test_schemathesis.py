@@ -6,6 +6,7 @@ own responses too. A failure here is a place where the server and its spec disag
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,6 +44,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
     suppress_health_check=list(HealthCheck),
+    # CI replays one fixed sequence so that a red build can be reproduced; developers' runs
+    # explore new examples every time (and Hypothesis keeps what fails in .hypothesis/).
+    derandomize=bool(os.environ.get("CI")),
 )
 def test_api_conforms_to_its_spec(case: schemathesis.Case, request: pytest.FixtureRequest) -> None:
     case.call_and_validate()

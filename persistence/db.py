@@ -23,14 +23,11 @@ from sqlalchemy.ext.asyncio import (
 def async_url(url: str | URL) -> URL:
     """Return ``url`` with the asyncio driver for its database."""
     parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "postgres":
-        parsed = parsed.set(drivername="postgresql")
-        backend = "postgresql"
-    if backend == "sqlite" and parsed.get_driver_name() in {"", "pysqlite"}:
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if backend == "postgresql" and parsed.get_driver_name() in {"", "psycopg2"}:
+    # Only a URL that names no driver gets one; "+asyncpg" or "+psycopg" are kept as given.
+    if parsed.drivername in {"postgresql", "postgres"}:
         return parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
     return parsed
 
 

@@ -38,8 +38,14 @@ async def create_user(session: AsyncSession, *, name: str, email: str, password_
     return user
 
 
+def _storable(user_id: str) -> bool:
+    # Ids are server-made and never hold NUL, which PostgreSQL cannot even compare against:
+    # such an id names no user, it is not a server error.
+    return "\x00" not in user_id
+
+
 async def get_user(session: AsyncSession, *, user_id: str) -> User:
-    user = await session.get(User, user_id)
+    user = await session.get(User, user_id) if _storable(user_id) else None
     if user is None:
         raise UserNotFound()
     return user
@@ -65,7 +71,11 @@ async def update_user(
 ) -> User:
     # FOR UPDATE serialises concurrent updates of one row on PostgreSQL, so updated_at only
     # moves forward; SQLite's writers are already serialised by BEGIN IMMEDIATE.
-    user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+    user = (
+        await session.scalar(select(User).where(User.id == user_id).with_for_update())
+        if _storable(user_id)
+        else None
+    )
     if user is None:
         raise UserNotFound()
     if name is not None:
@@ -81,7 +91,7 @@ async def update_user(
 
 
 async def delete_user(session: AsyncSession, *, user_id: str) -> None:
-    user = await session.get(User, user_id)
+    user = await session.get(User, user_id) if _storable(user_id) else None
     if user is None:
         raise UserNotFound()
     await session.delete(user)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from storefront.errors import InvalidInput
 
 NAME_MAX = 100
+#: What "surrounding whitespace" means, here and in the spec's patterns: ASCII only, because
+#: JSON Schema's (ECMA-262) \s and Python's disagree beyond it (U+001E, U+0085, ...).
+WHITESPACE = " \t\n\r\f\v"
 EMAIL_MAX = 254
 
 
 def clean_name(value: str, *, field: str = "name", max_length: int = NAME_MAX) -> str:
-    name = value.strip()
+    name = value.strip(WHITESPACE)
     if not name:
         raise InvalidInput(f"'{field}' must not be blank.")
     if len(name) > max_length:
@@ -24,7 +27,7 @@ def clean_email(value: str) -> str:
     Syntax is checked against the spec's pattern (the HTML standard's definition) before the
     handler runs; this only normalises.
     """
-    local, _, domain = value.strip().rpartition("@")
+    local, _, domain = value.strip(WHITESPACE).rpartition("@")
     email = f"{local}@{domain.lower()}"
     if len(email) > EMAIL_MAX:
         raise InvalidInput(f"'email' must be at most {EMAIL_MAX} characters.")

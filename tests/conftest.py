@@ -1,15 +1,28 @@
-"""Fixtures: an app per test on its own freshly migrated SQLite database."""
+"""Fixtures: an app per test on its own freshly migrated database.
+
+Every test that uses ``settings`` runs twice: on SQLite with in-memory rate limits (the
+embedded default) and on PostgreSQL with Redis (the services on 127.0.0.1). Each PostgreSQL
+test gets its own database, cloned from one migrated template, and each its own Redis key
+prefix, so runs never collide. ``STOREFRONT_TEST_BACKENDS=sqlite`` runs one backend only.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import shutil
+import socket
 from collections.abc import Callable, Iterator
+from itertools import count
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import connexion
 import pytest
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from persistence.migrate import upgrade
@@ -24,6 +37,52 @@ SCHEMATHESIS_CASES = pytest.StashKey[int]()
 JWT_SECRET = "test-jwt-signing-key-0123456789abcdef0123456789"
 PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
 
+# Read before _clean_environment hides every STOREFRONT_* variable from the tests.
+BACKENDS = os.environ.get("STOREFRONT_TEST_BACKENDS", "sqlite,postgresql").split(",")
+POSTGRES_URL = os.environ.get(
+    "STOREFRONT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("STOREFRONT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+#: Names this run's databases and keys apart from any other run's.
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+_DATABASES = count()
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(url: str, default_port: int) -> None:
+    """Skip when a service is down on a developer's machine; fail under CI, which starts it."""
+    if not reachable(url, default_port):
+        message = f"{url} is not reachable"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; .ci/run should have started it")
+        pytest.skip(message)
+
+
+def postgres_admin(*statements: str) -> None:
+    """Run statements on the server's maintenance connection (CREATE/DROP DATABASE)."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def postgres_database_url(name: str) -> str:
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,21 +92,60 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if name == "postgresql":
+        require_service(POSTGRES_URL, 5432)
+        require_service(REDIS_URL, 6379)
+    return name
+
+
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated database, copied for each test: cheaper than migrating every time."""
-    path = tmp_path_factory.mktemp("template") / "template.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database per backend, cloned for each test: cheaper than migrating."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        upgrade(f"sqlite:///{path}")
+        yield str(path)
+        return
+    name = f"sf_{RUN_ID}_template"
+    postgres_admin(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(postgres_database_url(name))
+        yield name
+    finally:
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
-    database = tmp_path / "storefront.db"
-    shutil.copy(migrated_sqlite, database)
+def database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database of this test's own."""
+    if backend == "sqlite":
+        database = tmp_path / "storefront.db"
+        shutil.copy(database_template, database)
+        yield f"sqlite:///{database}"
+        return
+    name = f"sf_{RUN_ID}_{next(_DATABASES)}"
+    postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"')
+    try:
+        yield postgres_database_url(name)
+    finally:
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def rate_limit_storage_url(backend: str) -> str:
+    return "memory://" if backend == "sqlite" else REDIS_URL
+
+
+@pytest.fixture
+def settings(database_url: str, rate_limit_storage_url: str, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite:///{database}",
+        database_url=database_url,
+        rate_limit_storage_url=rate_limit_storage_url,
+        rate_limit_key_prefix=f"test-{RUN_ID}-{secrets.token_hex(4)}",
         key_dir=tmp_path / "keys",
         jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
         pepper=PEPPER,  # type: ignore[arg-type]

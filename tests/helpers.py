@@ -6,6 +6,12 @@ import re
 from typing import Any
 
 from httpx2 import Response
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import Base
+from storefront import admin
+from storefront.settings import Settings
 
 
 def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:
@@ -33,3 +39,25 @@ def parse_links(header: str | None) -> dict[str, str]:
         assert match, f"not an RFC 8288 link: {part!r}"
         links[match.group(2)] = match.group(1)
     return links
+
+
+def db_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only SQL query, on whichever database the settings name."""
+
+    async def query(session: AsyncSession) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in (await session.execute(text(sql))).all()]
+
+    return admin.run(settings, query)
+
+
+def all_cells(settings: Settings) -> list[str]:
+    """Every value of every table, as text: what an attacker with the database would see."""
+
+    async def dump(session: AsyncSession) -> list[str]:
+        cells = []
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(select(table))).all():
+                cells.extend(str(value) for value in row)
+        return cells
+
+    return admin.run(settings, dump)

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.python.asgi import shutdown_lifespans
-from starlette.testclient import TestClient
+from schemathesis.python.asgi import get_client, shutdown_lifespans
 
 from storefront import admin
 from tests.conftest import SCHEMATHESIS_CASES
@@ -23,15 +22,22 @@ EXAMPLES_PER_OPERATION = 100
 
 
 @pytest.fixture
-def api_schema(
-    app: Any,
-    api: TestClient,
-    make_client: Callable[..., admin.NewClient],
-    token_for: Callable[..., str],
-) -> Iterator[Any]:
-    token = token_for(make_client("read write"))
+def api_schema(app: Any, make_client: Callable[..., admin.NewClient]) -> Iterator[Any]:
+    client = make_client("read write")
+    # Everything goes through schemathesis' own client: its event loop is the one the app's
+    # connection pools (asyncpg, Redis) get bound to.
+    with get_client(app) as http:
+        response = http.post(
+            "/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+            },
+        )
+    assert response.status_code == 200, response.text
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    schema.config.update(headers={"Authorization": f"Bearer {token}"})
+    schema.config.update(headers={"Authorization": f"Bearer {response.json()['access_token']}"})
     yield schema
     shutdown_lifespans()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,7 +18,7 @@ from httpx2 import Response
 from starlette.testclient import TestClient
 
 from storefront.settings import Settings
-from tests.helpers import assert_error, parse_links
+from tests.helpers import assert_error, db_rows, parse_links
 
 USER_ID = re.compile(r"^user_[A-Za-z0-9_-]{12,}$")
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -69,12 +68,6 @@ def assert_user_shape(body: dict[str, Any], *, updated: bool = False) -> None:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def db_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
-    path = settings.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def user_count(settings: Settings) -> int:

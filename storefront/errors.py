@@ -76,3 +76,9 @@ class RateLimitUnavailable(StorefrontError):
 
     def __init__(self) -> None:
         super().__init__("Rate limiting is temporarily unavailable; please retry shortly.")
+
+
+class NotReady(StorefrontError):
+    """A dependency (database, rate-limit store) is unreachable or not migrated."""
+
+    title = "Service Unavailable"

@@ -24,6 +24,7 @@ from storefront.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    NotReady,
     OAuthError,
     RateLimited,
     RateLimitUnavailable,
@@ -107,7 +108,7 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         return _oauth_response(exc)
     if isinstance(exc, RateLimited):
         return _rate_limited(exc)
-    if isinstance(exc, RateLimitUnavailable):
+    if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
     return error_response(status, exc.title, exc.message)

@@ -235,7 +235,14 @@ class Limiter:
         return min(decisions, key=lambda d: (d.allowed, d.remaining))
 
     async def check(self) -> bool:
-        return bool(await self._guard(self.storage.check))
+        """Whether the store answers now (for /readyz); a success ends any back-off."""
+        try:
+            reachable = bool(await self.storage.check())
+        except (StorageError, ConnectionError, TimeoutError, OSError):
+            return False
+        if reachable:
+            self._down_until = 0.0
+        return reachable
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -21,12 +21,13 @@ RATE_LIMIT_HEADERS = {
 ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OAuthError"}
 
 
-def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+def _operations(*, probes: bool = True) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every operation; without ``probes``, not the health probes (never limited)."""
     return [
         (method.upper(), path, op)
         for path, item in SPEC["paths"].items()
         for method, op in item.items()
-        if method in HTTP_METHODS
+        if method in HTTP_METHODS and (probes or "health" not in op.get("tags", []))
     ]
 
 
@@ -45,18 +46,31 @@ def test_spec_is_valid_openapi_3_0() -> None:
     validate(spec)
 
 
-@pytest.mark.parametrize(("method", "path", "operation"), _operations())
-def test_every_error_response_uses_the_error_schema(
+@pytest.mark.parametrize(("method", "path", "operation"), _operations(probes=False))
+def test_limited_operations_declare_429_500_and_503(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
     errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
     assert {"429", "500", "503"} <= set(errors), f"{method} {path} must declare 429, 500, 503"
+    assert_error_schemas(method, path, errors)
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+def test_every_operation_declares_its_errors_with_the_error_schema(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
+    assert "500" in errors
+    assert_error_schemas(method, path, errors)
+
+
+def assert_error_schemas(method: str, path: str, errors: dict[str, Any]) -> None:
     for code, response in errors.items():
         schema = _resolve(response)["content"]["application/json"]["schema"]
         assert schema["$ref"] in ERROR_SCHEMAS, f"{method} {path} {code}"
 
 
-@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+@pytest.mark.parametrize(("method", "path", "operation"), _operations(probes=False))
 def test_every_response_declares_the_rate_limit_headers(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:

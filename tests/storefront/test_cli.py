@@ -6,22 +6,32 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from persistence.migrate import head_revision
 from storefront.app import create_app
 from storefront.cli import main
 from storefront.settings import Settings
+from tests.helpers import db_rows
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    rate_limit_storage_url: str,
+) -> Path:
     """A working directory with its own database and keys, as an operator would have."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STOREFRONT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("STOREFRONT_DATABASE_URL", database_url)
+    monkeypatch.setenv("STOREFRONT_RATE_LIMIT_STORAGE_URL", rate_limit_storage_url)
+    monkeypatch.setenv("STOREFRONT_RATE_LIMIT_KEY_PREFIX", f"test-{uuid.uuid4().hex}")
     monkeypatch.setenv("STOREFRONT_KEY_DIR", str(tmp_path / "keys"))
     return tmp_path
 
@@ -42,7 +52,8 @@ def test_db_upgrade_creates_the_schema(env: Path, capsys: pytest.CaptureFixture[
     code, out, _ = run(capsys, "db", "upgrade")
     assert code == 0
     assert "latest migration" in out
-    assert (env / "cli.db").exists()
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert db_rows(settings, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert (env / "keys").exists() is False  # db upgrade needs no secrets
 
 

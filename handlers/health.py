@@ -1,0 +1,40 @@
+"""/healthz and /readyz: for load balancers and orchestrators, no credentials needed."""
+
+from __future__ import annotations
+
+from handlers._common import Body, services
+from persistence.health import schema_revision
+from persistence.migrate import head_revision
+from storefront.errors import NotReady
+
+HEAD = head_revision()
+
+
+async def healthz() -> Body:
+    return {"status": "ok"}
+
+
+async def readyz() -> Body:
+    svc = services()
+    problems = []
+    checks: dict[str, str] = {}
+    try:
+        async with svc.db.unit_of_work() as session:
+            revision = await schema_revision(session)
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if revision == HEAD else f"at {revision}, code needs {HEAD}"
+        if revision != HEAD:
+            problems.append(f"the database schema is at {revision}, not {HEAD}")
+    except Exception:
+        checks["database"] = "unreachable"
+        problems.append("the database is unreachable")
+    if svc.limiter.shared:
+        reachable = await svc.limiter.check()
+        checks["rate_limit_store"] = "ok" if reachable else "unreachable"
+        if not reachable:
+            problems.append("the rate-limit store is unreachable")
+    else:
+        checks["rate_limit_store"] = "in process"
+    if problems:
+        raise NotReady("Not ready: " + "; ".join(problems) + ".")
+    return {"status": "ready", "checks": checks}

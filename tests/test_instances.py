@@ -1,0 +1,216 @@
+"""Several server processes, one database and one Redis, behave as one API.
+
+Run on each backend: SQLite (one file, several processes) and PostgreSQL. Rate limits are in
+Redis here on both, since a global budget is what is being tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+STOREFRONT = str(Path(sys.executable).with_name("storefront"))
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    if not _redis_up():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}; .ci/run should start it")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    return {
+        **base,
+        "STOREFRONT_DATABASE_URL": database_url,
+        # Shared configuration, not generated per process: every instance verifies the
+        # tokens every other one issues, and the digests of every secret.
+        "STOREFRONT_JWT_SECRET": secrets.token_urlsafe(48),
+        "STOREFRONT_PEPPER": secrets.token_urlsafe(48),
+        "STOREFRONT_KEY_DIR": str(tmp_path / "unused-keys"),
+        "STOREFRONT_RATE_LIMIT_STORAGE_URL": REDIS_URL,
+        "STOREFRONT_RATE_LIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        "STOREFRONT_LOG_LEVEL": "warning",
+    }
+
+
+def _command(env: dict[str, str], *argv: str) -> dict[str, str]:
+    done = subprocess.run(
+        [STOREFRONT, *argv], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    parsed: dict[str, str] = json.loads(done.stdout)
+    return parsed
+
+
+def _start(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [STOREFRONT, "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _wait_until_up(bases: list[str]) -> None:
+    deadline = time.monotonic() + 30
+    for base in bases:
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"{base} did not start"
+                time.sleep(0.1)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def servers(env: dict[str, str]) -> Iterator[list[str]]:
+    """Two separate ``storefront serve`` processes on different ports."""
+    subprocess.run([STOREFRONT, "db", "upgrade"], env=env, check=True, timeout=60)
+    started = [_start(env), _start(env)]
+    try:
+        bases = [base for _, base in started]
+        _wait_until_up(bases)
+        yield bases
+    finally:
+        _stop([process for process, _ in started])
+
+
+async def _burst(bases: list[str], headers: dict[str, str], total: int) -> list[int]:
+    limits = httpx.Limits(max_connections=15)
+    async with (
+        httpx.AsyncClient(base_url=bases[0], limits=limits, timeout=30) as one,
+        httpx.AsyncClient(base_url=bases[1], limits=limits, timeout=30) as two,
+    ):
+        clients = [one, two]
+        responses = await asyncio.gather(
+            *(clients[n % 2].get("/products", headers=headers) for n in range(total))
+        )
+    return [r.status_code for r in responses]
+
+
+def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list[str]) -> None:
+    client = _command(env, "clients", "create", "--name", "burst", "--scopes", "read", "--json")
+    key = _command(env, "keys", "create", "--client-id", client["client_id"], "--json")
+    headers = {"X-API-Key": key["api_key"]}
+
+    # 300 requests at once over 30 connections, split across the two processes.
+    statuses = asyncio.run(_burst(servers, headers, 300))
+    assert statuses.count(200) == 100
+    assert statuses.count(429) == 200
+
+    # Revocation through the command reaches both processes at once.
+    subprocess.run([STOREFRONT, "keys", "revoke", key["key_id"]], env=env, check=True, timeout=60)
+    for base in servers:
+        assert httpx.get(f"{base}/products", headers=headers).status_code == 401
+
+
+def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    done = subprocess.run(
+        [STOREFRONT, "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "--workers 2 needs a shared rate-limit store" in lines[0]
+    assert "STOREFRONT_RATE_LIMIT_STORAGE_URL" in lines[0]
+
+
+def test_two_instances_serve_one_set_of_users_and_clients(
+    env: dict[str, str], servers: list[str]
+) -> None:
+    client = _command(env, "clients", "create", "--name", "two", "--json")
+    form = {"grant_type": "client_credentials", **client}
+    one, two = (httpx.Client(base_url=base, timeout=10) for base in servers)
+    with one, two:
+        token = one.post("/auth/token", data=form).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}  # issued by one, honoured by two
+        body = {"name": "Ada", "email": "ada@example.com", "password": "pw-123456"}
+        created = one.post("/users", headers=auth, json=body)
+        assert created.status_code == 201
+        user_id = created.json()["id"]
+        assert two.get(f"/users/{user_id}", headers=auth).json() == created.json()
+        assert two.post("/users", headers=auth, json=body).status_code == 409
+        renamed = two.put(f"/users/{user_id}", headers=auth, json={"name": "Ada L."})
+        assert renamed.status_code == 200
+        assert one.get(f"/users/{user_id}", headers=auth).json()["name"] == "Ada L."
+        assert one.delete(f"/users/{user_id}", headers=auth).status_code == 204
+        assert two.get(f"/users/{user_id}", headers=auth).status_code == 404
+
+        # Disabling the client through the command stops its tokens on both at once.
+        subprocess.run(
+            [STOREFRONT, "clients", "disable", client["client_id"]],
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        assert one.get("/users", headers=auth).status_code == 401
+        assert two.get("/users", headers=auth).status_code == 401
+
+
+def test_workers_share_one_budget(env: dict[str, str]) -> None:
+    subprocess.run([STOREFRONT, "db", "upgrade"], env=env, check=True, timeout=60)
+    client = _command(env, "clients", "create", "--name", "w", "--scopes", "read", "--json")
+    subprocess.run(
+        [STOREFRONT, "clients", "set-limit", client["client_id"], "20/minute"],
+        env=env,
+        check=True,
+        timeout=60,
+        stdout=subprocess.DEVNULL,
+    )
+    key = _command(env, "keys", "create", "--client-id", client["client_id"], "--json")
+    process, base = _start(env, "--workers", "2")
+    try:
+        _wait_until_up([base])
+        statuses = asyncio.run(_burst([base, base], {"X-API-Key": key["api_key"]}, 60))
+    finally:
+        _stop([process])
+    assert statuses.count(200) == 20
+    assert statuses.count(429) == 40

@@ -13,44 +13,33 @@ from pathlib import Path
 
 import pytest
 
-from persistence.migrate import upgrade
 from storefront.cli import DEMO_CATALOGUE
 from storefront.errors import InvalidInput
 from storefront.importer import import_file
-from storefront.settings import Settings, load_settings
+from storefront.settings import Settings
+from tests.helpers import db_rows
 
 HEADER = "id,name,description,price,category"
 GENERATED_ID = re.compile(r"prod_[A-Za-z0-9_-]{16}")
 Row = tuple[object, ...]
 
 
-@pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    # Only this test's configuration: no STOREFRONT_* variables, no .env in the working dir.
-    for name in list(os.environ):
-        if name.startswith("STOREFRONT_"):
-            monkeypatch.delenv(name)
+@pytest.fixture(autouse=True)
+def _in_a_fresh_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No .env of the developer's is read: the working directory is the test's own.
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 't.db'}", key_dir=tmp_path / "keys"
-    )
-    upgrade(settings.database_url)
-    return settings
-
-
-def db_path(settings: Settings) -> str:
-    return settings.database_url.removeprefix("sqlite:///")
 
 
 def products(settings: Settings) -> dict[str, Row]:
-    with sqlite3.connect(db_path(settings)) as conn:
-        rows = conn.execute("SELECT id, name, description, price, category FROM products")
-        return {row[0]: tuple(row[1:]) for row in rows}
+    rows = db_rows(
+        settings,
+        "SELECT id, name, description, CAST(price AS FLOAT), category FROM products",
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def count(settings: Settings) -> int:
-    with sqlite3.connect(db_path(settings)) as conn:
-        (n,) = conn.execute("SELECT count(*) FROM products").fetchone()
+    [(n,)] = db_rows(settings, "SELECT count(*) FROM products")
     return int(n)
 
 

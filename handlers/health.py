@@ -1,11 +1,17 @@
-"""/healthz and /readyz: for load balancers and orchestrators, no credentials needed."""
+"""/healthz, /readyz and /metrics: for load balancers, orchestrators and Prometheus."""
 
 from __future__ import annotations
+
+import hmac
+
+from connexion import request
+from connexion.exceptions import OAuthProblem
 
 from handlers._common import Body, services
 from persistence.health import schema_revision
 from persistence.migrate import head_revision
-from storefront.errors import NotReady
+from storefront.errors import NotFound, NotReady
+from storefront.metrics import CONTENT_TYPE, exposition
 
 HEAD = head_revision()
 
@@ -38,3 +44,15 @@ async def readyz() -> Body:
     if problems:
         raise NotReady("Not ready: " + "; ".join(problems) + ".")
     return {"status": "ready", "checks": checks}
+
+
+async def metrics() -> tuple[bytes, int, dict[str, str]]:
+    settings = services().settings
+    if settings.metrics_access == "off":
+        raise NotFound("No resource exists at this URL.")
+    if settings.metrics_access == "token":
+        assert settings.metrics_token is not None  # the settings refuse token without one
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
+        if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
+            raise OAuthProblem(detail="Reading metrics needs the metrics token.")
+    return exposition(), 200, {"Content-Type": CONTENT_TYPE}

@@ -6,6 +6,7 @@ have (``sqlite:///x.db``, ``postgresql://…``) is mapped to the driver here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,6 +46,9 @@ class Database:
     """
 
     def __init__(self, url: str | URL, *, timeout: float = 10.0, echo: bool = False) -> None:
+        # aiosqlite logs every statement with its parameters at DEBUG, password hashes
+        # among them; no log level may let those through.
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)
         self.url = async_url(url)
         self.sqlite = is_sqlite(self.url)
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.sqlite}

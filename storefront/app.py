@@ -6,6 +6,7 @@ import copy
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,32 @@ from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from persistence.db import Database
 from storefront import problems
 from storefront.errors import StorefrontError
-from storefront.ratelimit import Limiter, RateLimitHeaders
+from storefront.logs import configure_logging
+from storefront.middleware import RequestMiddleware
+from storefront.ratelimit import Limiter
 from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.services import Services
 from storefront.settings import Settings, jwt_signing_key, load_settings, secret_pepper
 from storefront.validators import validator_map
 
+#: What a browser script may read of a cross-origin response.
+EXPOSED_HEADERS = [
+    "Link",
+    "Location",
+    "Retry-After",
+    "X-Total-Count",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+]
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
@@ -63,14 +80,23 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
     return scopes
 
 
-def allowed_methods(spec: dict[str, Any]) -> list[tuple[re.Pattern[str], str]]:
-    """(path regex, "GET, POST") for each path of the spec, for the ``Allow`` of a 405."""
-    routes = []
-    for path, item in spec["paths"].items():
-        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
-        methods = ", ".join(m.upper() for m in item if m in HTTP_METHODS)
-        routes.append((re.compile(pattern), methods))
-    return routes
+@dataclass(frozen=True)
+class PathInfo:
+    pattern: re.Pattern[str]
+    template: str
+    methods: str
+
+
+def spec_paths(spec: dict[str, Any]) -> list[PathInfo]:
+    """Each path of the spec: a regex for URLs, the template, its methods ("GET, POST")."""
+    return [
+        PathInfo(
+            re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))),
+            path,
+            ", ".join(m.upper() for m in item if m in HTTP_METHODS),
+        )
+        for path, item in spec["paths"].items()
+    ]
 
 
 def build_services(settings: Settings) -> Services:
@@ -121,16 +147,33 @@ def create_app(
             swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
         ),
     )
+    paths = spec_paths(_parsed_spec())
     # Outside Connexion's exception middleware, so that error responses get the headers too.
-    app.add_middleware(RateLimitHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(
+        RequestMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        templates=[(p.pattern, p.template) for p in paths],
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     app.add_error_handler(StorefrontError, problems.storefront_error)
     app.add_error_handler(ProblemException, problems.http_error)
     app.add_error_handler(HTTPException, problems.http_error)
-    app.add_error_handler(405, problems.method_not_allowed(allowed_methods(_parsed_spec())))
+    app.add_error_handler(405, problems.method_not_allowed([(p.pattern, p.methods) for p in paths]))
     app.add_error_handler(Exception, problems.unexpected_error)
     return app
 
 
 def create_app_from_env() -> connexion.AsyncApp:
     """Factory for ``uvicorn --factory`` and the workers of ``storefront serve``."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)

@@ -13,6 +13,7 @@ from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.lifecycle import ConnexionRequest
 
 from persistence import clients
+from storefront.context import identify
 from storefront.ratelimit import charge
 from storefront.security import API_KEY_PREFIX, InvalidToken
 from storefront.services import Services, from_scope
@@ -27,6 +28,7 @@ async def _from_api_key(
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     key, client = found
+    identify(request.scope, client_id=client.id, key_id=key.id)
     # Each API key has its own budget (the seed: "per API key").
     await charge(
         services.limiter, request.scope, kind="key", ident=key.id, override=client.rate_limit
@@ -55,6 +57,7 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         active, own_limit = await clients.active_client_limit(session, client_id=claims["sub"])
     if not active:
         raise OAuthProblem(detail="The client of this access token is disabled.")
+    identify(request.scope, client_id=claims["sub"])
     # All of a client's tokens share one budget, so minting more tokens buys nothing.
     await charge(
         services.limiter, request.scope, kind="client", ident=claims["sub"], override=own_limit

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from persistence import clients as clients_repo
 from persistence.migrate import upgrade
 from storefront import admin
 from storefront.errors import StorefrontError
+from storefront.logs import configure_logging
 from storefront.security import SecretDigester
 from storefront.settings import Settings, SettingsError, load_settings, secret_pepper
 
@@ -116,6 +119,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         )
         print(f"Swagger UI: {base}/ui/")
         sys.stdout.flush()
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its samples here and /metrics sums them (prometheus_client's
+        # multiprocess mode); set before any worker imports storefront.metrics.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="storefront-metrics-")
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from storefront.metrics import registry
+
+        start_http_server(settings.metrics_port, addr=args.host, registry=registry())
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, so that the process
+    # dies of the signal; with this handler in place the re-raise is absorbed and a clean
+    # shutdown exits 0, as process managers expect.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "storefront.app:create_app_from_env",
         factory=True,
@@ -123,7 +141,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level,
+        log_config=None,  # storefront.logs has configured logging already
+        access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
 
 
@@ -142,9 +163,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         count = import_file(settings, args.file, progress=sys.stderr.isatty())
         print(f"imported {count} products from {args.file}")
         return
-    digester = SecretDigester(secret_pepper(settings))
     if command == ("clients", "create"):
         scopes = admin.parse_scopes(args.scopes)
+        digester = SecretDigester(secret_pepper(settings))
         new = admin.run(
             settings, lambda s: admin.create_client(s, digester, name=args.name, scopes=scopes)
         )
@@ -186,6 +207,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         shown = own or f"the default ({settings.rate_limit})"
         print(f"client {args.client_id}: rate limit {shown}")
     elif command == ("keys", "create"):
+        digester = SecretDigester(secret_pepper(settings))
         key = admin.run(
             settings, lambda s: admin.create_api_key(s, digester, client_id=args.client_id)
         )
@@ -201,12 +223,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    # Alembic narrates every migration step at INFO; operators need only its problems.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings()
-        logging.getLogger().setLevel(settings.log_level.upper())
+        configure_logging(settings)
         _dispatch(settings, args)
     except SettingsError as exc:
         _fail(str(exc))

@@ -10,7 +10,9 @@ from urllib.parse import unquote_plus
 from starlette.types import Scope
 
 from persistence import clients
+from storefront.context import identify
 from storefront.errors import OAuthError
+from storefront.metrics import TOKENS_ISSUED
 from storefront.ratelimit import charge, client_ip, remember
 from storefront.security import IssuedToken
 from storefront.services import Services
@@ -118,10 +120,13 @@ async def client_credentials_grant(
             "invalid_scope",
             f"The requested scope exceeds the client's scopes: {' '.join(excess)}.",
         )
+    identify(asgi_scope, client_id=client.id)
     # A token request spends the client's own budget, like any request of its tokens.
     await charge(
         svc.limiter, asgi_scope, kind="client", ident=client.id, override=client.rate_limit
     )
     # Keep the client's order so that "write read" and "read write" grant the same string.
     granted = [s for s in allowed if s in requested]
-    return svc.tokens.issue(client_id=client.id, scopes=granted)
+    token = svc.tokens.issue(client_id=client.id, scopes=granted)
+    TOKENS_ISSUED.inc()
+    return token

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from storefront.context import failed_authentication
 from storefront.errors import (
     Conflict,
     InvalidInput,
@@ -75,13 +76,14 @@ def _quote(text: str) -> str:
 
 
 async def _failed_authentication(
-    request: ConnexionRequest, client_id: str | None
+    request: ConnexionRequest, client_id: str | None, reason: str
 ) -> ConnexionResponse | None:
     """Count a failed authentication against its source; a 429 once the source is over budget.
 
     Done here because this is the one place every failure passes: Connexion raises "no
     credentials" itself, the security functions raise bad ones, the token endpoint its own.
     """
+    failed_authentication(request.scope, reason)
     services: Services | None = request.scope.get("state", {}).get("services")
     if services is None:
         return None
@@ -102,7 +104,7 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     assert isinstance(exc, StorefrontError)
     if isinstance(exc, OAuthError):
         if exc.code == "invalid_client":
-            limited = await _failed_authentication(request, exc.client_id)
+            limited = await _failed_authentication(request, exc.client_id, "invalid_client")
             if limited is not None:
                 return limited
         return _oauth_response(exc)
@@ -138,7 +140,8 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
     if status == 400 and request.url.path == TOKEN_PATH:
         return _oauth_response(OAuthError("invalid_request", message))
     if status == 401:
-        limited = await _failed_authentication(request, None)
+        reason = "invalid_credentials" if _presented_credentials(request) else "no_credentials"
+        limited = await _failed_authentication(request, None, reason)
         if limited is not None:
             return limited
         challenge = f"Bearer {REALM}"
@@ -146,6 +149,7 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
             challenge += f', error="invalid_token", error_description="{_quote(message)}"'
         headers["WWW-Authenticate"] = challenge
     elif isinstance(exc, OAuthScopeProblem):
+        failed_authentication(request.scope, "insufficient_scope")
         needed = " ".join(sorted(set(exc.required_scopes) - set(exc.token_scopes)))
         granted = " ".join(sorted(exc.token_scopes)) or "none"
         message = f"This operation needs the scope '{needed}'; the credential grants '{granted}'."

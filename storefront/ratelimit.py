@@ -2,8 +2,9 @@
 
 ``Limiter`` owns the storage (chosen by URI: ``memory://`` or ``redis://…``) and the strategy.
 The security functions charge identified callers; the token endpoint charges clients and
-records failed authentications; ``RateLimitHeaders`` (an outer ASGI middleware) writes the
-outcome into every response as ``X-RateLimit-*`` and the IETF ``RateLimit`` fields.
+records failed authentications; the decision rides on the request's context, and the outer
+middleware (``storefront.middleware``) writes it into the response as ``X-RateLimit-*`` and
+the IETF ``RateLimit`` fields.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from limits.aio.strategies import (
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from redis.asyncio import ConnectionPool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from storefront.context import context
 from storefront.errors import RateLimited, RateLimitUnavailable
 from storefront.settings import Settings
 
@@ -39,9 +41,6 @@ STRATEGIES: dict[str, type[RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
 }
-#: Where a request's decision travels from the security layer to the response headers. The
-#: slot object survives Connexion's shallow copies of the scope.
-SCOPE_KEY = "storefront.ratelimit"
 #: Seconds a Redis call may take before the store counts as unreachable.
 STORE_TIMEOUT = 0.5
 #: Seconds to leave an unreachable store alone before trying it again.
@@ -94,20 +93,6 @@ class Decision:
             f"Retry in {retry} seconds.",
             retry_after=retry,
         )
-
-
-class Slot:
-    """The decision that applies to the response of one request."""
-
-    __slots__ = ("decision",)
-
-    def __init__(self) -> None:
-        self.decision: Decision | None = None
-
-
-def slot(scope: Scope) -> Slot | None:
-    found: Slot | None = scope.get(SCOPE_KEY)
-    return found
 
 
 class Limiter:
@@ -260,38 +245,12 @@ async def charge(
 
 
 def remember(scope: Scope, decision: Decision | None) -> None:
-    holder = slot(scope)
-    if holder is not None and decision is not None:
-        holder.decision = decision
+    """Let the response carry this decision's headers (the middleware writes them)."""
+    ctx = context(scope)
+    if ctx is not None and decision is not None:
+        ctx.decision = decision
 
 
 def client_ip(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
-
-
-class RateLimitHeaders:
-    """Outermost middleware: gives each request a slot, and writes its decision as headers."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        holder = Slot()
-        scope[SCOPE_KEY] = holder
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start" and holder.decision is not None:
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [
-                    (name.lower().encode(), value.encode())
-                    for name, value in holder.decision.headers().items()
-                    if name.lower().encode() not in present
-                ]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

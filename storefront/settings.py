@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger("storefront")
 
@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
     log_level: str = "info"
+    #: text (one readable line per event) or json (one object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
+    #: Browser origins allowed to call the API (CORS), comma-separated; none by default.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    #: Who may read /metrics: public, token (STOREFRONT_METRICS_TOKEN as a bearer token), off.
+    metrics_access: Literal["public", "token", "off"] = "public"
+    metrics_token: SecretStr | None = None
+    #: Serve /metrics on this port too (from the main process), e.g. for a private network.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    #: Seconds in-flight requests get to finish after SIGTERM before the server stops anyway.
+    shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
     #: Check every response against openapi.yaml (the tests do; costs time per request).
     validate_responses: bool = False
 
@@ -98,6 +109,27 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
         return value
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"not an origin like https://shop.example: {origin!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_token_when_needed(self) -> Settings:
+        if self.metrics_access == "token" and self.metrics_token is None:
+            raise ValueError("STOREFRONT_METRICS_ACCESS=token needs STOREFRONT_METRICS_TOKEN")
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _valid_log_level(cls, value: str) -> str:
@@ -112,8 +144,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
         msg = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across fields names its variables itself
+            raise SettingsError(f"invalid configuration: {msg}") from None
+        field = str(first["loc"][0])
         raise SettingsError(f"invalid STOREFRONT_{field.upper()}: {msg}") from None
 
 

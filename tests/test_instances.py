@@ -206,11 +206,28 @@ def test_workers_share_one_budget(env: dict[str, str]) -> None:
         stdout=subprocess.DEVNULL,
     )
     key = _command(env, "keys", "create", "--client-id", client["client_id"], "--json")
+    metrics_port = _free_port()
+    env = {**env, "STOREFRONT_METRICS_PORT": str(metrics_port), "STOREFRONT_METRICS_ACCESS": "off"}
     process, base = _start(env, "--workers", "2")
     try:
         _wait_until_up([base])
         statuses = asyncio.run(_burst([base, base], {"X-API-Key": key["api_key"]}, 60))
+        assert httpx.get(f"{base}/metrics").status_code == 404  # off on the API's port
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     finally:
         _stop([process])
     assert statuses.count(200) == 20
     assert statuses.count(429) == 40
+    # Both workers' counts, summed (prometheus_client's multiprocess mode).
+    assert _sample(scraped, "GET", "/products", "200") == 20
+    assert _sample(scraped, "GET", "/products", "429") == 40
+
+
+def _sample(text: str, method: str, path: str, status: str) -> float:
+    labels = {f'method="{method}"', f'path="{path}"', f'status="{status}"'}
+    for line in text.splitlines():
+        if line.startswith("storefront_requests_total{"):
+            found = set(line[line.index("{") + 1 : line.index("}")].split(","))
+            if found == labels:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -140,5 +142,74 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
     # Secrets are generated once and kept for the next start.
     assert (tmp_path / "storefront-keys" / "jwt-signing.key").stat().st_mode & 0o077 == 0
     server.process.send_signal(signal.SIGTERM)
-    # uvicorn re-raises the signal once it has shut down cleanly (graceful shutdown: issue 6).
-    assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert server.process.wait(timeout=15) == 0
+
+
+def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    # One argon2id hash at a time: twelve sign-ups take the better part of a second.
+    env |= {"STOREFRONT_PASSWORD_HASH_CONCURRENCY": "1", "STOREFRONT_SHUTDOWN_GRACE": "30"}
+    created = subprocess.run(
+        [STOREFRONT, "clients", "create", "--name", "slow", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    client = json.loads(created.stdout)
+    process = subprocess.Popen(
+        [STOREFRONT, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        form = {"grant_type": "client_credentials", **client}
+        token = httpx.post(f"{base}/auth/token", data=form).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+
+        async def sign_ups() -> list[int]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                requests = [
+                    http.post(
+                        "/users",
+                        headers=auth,
+                        json={
+                            "name": f"U{i}",
+                            "email": f"u{i}@example.com",
+                            "password": "pw-123456",
+                        },
+                    )
+                    for i in range(12)
+                ]
+                pending = asyncio.gather(*requests)
+                await asyncio.sleep(0.3)  # all twelve are in flight, most still queued
+                process.send_signal(signal.SIGTERM)
+                return [r.status_code for r in await pending]
+
+        statuses = asyncio.run(sign_ups())
+        assert statuses == [201] * 12
+        assert process.wait(timeout=30) == 0
+        assert process.stderr is not None
+        log = process.stderr.read()
+        assert "Shutting down" in log
+        assert "Traceback" not in log
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if process.stderr is not None:
+            process.stderr.close()

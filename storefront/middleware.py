@@ -1,0 +1,99 @@
+"""The outermost layer of every request: its id, its context, its headers, its log line.
+
+- ``X-Request-ID`` is kept when the client sends a sensible one, made up otherwise, and
+  returned on every response.
+- The rate-limit decision the inner layers reached is written as headers.
+- ``X-Content-Type-Options: nosniff`` and friends go on every response.
+- One access-log line and the request metrics are recorded when the response starts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from storefront import metrics
+from storefront.context import SCOPE_KEY, RequestContext
+from storefront.logs import log_access
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+#: Headers the app must never send (a server version helps nobody but an attacker).
+DROPPED = {b"server", b"x-powered-by"}
+
+Templates = list[tuple[re.Pattern[str], str]]
+
+
+def request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = bytes(value).decode("latin-1")
+            if REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, templates: Templates) -> None:
+        self.app = app
+        self.templates = templates
+
+    def template(self, path: str) -> str:
+        """The spec's path for this URL (``/users/{id}``): bounded label and log values."""
+        return next((t for rx, t in self.templates if rx.fullmatch(path)), "unmatched")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        ctx = RequestContext(request_id=request_id(scope))
+        scope[SCOPE_KEY] = ctx
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() not in DROPPED
+                ]
+                present = {name.lower() for name, _ in headers}
+                extra = [(b"x-request-id", ctx.request_id.encode()), *SECURITY_HEADERS]
+                if ctx.decision is not None:
+                    extra += [
+                        (name.lower().encode(), value.encode())
+                        for name, value in ctx.decision.headers().items()
+                    ]
+                headers += [(n, v) for n, v in extra if n not in present]
+                message["headers"] = headers
+                self.record(scope, ctx, message["status"], time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapped)
+
+    def record(self, scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
+        method, path = scope["method"], self.template(scope["path"])
+        labels = {"method": method, "path": path, "status": str(status)}
+        metrics.REQUESTS.labels(**labels).inc()
+        metrics.LATENCY.labels(**labels).observe(seconds)
+        if status == 429 and ctx.decision is not None:
+            metrics.RATE_LIMITED.labels(policy=ctx.decision.policy).inc()
+        if ctx.auth_failure is not None:
+            metrics.AUTH_FAILURES.labels(reason=ctx.auth_failure).inc()
+        log_access(
+            method=method,
+            path=path,
+            status=status,
+            seconds=seconds,
+            client_id=ctx.client_id,
+            key_id=ctx.key_id,
+            request_id=ctx.request_id,
+        )

@@ -1,0 +1,127 @@
+"""Logs: one access line per request, JSON when asked, a request id, and never a secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import TestClient
+
+from storefront import admin
+from storefront.logs import configure_logging
+from storefront.settings import Settings
+from tests.helpers import db_rows
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "storefront.access"]
+
+
+def test_no_secret_reaches_any_log_line(
+    api: TestClient,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    make_client: Callable[..., admin.NewClient],
+    make_api_key: Callable[[str], admin.NewApiKey],
+) -> None:
+    caplog.set_level(logging.DEBUG)  # everything any library would say
+    client = make_client("read write")
+    key = make_api_key(client.client_id).api_key
+    basic = base64.b64encode(f"{client.client_id}:{client.client_secret}".encode()).decode()
+    passwords = ["correct horse battery", "staple-2-replacement", "tiny7ch"]
+
+    token_response = api.post(
+        "/auth/token",
+        headers={"Authorization": f"Basic {basic}"},
+        data={"grant_type": "client_credentials"},
+    )
+    token = token_response.json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    user = api.post(
+        "/users",
+        headers=bearer,
+        json={"name": "A", "email": "a@example.com", "password": passwords[0]},
+    ).json()
+    api.put(f"/users/{user['id']}", headers=bearer, json={"password": passwords[1]})
+    api.post(
+        "/users",
+        headers=bearer,
+        json={"name": "B", "email": "b@example.com", "password": passwords[2]},
+    )
+    api.get("/users", headers={"X-API-Key": key})
+    api.get("/products", headers={"Authorization": f"Bearer {key}"})
+    api.get("/users", headers={"Authorization": f"Bearer {token}x"})  # a tampered token
+    api.post(
+        "/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client.client_id,
+            "client_secret": client.client_secret + "x",
+        },
+    )
+    api.get("/users", params={"access_token": token})  # never read, never logged
+
+    # The server's records only: the test's own HTTP client logs the URLs it requests.
+    server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in server)
+    [(stored_hash,)] = db_rows(settings, "SELECT password_hash FROM users")
+    secrets = [client.client_secret, key, key.removeprefix("sk_"), token, basic, *passwords]
+    secrets += [stored_hash, stored_hash.rsplit("$", 1)[-1]]  # derived from a password too
+    for secret in secrets:
+        assert secret not in logged
+    assert "authorization" not in logged.lower()
+    assert len(access_records(caplog)) == 9  # one line per request, no more
+
+
+def test_access_line_names_route_status_caller_and_request_id(
+    api: TestClient, auth: Callable[..., dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = auth("read")
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="storefront.access")
+    response = api.get("/users/user_missing000", headers={**headers, "X-Request-ID": "req-42"})
+    assert response.headers["X-Request-ID"] == "req-42"
+    [record] = access_records(caplog)
+    fields = record.__dict__
+    assert (fields["method"], fields["path"], fields["status"]) == ("GET", "/users/{id}", 404)
+    assert fields["client_id"].startswith("cli_")
+    assert fields["key_id"] is None
+    assert fields["request_id"] == "req-42"
+    assert fields["duration_ms"] >= 0
+    assert "GET /users/{id} 404" in record.getMessage()
+
+
+@pytest.mark.parametrize("sent", ["has spaces", "x" * 200, "new\\nline", ""])
+def test_an_unusable_request_id_is_replaced(api: TestClient, sent: str) -> None:
+    response = api.get("/healthz", headers={"X-Request-ID": sent})
+    returned = response.headers["X-Request-ID"]
+    assert returned != sent
+    assert len(returned) == 32
+
+
+def test_every_response_carries_a_request_id_and_security_headers(api: TestClient) -> None:
+    for response in (api.get("/nowhere"), api.get("/users"), api.patch("/users"), api.get("/ui/")):
+        assert len(response.headers["X-Request-ID"]) == 32
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "server" not in response.headers
+
+
+def test_json_format_writes_one_object_per_line(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(settings.model_copy(update={"log_format": "json"}))
+    try:
+        logging.getLogger("storefront.access").info(
+            "GET /users 200", extra={"method": "GET", "path": "/users", "status": 200}
+        )
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        record = json.loads(line)
+        assert record["logger"] == "storefront.access"
+        assert record["level"] == "INFO"
+        assert (record["method"], record["path"], record["status"]) == ("GET", "/users", 200)
+        assert "time" in record
+    finally:
+        logging.getLogger().handlers.clear()

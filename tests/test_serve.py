@@ -4,79 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-STOREFRONT = str(Path(sys.executable).with_name("storefront"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    base: str
-    process: subprocess.Popen[str]
-    banner: str
-    env: dict[str, str]
+from tests.servers import STOREFRONT, Server, clean_env, demo_server, free_port, wait_until_up
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
-    process = subprocess.Popen(
-        [STOREFRONT, "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    banner = []
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        banner.append(line)
-        if "Application startup complete" in line:
-            break
-    else:
-        process.kill()
-        pytest.fail("server did not start:\n" + "".join(banner))
-    try:
-        yield Server(base, process, "".join(banner), env)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.stdout.close()
+    with demo_server(tmp_path) as running:
+        yield running
 
 
 def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) -> None:
-    curl = re.search(r"^\s*(curl .*/auth/token.*)$", server.banner, re.MULTILINE)
-    assert curl, server.banner
+    curl = re.search(r"^\s*(curl .*/auth/token.*)$", server.output, re.MULTILINE)
+    assert curl, server.output
     # The printed curl line, run as printed, yields a token.
     fetched = subprocess.run(
         ["bash", "-c", curl.group(1)], capture_output=True, text=True, timeout=30, check=True
@@ -116,8 +64,8 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
         assert "server" not in http.get("/users", headers=auth).headers
 
         # An API key made by the command works against the running server, in both headers.
-        client_id = re.search(r"client_id:\s+(\S+)", server.banner)
-        assert client_id, server.banner
+        client_id = re.search(r"client_id:\s+(\S+)", server.output)
+        assert client_id, server.output
         made = subprocess.run(
             [STOREFRONT, "keys", "create", "--client-id", client_id.group(1), "--json"],
             cwd=tmp_path,
@@ -146,10 +94,9 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
 
 
 def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    port = free_port()
     # One argon2id hash at a time: twelve sign-ups take the better part of a second.
-    env |= {"STOREFRONT_PASSWORD_HASH_CONCURRENCY": "1", "STOREFRONT_SHUTDOWN_GRACE": "30"}
+    env = clean_env(STOREFRONT_PASSWORD_HASH_CONCURRENCY="1", STOREFRONT_SHUTDOWN_GRACE="30")
     created = subprocess.run(
         [STOREFRONT, "clients", "create", "--name", "slow", "--json"],
         cwd=tmp_path,
@@ -170,14 +117,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_until_up(base)
         form = {"grant_type": "client_credentials", **client}
         token = httpx.post(f"{base}/auth/token", data=form).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}

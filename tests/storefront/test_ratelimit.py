@@ -1,4 +1,5 @@
-"""Rate limiting, the same tests on every store: in memory, and the Redis on 127.0.0.1:6379.
+"""Rate limiting, the same tests on every store: in memory, and the Redis on 127.0.0.1:6379
+(the conftest runs them once on each).
 
 Each test runs on its own key prefix, so runs sharing one Redis never see each other's counts.
 """
@@ -6,7 +7,6 @@ Each test runs on its own key prefix, so runs sharing one Redis never see each o
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
@@ -23,27 +23,13 @@ from storefront.app import create_app
 from storefront.errors import InvalidInput
 from storefront.settings import Settings
 
-REDIS_URL = "redis://127.0.0.1:6379"
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
-def _redis_up() -> bool:
-    import redis
-
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5) as connection:
-            return bool(connection.ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis" and not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}; .ci/run should start it")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return "memory://" if request.param == "memory" else REDIS_URL
+@pytest.fixture
+def store(rate_limit_storage_url: str) -> str:
+    """memory:// on the SQLite run, the Redis on 127.0.0.1:6379 on the PostgreSQL run."""
+    return rate_limit_storage_url
 
 
 Configure = Callable[..., TestClient]

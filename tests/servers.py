@@ -1,0 +1,99 @@
+"""Real ``storefront serve`` processes for the tests that talk HTTP over a socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STOREFRONT = str(Path(sys.executable).with_name("storefront"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without the developer's STOREFRONT_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    return env | extra
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def demo_server(directory: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``storefront serve --demo`` in ``directory``; its output is read as it comes, so that
+    a chatty server never blocks on a full pipe."""
+    port = free_port()
+    env = env or clean_env()
+    process = subprocess.Popen(
+        [STOREFRONT, "serve", "--demo", "--port", str(port)],
+        cwd=directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, env)
+    started = threading.Event()
+
+    def drain() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.lines.append(line)
+            if "Application startup complete" in line:
+                started.set()
+        started.set()  # the process ended: stop waiting
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        if not started.wait(60) or process.poll() is not None:
+            raise RuntimeError("server did not start:\n" + server.output)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def wait_until_up(base: str, timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

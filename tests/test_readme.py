@@ -1,0 +1,90 @@
+"""The README, taken at its word: its commands and its examples are what the project does."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Server, demo_server
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def example(language: str) -> str:
+    match = re.search(rf"<!-- example:{language} -->\s*```\w+\n(.*?)```", README, re.DOTALL)
+    assert match, f"no {language} example in the README"
+    return match.group(1)
+
+
+def fenced_commands() -> list[str]:
+    return re.findall(r"```sh\n(.*?)\n```", README, re.DOTALL)
+
+
+def test_the_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
+    run, test = fenced_commands()[:2]
+    assert "storefront serve --demo" in run
+    assert "pytest" in test
+    assert README.index(run) < README.index("## ")  # before any section: the first thing
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert test in ci.splitlines()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with demo_server(tmp_path_factory.mktemp("readme")) as running:
+        yield running
+
+
+def credentials(server: Server) -> dict[str, str]:
+    found = dict(re.findall(r"(client_id|client_secret):\s+(\S+)", server.output))
+    return {
+        **server.env,
+        "BASE": server.base,
+        "CLIENT_ID": found["client_id"],
+        "CLIENT_SECRET": found["client_secret"],
+    }
+
+
+def run(command: list[str], server: Server, tmp_path: Path) -> str:
+    done = subprocess.run(
+        command,
+        env=credentials(server),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_curl_example(server: Server, tmp_path: Path) -> None:
+    out = run(["bash", "-c", example("curl")], server, tmp_path)
+    assert "Charles Chaplin" in out
+    assert "204" in out
+    assert "Gadget Pro" in out
+
+
+def test_python_example(server: Server, tmp_path: Path) -> None:
+    out = run([sys.executable, "-c", example("python")], server, tmp_path)
+    assert "Ada King" in out
+    assert "Gadget Pro 99.99" in out
+
+
+def test_javascript_example(server: Server, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "example.mjs"
+    script.write_text(example("javascript"), encoding="utf-8")
+    out = run([node, str(script)], server, tmp_path)
+    assert "Rear Admiral Hopper" in out
+    assert "Stylish T-Shirt" in out

@@ -66,17 +66,29 @@ def load_spec() -> dict[str, Any]:
     return copy.deepcopy(_parsed_spec())
 
 
+def handler_name(operation: dict[str, Any]) -> str:
+    """The function an operation routes to, as Connexion resolves it (and names it at run
+    time): ``x-openapi-router-controller`` + ``.`` + ``operationId``."""
+    controller = operation.get("x-openapi-router-controller")
+    return f"{controller}.{operation['operationId']}" if controller else operation["operationId"]
+
+
 def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
-    """operationId -> the scopes its ``OAuth2`` requirement names (the global one by default)."""
+    """Handler name -> the scopes its ``OAuth2`` requirement names (the global one by default).
+
+    Every operation is in the map, with [] when it needs no scope, so that a lookup that
+    misses means a bug, and is refused (storefront.authn), rather than a free pass.
+    """
     default = spec.get("security", [])
     scopes: dict[str, list[str]] = {}
     for item in spec["paths"].values():
         for method, operation in item.items():
             if method not in HTTP_METHODS:
                 continue
+            needed: list[str] = []
             for requirement in operation.get("security", default):
-                if "OAuth2" in requirement:
-                    scopes[operation["operationId"]] = list(requirement["OAuth2"])
+                needed = list(requirement.get("OAuth2", needed))
+            scopes[handler_name(operation)] = needed
     return scopes
 
 

@@ -76,7 +76,8 @@ async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     info = await _from_api_key(services, request, api_key)
     operation_id = request.scope["extensions"]["connexion_routing"]["operation_id"]
-    required = services.required_scopes.get(operation_id, [])
+    # An operation missing from the map is a wiring bug: refuse rather than let a key through.
+    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
     if not validate_scope(required, info["scope"]):
         raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
     return info

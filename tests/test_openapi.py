@@ -8,7 +8,13 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-from storefront.app import HTTP_METHODS, load_spec, spec_path
+from storefront.app import (
+    HTTP_METHODS,
+    handler_name,
+    load_spec,
+    oauth_scopes_by_operation,
+    spec_path,
+)
 
 SPEC = load_spec()
 RATE_LIMIT_HEADERS = {
@@ -82,7 +88,7 @@ def test_every_response_declares_the_rate_limit_headers(
 
 @pytest.mark.parametrize(("method", "path", "operation"), _operations())
 def test_every_operation_has_a_handler(method: str, path: str, operation: dict[str, Any]) -> None:
-    module_name, _, function = operation["operationId"].rpartition(".")
+    module_name, _, function = handler_name(operation).rpartition(".")
     module = __import__(module_name, fromlist=[function])
     assert callable(getattr(module, function))
 
@@ -91,3 +97,12 @@ def test_oauth2_client_credentials_flow_is_declared_for_swagger_ui() -> None:
     flows = SPEC["components"]["securitySchemes"]["OAuth2"]["flows"]
     assert flows["clientCredentials"]["tokenUrl"] == "/auth/token"
     assert set(flows["clientCredentials"]["scopes"]) == {"read", "write"}
+
+
+def test_api_key_scopes_are_known_for_every_operation() -> None:
+    scopes = oauth_scopes_by_operation(SPEC)
+    for method, path, operation in _operations():
+        assert handler_name(operation) in scopes, f"{method} {path}"
+    assert scopes["handlers.users.create_user"] == ["write"]
+    assert scopes["handlers.users.get_user"] == ["read"]
+    assert scopes["handlers.auth.issue_token"] == []

@@ -88,3 +88,10 @@ def test_javascript_example(server: Server, tmp_path: Path) -> None:
     out = run([node, str(script)], server, tmp_path)
     assert "Rear Admiral Hopper" in out
     assert "Stylish T-Shirt" in out
+
+
+def test_the_configuration_table_lists_every_setting() -> None:
+    from storefront.settings import Settings
+
+    for name in Settings.model_fields:
+        assert f"| `STOREFRONT_{name.upper()}` |" in README, name

@@ -128,9 +128,7 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def create_app(
-    settings: Settings | None = None, *, validate_responses: bool | None = None
-) -> connexion.AsyncApp:
+def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     """Build the ASGI app. Nothing connects to anything until the first request."""
     settings = settings or load_settings()
     services = build_services(settings)
@@ -150,9 +148,7 @@ def create_app(
         strict_validation=True,
         validator_map=validator_map(),
         pythonic_params=True,
-        validate_responses=(
-            settings.validate_responses if validate_responses is None else validate_responses
-        ),
+        validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(
             swagger_ui=True,
             swagger_ui_path="/ui",

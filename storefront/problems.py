@@ -16,7 +16,7 @@ from typing import Any
 
 from connexion.exceptions import OAuthScopeProblem, ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
@@ -192,7 +192,9 @@ def _internal_error() -> ConnexionResponse:
 
 
 async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    if isinstance(exc, PoolTimeout | ConnectionError) or (
+    # Refused, timed out, reset, still starting up, "database is locked": the database is
+    # not answering, which is worth a retry (503), not a bug report (500).
+    if isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         logger.warning("database unavailable: %s", type(exc).__name__)

@@ -158,7 +158,7 @@ def settings(database_url: str, rate_limit_storage_url: str, tmp_path: Path) -> 
 
 @pytest.fixture
 def app(settings: Settings) -> connexion.AsyncApp:
-    return create_app(settings, validate_responses=True)
+    return create_app(settings)
 
 
 @pytest.fixture

@@ -162,9 +162,10 @@ def test_database_outage_is_503_then_service_resumes(postgres: Postgres, tmp_pat
 
             postgres.start()
             deadline = time.monotonic() + 20
-            while http.get(f"/users/{user['id']}", headers=auth).status_code != 200:
+            while (status := http.get(f"/users/{user['id']}", headers=auth).status_code) != 200:
+                assert status == 503, f"{status} while PostgreSQL was starting"
                 assert time.monotonic() < deadline, "service did not resume"
-                time.sleep(0.2)
+                time.sleep(0.05)
             assert http.get("/readyz").status_code == 200
             emails = [u["email"] for u in http.get("/users", headers=auth).json()]
             assert emails == ["before@example.com"]  # nothing lost, nothing half-written

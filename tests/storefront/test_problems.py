@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import pytest
 from httpx2 import Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.testclient import TestClient
 
@@ -177,10 +177,11 @@ def test_a_database_error_reveals_no_sql(
     api: TestClient, auth: Callable[..., Headers], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(*args: Any, **kwargs: Any) -> NoReturn:
-        raise OperationalError(
+        # A bug in a query (not an unreachable database, which is a 503).
+        raise ProgrammingError(
             "SELECT password_hash FROM users WHERE id = ?",
             {"id": "user_x"},
-            Exception("disk I/O error in /var/lib/sqlite/storefront.db"),
+            Exception("no such column: pasword_hash in /var/lib/sqlite/storefront.db"),
         )
 
     monkeypatch.setattr(persistence.users, "list_users", broken)
@@ -192,8 +193,10 @@ def test_a_database_error_reveals_no_sql(
     [
         ConnectionRefusedError("connect to 10.0.0.5:5432 refused"),
         SQLAlchemyTimeout("QueuePool limit of size 5 overflow 10 reached"),
+        TimeoutError("timed out connecting to 10.0.0.5:5432"),
+        OperationalError("SELECT 1", {}, Exception("the database system is starting up")),
     ],
-    ids=["refused", "pool-timeout"],
+    ids=["refused", "pool-timeout", "connect-timeout", "starting-up"],
 )
 def test_an_unreachable_database_is_a_503_to_retry(
     api: TestClient,

@@ -97,3 +97,27 @@ def wait_until_up(base: str, timeout: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def storefront(env: dict[str, str], *argv: str, cwd: Path | None = None) -> str:
+    """Run a ``storefront`` command to completion; its stdout."""
+    done = subprocess.run(
+        [STOREFRONT, *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"storefront {' '.join(argv)}: {done.stderr}")
+    return done.stdout
+
+
+def storefront_json(env: dict[str, str], *argv: str, cwd: Path | None = None) -> dict[str, str]:
+    """Run a ``storefront … --json`` command; its JSON output."""
+    import json
+
+    parsed: dict[str, str] = json.loads(storefront(env, *argv, "--json", cwd=cwd))
+    return parsed

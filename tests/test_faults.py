@@ -7,13 +7,9 @@ so that it can stop and start it without touching the shared one.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,16 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-STOREFRONT = str(Path(sys.executable).with_name("storefront"))
+from tests.servers import STOREFRONT, clean_env, free_port, storefront_json, wait_until_up
+
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 TIMEOUT = 2  # STOREFRONT_DATABASE_TIMEOUT for the server under test
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Postgres:
@@ -81,7 +71,7 @@ def postgres() -> Iterator[Postgres]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = Postgres(directory, _free_port())
+    server = Postgres(directory, free_port())
     server.start()
     try:
         yield server
@@ -98,34 +88,19 @@ def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+    wait_until_up(f"http://127.0.0.1:{port}")
+    return process
 
 
 def test_database_outage_is_503_then_service_resumes(postgres: Postgres, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
-    env |= {
-        "STOREFRONT_DATABASE_URL": postgres.url,
-        "STOREFRONT_DATABASE_TIMEOUT": str(TIMEOUT),
-        "STOREFRONT_KEY_DIR": str(tmp_path / "keys"),
-        "STOREFRONT_LOG_LEVEL": "warning",
-    }
-    made = subprocess.run(
-        [STOREFRONT, "clients", "create", "--name", "ops", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+    env = clean_env(
+        STOREFRONT_DATABASE_URL=postgres.url,
+        STOREFRONT_DATABASE_TIMEOUT=str(TIMEOUT),
+        STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
+        STOREFRONT_LOG_LEVEL="warning",
     )
-    client = json.loads(made.stdout)
-    port = _free_port()
+    client = storefront_json(env, "clients", "create", "--name", "ops")
+    port = free_port()
     server = _serve(env, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:

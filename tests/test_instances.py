@@ -7,14 +7,9 @@ Redis here on both, since a global budget is what is being tested.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,32 +17,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-STOREFRONT = str(Path(sys.executable).with_name("storefront"))
-REDIS_URL = "redis://127.0.0.1:6379"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.conftest import REDIS_URL, require_service
+from tests.servers import (
+    STOREFRONT,
+    clean_env,
+    free_port,
+    storefront,
+    storefront_json,
+    wait_until_up,
+)
 
 
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}; .ci/run should start it")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    require_service(REDIS_URL, 6379)
+    base = clean_env()
     return {
         **base,
         "STOREFRONT_DATABASE_URL": database_url,
@@ -62,16 +46,8 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _command(env: dict[str, str], *argv: str) -> dict[str, str]:
-    done = subprocess.run(
-        [STOREFRONT, *argv], env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    parsed: dict[str, str] = json.loads(done.stdout)
-    return parsed
-
-
 def _start(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [STOREFRONT, "serve", "--port", str(port), *extra],
         env=env,
@@ -79,18 +55,6 @@ def _start(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], s
         stderr=subprocess.DEVNULL,
     )
     return process, f"http://127.0.0.1:{port}"
-
-
-def _wait_until_up(bases: list[str]) -> None:
-    deadline = time.monotonic() + 30
-    for base in bases:
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, f"{base} did not start"
-                time.sleep(0.1)
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -106,11 +70,12 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 @pytest.fixture
 def servers(env: dict[str, str]) -> Iterator[list[str]]:
     """Two separate ``storefront serve`` processes on different ports."""
-    subprocess.run([STOREFRONT, "db", "upgrade"], env=env, check=True, timeout=60)
+    storefront(env, "db", "upgrade")
     started = [_start(env), _start(env)]
     try:
         bases = [base for _, base in started]
-        _wait_until_up(bases)
+        for base in bases:
+            wait_until_up(base)
         yield bases
     finally:
         _stop([process for process, _ in started])
@@ -130,8 +95,8 @@ async def _burst(bases: list[str], headers: dict[str, str], total: int) -> list[
 
 
 def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list[str]) -> None:
-    client = _command(env, "clients", "create", "--name", "burst", "--scopes", "read", "--json")
-    key = _command(env, "keys", "create", "--client-id", client["client_id"], "--json")
+    client = storefront_json(env, "clients", "create", "--name", "burst", "--scopes", "read")
+    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
     headers = {"X-API-Key": key["api_key"]}
 
     # 300 requests at once over 30 connections, split across the two processes.
@@ -140,13 +105,13 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
     assert statuses.count(429) == 200
 
     # Revocation through the command reaches both processes at once.
-    subprocess.run([STOREFRONT, "keys", "revoke", key["key_id"]], env=env, check=True, timeout=60)
+    storefront(env, "keys", "revoke", key["key_id"])
     for base in servers:
         assert httpx.get(f"{base}/products", headers=headers).status_code == 401
 
 
 def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    env = clean_env()
     done = subprocess.run(
         [STOREFRONT, "serve", "--workers", "2"],
         cwd=tmp_path,
@@ -166,7 +131,7 @@ def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -
 def test_two_instances_serve_one_set_of_users_and_clients(
     env: dict[str, str], servers: list[str]
 ) -> None:
-    client = _command(env, "clients", "create", "--name", "two", "--json")
+    client = storefront_json(env, "clients", "create", "--name", "two")
     form = {"grant_type": "client_credentials", **client}
     one, two = (httpx.Client(base_url=base, timeout=10) for base in servers)
     with one, two:
@@ -185,32 +150,21 @@ def test_two_instances_serve_one_set_of_users_and_clients(
         assert two.get(f"/users/{user_id}", headers=auth).status_code == 404
 
         # Disabling the client through the command stops its tokens on both at once.
-        subprocess.run(
-            [STOREFRONT, "clients", "disable", client["client_id"]],
-            env=env,
-            check=True,
-            timeout=60,
-        )
+        storefront(env, "clients", "disable", client["client_id"])
         assert one.get("/users", headers=auth).status_code == 401
         assert two.get("/users", headers=auth).status_code == 401
 
 
 def test_workers_share_one_budget(env: dict[str, str]) -> None:
-    subprocess.run([STOREFRONT, "db", "upgrade"], env=env, check=True, timeout=60)
-    client = _command(env, "clients", "create", "--name", "w", "--scopes", "read", "--json")
-    subprocess.run(
-        [STOREFRONT, "clients", "set-limit", client["client_id"], "20/minute"],
-        env=env,
-        check=True,
-        timeout=60,
-        stdout=subprocess.DEVNULL,
-    )
-    key = _command(env, "keys", "create", "--client-id", client["client_id"], "--json")
-    metrics_port = _free_port()
+    storefront(env, "db", "upgrade")
+    client = storefront_json(env, "clients", "create", "--name", "w", "--scopes", "read")
+    storefront(env, "clients", "set-limit", client["client_id"], "20/minute")
+    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
+    metrics_port = free_port()
     env = {**env, "STOREFRONT_METRICS_PORT": str(metrics_port), "STOREFRONT_METRICS_ACCESS": "off"}
     process, base = _start(env, "--workers", "2")
     try:
-        _wait_until_up([base])
+        wait_until_up(base)
         statuses = asyncio.run(_burst([base, base], {"X-API-Key": key["api_key"]}, 60))
         assert httpx.get(f"{base}/metrics").status_code == 404  # off on the API's port
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import subprocess
@@ -13,7 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import STOREFRONT, Server, clean_env, demo_server, free_port, wait_until_up
+from tests.servers import (
+    STOREFRONT,
+    Server,
+    clean_env,
+    demo_server,
+    free_port,
+    storefront_json,
+    wait_until_up,
+)
 
 
 @pytest.fixture
@@ -66,16 +73,10 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
         # An API key made by the command works against the running server, in both headers.
         client_id = re.search(r"client_id:\s+(\S+)", server.output)
         assert client_id, server.output
-        made = subprocess.run(
-            [STOREFRONT, "keys", "create", "--client-id", client_id.group(1), "--json"],
-            cwd=tmp_path,
-            env=server.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+        made = storefront_json(
+            server.env, "keys", "create", "--client-id", client_id.group(1), cwd=tmp_path
         )
-        api_key = httpx.Response(200, content=made.stdout).json()["api_key"]
+        api_key = made["api_key"]
         for headers in ({"X-API-Key": api_key}, {"Authorization": f"Bearer {api_key}"}):
             assert http.get("/products", headers=headers).status_code == 200
             refused = http.post("/users", headers={**headers, "Content-Type": "text/plain"})
@@ -97,16 +98,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
     port = free_port()
     # One argon2id hash at a time: twelve sign-ups take the better part of a second.
     env = clean_env(STOREFRONT_PASSWORD_HASH_CONCURRENCY="1", STOREFRONT_SHUTDOWN_GRACE="30")
-    created = subprocess.run(
-        [STOREFRONT, "clients", "create", "--name", "slow", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    client = json.loads(created.stdout)
+    client = storefront_json(env, "clients", "create", "--name", "slow", cwd=tmp_path)
     process = subprocess.Popen(
         [STOREFRONT, "serve", "--port", str(port)],
         cwd=tmp_path,

@@ -9,6 +9,9 @@ from connexion import request
 
 from storefront.services import Services, from_scope
 
+#: A JSON object as handlers receive and return it.
+Body = dict[str, Any]
+
 
 def services() -> Services:
     return from_scope(request.scope)
@@ -38,6 +41,3 @@ def paging_headers(*, total: int, limit: int, offset: int) -> dict[str, str]:
 def absolute_url(path: str) -> str:
     base: str = str(request.base_url).rstrip("/")
     return base + path
-
-
-Body = dict[str, Any]

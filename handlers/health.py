@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
-
 from connexion import request
-from connexion.exceptions import OAuthProblem
 
 from handlers._common import Body, services
 from persistence.health import schema_revision
 from persistence.migrate import head_revision
+from storefront.authn import require_metrics_token
 from storefront.errors import NotFound, NotReady
 from storefront.metrics import CONTENT_TYPE, exposition
 
@@ -50,9 +48,5 @@ async def metrics() -> tuple[bytes, int, dict[str, str]]:
     settings = services().settings
     if settings.metrics_access == "off":
         raise NotFound("No resource exists at this URL.")
-    if settings.metrics_access == "token":
-        assert settings.metrics_token is not None  # the settings refuse token without one
-        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
-        if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
-            raise OAuthProblem(detail="Reading metrics needs the metrics token.")
+    require_metrics_token(settings, request.headers.get("authorization"))
     return exposition(), 200, {"Content-Type": CONTENT_TYPE}

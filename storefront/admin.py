@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence import clients
 from persistence.db import Database
-from persistence.models import Client
 from storefront.errors import InvalidInput
 from storefront.ratelimit import parse_limit
 from storefront.security import SecretDigester, new_api_key, new_secret
@@ -102,10 +101,6 @@ async def ensure_demo_client(session: AsyncSession, digester: SecretDigester) ->
         session, client_id=existing.id, secret_digest=digester.digest(secret)
     )
     return NewClient(existing.id, secret, existing.name, existing.scopes.split())
-
-
-async def list_clients(session: AsyncSession) -> Sequence[Client]:
-    return await clients.list_clients(session)
 
 
 async def create_api_key(

@@ -7,6 +7,7 @@ Connexion calls ``bearer_info`` for ``Authorization: Bearer …`` and ``api_key_
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from connexion.exceptions import OAuthProblem, OAuthScopeProblem
@@ -17,6 +18,7 @@ from storefront.context import identify
 from storefront.ratelimit import charge
 from storefront.security import API_KEY_PREFIX, InvalidToken
 from storefront.services import Services, from_scope
+from storefront.settings import Settings
 
 
 async def _from_api_key(
@@ -81,3 +83,13 @@ async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any
     if not validate_scope(required, info["scope"]):
         raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
     return info
+
+
+def require_metrics_token(settings: Settings, authorization: str | None) -> None:
+    """With STOREFRONT_METRICS_ACCESS=token, /metrics wants that token as a bearer token."""
+    if settings.metrics_access != "token":
+        return
+    assert settings.metrics_token is not None  # the settings refuse "token" without one
+    expected = f"Bearer {settings.metrics_token.get_secret_value()}"
+    if not hmac.compare_digest((authorization or "").encode(), expected.encode()):
+        raise OAuthProblem(detail="Reading metrics needs the metrics token.")

@@ -89,6 +89,22 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _digester(settings: Settings) -> SecretDigester:
+    return SecretDigester(secret_pepper(settings))
+
+
+def _show_once(fields: dict[str, str], as_json: bool) -> None:
+    """Print a new credential; its last field is the secret, which is never shown again."""
+    if as_json:
+        _print_json(fields)
+        return
+    width = max(map(len, fields)) + 2
+    *plain, (secret_name, secret) = fields.items()
+    for name, value in plain:
+        print(f"{name + ':':{width}}{value}")
+    print(f"{secret_name + ':':{width}}{secret}   (shown only now)")
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -104,7 +120,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     upgrade(settings.database_url)
     if args.demo:
         import_file(settings, DEMO_CATALOGUE, progress=False)
-        digester = SecretDigester(secret_pepper(settings))
+        digester = _digester(settings)
         demo = admin.run(settings, lambda s: admin.ensure_demo_client(s, digester))
         base = f"http://{args.host}:{args.port}"
         print("Demo client (the secret is shown only now; it changes at every --demo start):")
@@ -165,15 +181,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         return
     if command == ("clients", "create"):
         scopes = admin.parse_scopes(args.scopes)
-        digester = SecretDigester(secret_pepper(settings))
+        digester = _digester(settings)
         new = admin.run(
             settings, lambda s: admin.create_client(s, digester, name=args.name, scopes=scopes)
         )
-        if args.json:
-            _print_json({"client_id": new.client_id, "client_secret": new.client_secret})
-        else:
-            print(f"client_id:     {new.client_id}")
-            print(f"client_secret: {new.client_secret}   (shown only now)")
+        _show_once({"client_id": new.client_id, "client_secret": new.client_secret}, args.json)
     elif command == ("clients", "list"):
         rows = [
             {
@@ -184,7 +196,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                 "disabled": c.disabled_at is not None,
                 "rate_limit": c.rate_limit,
             }
-            for c in admin.run(settings, admin.list_clients)
+            for c in admin.run(settings, clients_repo.list_clients)
         ]
         if args.json:
             _print_json(rows)
@@ -207,15 +219,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         shown = own or f"the default ({settings.rate_limit})"
         print(f"client {args.client_id}: rate limit {shown}")
     elif command == ("keys", "create"):
-        digester = SecretDigester(secret_pepper(settings))
+        digester = _digester(settings)
         key = admin.run(
             settings, lambda s: admin.create_api_key(s, digester, client_id=args.client_id)
         )
-        if args.json:
-            _print_json({"key_id": key.key_id, "api_key": key.api_key})
-        else:
-            print(f"key_id:  {key.key_id}")
-            print(f"api_key: {key.api_key}   (shown only now)")
+        _show_once({"key_id": key.key_id, "api_key": key.api_key}, args.json)
     elif command == ("keys", "revoke"):
         admin.run(settings, lambda s: clients_repo.revoke_api_key(s, key_id=args.key_id))
         print(f"API key {args.key_id} revoked")

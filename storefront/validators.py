@@ -23,6 +23,19 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.types import Scope
 
+#: id(schema) -> (schema, its validator). Connexion hands over the same schema dict on every
+#: request; building a Draft4Validator (and its format checker) per call is the cost saved. The
+#: schema is kept in the value so that its id cannot be reused by another object.
+_VALIDATORS: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
+
+
+def _validator_for(schema: dict[str, Any]) -> Draft4Validator:
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        _VALIDATORS[id(schema)] = cached
+    return cached[1]
+
 
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
     @staticmethod
@@ -36,7 +49,7 @@ class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
             return None
         schema = param.get("schema", param)
         try:
-            Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).validate(value)
+            _validator_for(schema).validate(value)
         except ValidationError as exc:
             return f"Invalid {parameter_type} parameter '{name}': {exc.message}"
         return None

@@ -99,17 +99,24 @@ def wait_until_up(base: str, timeout: float = 30) -> None:
             time.sleep(0.1)
 
 
-def storefront(env: dict[str, str], *argv: str, cwd: Path | None = None) -> str:
-    """Run a ``storefront`` command to completion; its stdout."""
-    done = subprocess.run(
+def run_storefront(
+    env: dict[str, str], *argv: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a ``storefront`` command to completion, whatever its exit status."""
+    return subprocess.run(
         [STOREFRONT, *argv],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
+
+
+def storefront(env: dict[str, str], *argv: str, cwd: Path | None = None) -> str:
+    """Run a ``storefront`` command that must succeed; its stdout."""
+    done = run_storefront(env, *argv, cwd=cwd)
     if done.returncode != 0:
         raise AssertionError(f"storefront {' '.join(argv)}: {done.stderr}")
     return done.stdout

@@ -24,21 +24,25 @@ PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 TIMEOUT = 2  # STOREFRONT_DATABASE_TIMEOUT for the server under test
 
 
+def as_postgres(tool: str, *args: str) -> None:
+    """Run one of PostgreSQL's server tools as the postgres user (initdb refuses root)."""
+    assert PG_BIN is not None
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(PG_BIN / tool), *args],
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 class Postgres:
     def __init__(self, directory: Path, port: int) -> None:
         self.directory, self.port = directory, port
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def _pg_ctl(self, *args: str) -> None:
-        assert PG_BIN is not None
-        command = [str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", *args]
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *command],
-            check=True,
-            timeout=60,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        as_postgres("pg_ctl", "-D", str(self.directory / "data"), "-w", *args)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
@@ -55,22 +59,7 @@ def postgres() -> Iterator[Postgres]:
     # Not under pytest's tmp_path: the postgres user must be able to reach the directory.
     directory = Path(tempfile.mkdtemp(prefix="storefront-pg-"))
     shutil.chown(directory, "postgres")
-    initdb = [
-        str(PG_BIN / "initdb"),
-        "-D",
-        str(directory / "data"),
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-    ]
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", *initdb],
-        check=True,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    as_postgres("initdb", "-D", str(directory / "data"), "-A", "trust", "-U", "postgres")
     server = Postgres(directory, free_port())
     server.start()
     try:

@@ -22,6 +22,7 @@ from tests.servers import (
     STOREFRONT,
     clean_env,
     free_port,
+    run_storefront,
     storefront,
     storefront_json,
     wait_until_up,
@@ -111,16 +112,7 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
 
 
 def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
-    env = clean_env()
-    done = subprocess.run(
-        [STOREFRONT, "serve", "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_storefront(clean_env(), "serve", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

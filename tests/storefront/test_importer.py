@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from storefront.errors import InvalidInput
 from storefront.importer import import_file
 from storefront.settings import Settings
 from tests.helpers import db_rows
+from tests.servers import clean_env, run_storefront
 
 HEADER = "id,name,description,price,category"
 GENERATED_ID = re.compile(r"prod_[A-Za-z0-9_-]{16}")
@@ -507,18 +506,11 @@ def test_a_directory(settings: Settings, tmp_path: Path) -> None:
 
 
 def run_import(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("STOREFRONT_")}
-    env["STOREFRONT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    env["STOREFRONT_KEY_DIR"] = str(tmp_path / "keys")
-    return subprocess.run(
-        [sys.executable, "-m", "storefront.cli", "products", "import", str(path)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    env = clean_env(
+        STOREFRONT_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+        STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
     )
+    return run_storefront(env, "products", "import", str(path), cwd=tmp_path)
 
 
 def test_the_command_imports(tmp_path: Path) -> None:

@@ -23,8 +23,7 @@ async def readyz() -> Body:
     problems = []
     checks: dict[str, str] = {}
     try:
-        async with svc.db.unit_of_work() as session:
-            revision = await schema_revision(session)
+        revision = await svc.db.read(schema_revision)
         checks["database"] = "ok"
         checks["migrations"] = "ok" if revision == HEAD else f"at {revision}, code needs {HEAD}"
         if revision != HEAD:

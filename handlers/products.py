@@ -20,8 +20,7 @@ def _public(product: Product) -> Body:
 async def list_products(
     limit: int, offset: int, category: str | None = None, search: str | None = None
 ) -> tuple[list[Body], int, dict[str, str]]:
-    async with services().db.unit_of_work() as session:
-        page, total = await products.list_products(
-            session, category=category, search=search, limit=limit, offset=offset
-        )
+    page, total = await services().db.read(
+        products.list_products, category=category, search=search, limit=limit, offset=offset
+    )
     return [_public(p) for p in page], 200, paging_headers(total=total, limit=limit, offset=offset)

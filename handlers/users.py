@@ -23,8 +23,7 @@ def _public(user: User) -> Body:
 
 
 async def list_users(limit: int, offset: int) -> tuple[list[Body], int, dict[str, str]]:
-    async with services().db.unit_of_work() as session:
-        page, total = await users.list_users(session, limit=limit, offset=offset)
+    page, total = await services().db.read(users.list_users, limit=limit, offset=offset)
     return [_public(u) for u in page], 200, paging_headers(total=total, limit=limit, offset=offset)
 
 
@@ -32,14 +31,14 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
     name, email = clean_name(body["name"]), clean_email(body["email"])
     password_hash = await svc.passwords.hash(body["password"])
-    async with svc.db.unit_of_work(write=True) as session:
-        user = await users.create_user(session, name=name, email=email, password_hash=password_hash)
+    user = await svc.db.write(
+        users.create_user, name=name, email=email, password_hash=password_hash
+    )
     return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")}
 
 
 async def get_user(id_: str) -> Body:
-    async with services().db.unit_of_work() as session:
-        return _public(await users.get_user(session, user_id=id_))
+    return _public(await services().db.read(users.get_user, user_id=id_))
 
 
 async def update_user(id_: str, body: Body) -> Body:
@@ -51,12 +50,10 @@ async def update_user(id_: str, body: Body) -> Body:
         changes["email"] = clean_email(body["email"])
     if "password" in body:
         changes["password_hash"] = await svc.passwords.hash(body["password"])
-    async with svc.db.unit_of_work(write=True) as session:
-        user = await users.update_user(session, user_id=id_, **changes)
+    user = await svc.db.write(users.update_user, user_id=id_, **changes)
     return _public(user)
 
 
 async def delete_user(id_: str) -> tuple[None, int]:
-    async with services().db.unit_of_work(write=True) as session:
-        await users.delete_user(session, user_id=id_)
+    await services().db.write(users.delete_user, user_id=id_)
     return None, 204

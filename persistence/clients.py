@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from persistence.models import ApiKey, Client, utcnow
 from storefront.errors import NotFound
@@ -22,9 +22,7 @@ class ApiKeyNotFound(NotFound):
         super().__init__(f"No API key with id {key_id!r}.")
 
 
-async def create_client(
-    session: AsyncSession, *, name: str, scopes: list[str], secret_digest: str
-) -> Client:
+def create_client(session: Session, *, name: str, scopes: list[str], secret_digest: str) -> Client:
     client = Client(
         id=new_id("cli_"),
         name=name,
@@ -33,73 +31,71 @@ async def create_client(
         created_at=utcnow(),
     )
     session.add(client)
-    await session.flush()
+    session.flush()
     return client
 
 
-async def list_clients(session: AsyncSession) -> Sequence[Client]:
-    return (await session.scalars(select(Client).order_by(Client.created_at, Client.id))).all()
+def list_clients(session: Session) -> Sequence[Client]:
+    return (session.scalars(select(Client).order_by(Client.created_at, Client.id))).all()
 
 
-async def find_client(session: AsyncSession, *, client_id: str) -> Client | None:
-    return await session.get(Client, client_id)
+def find_client(session: Session, *, client_id: str) -> Client | None:
+    return session.get(Client, client_id)
 
 
-async def find_client_by_name(session: AsyncSession, *, name: str) -> Client | None:
-    return await session.scalar(select(Client).where(Client.name == name).limit(1))
+def find_client_by_name(session: Session, *, name: str) -> Client | None:
+    return session.scalar(select(Client).where(Client.name == name).limit(1))
 
 
-async def active_client_limit(session: AsyncSession, *, client_id: str) -> tuple[bool, str | None]:
+def active_client_limit(session: Session, *, client_id: str) -> tuple[bool, str | None]:
     """Whether the client exists and is enabled, and its own rate limit (None: the default)."""
     row = (
-        await session.execute(
-            select(Client.disabled_at, Client.rate_limit).where(Client.id == client_id)
-        )
+        session.execute(select(Client.disabled_at, Client.rate_limit).where(Client.id == client_id))
     ).first()
     if row is None:
         return False, None
     return row[0] is None, row[1]
 
 
-async def set_rate_limit(session: AsyncSession, *, client_id: str, rate_limit: str | None) -> None:
-    result = await session.execute(
+def set_rate_limit(session: Session, *, client_id: str, rate_limit: str | None) -> None:
+    result = session.execute(
         update(Client).where(Client.id == client_id).values(rate_limit=rate_limit)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise ClientNotFound(client_id)
 
 
-async def set_client_secret(session: AsyncSession, *, client_id: str, secret_digest: str) -> None:
-    result = await session.execute(
+def set_client_secret(session: Session, *, client_id: str, secret_digest: str) -> None:
+    result = session.execute(
         update(Client).where(Client.id == client_id).values(secret_digest=secret_digest)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise ClientNotFound(client_id)
 
 
-async def disable_client(session: AsyncSession, *, client_id: str) -> Client:
-    client = await session.get(Client, client_id)
+def disable_client(session: Session, *, client_id: str) -> Client:
+    client = session.get(Client, client_id)
     if client is None:
         raise ClientNotFound(client_id)
     if client.disabled_at is None:
         client.disabled_at = utcnow()
-    await session.flush()
+    session.flush()
     return client
 
 
-async def create_api_key(session: AsyncSession, *, client_id: str, digest: str) -> ApiKey:
-    if await session.get(Client, client_id) is None:
+def create_api_key(session: Session, *, client_id: str, digest: str) -> ApiKey:
+    if session.get(Client, client_id) is None:
         raise ClientNotFound(client_id)
     key = ApiKey(id=new_id("key_"), client_id=client_id, digest=digest, created_at=utcnow())
     session.add(key)
-    await session.flush()
+    session.flush()
     return key
 
 
-async def find_active_key(session: AsyncSession, *, digest: str) -> tuple[ApiKey, Client] | None:
+def find_active_key(session: Session, *, digest: str) -> tuple[ApiKey, Client] | None:
     """The unrevoked key with this digest and its client, when that client is enabled."""
     row = (
-        await session.execute(
+        session.execute(
             select(ApiKey, Client)
             .join(Client, Client.id == ApiKey.client_id)
             .where(
@@ -112,11 +108,11 @@ async def find_active_key(session: AsyncSession, *, digest: str) -> tuple[ApiKey
     return None if row is None else (row[0], row[1])
 
 
-async def revoke_api_key(session: AsyncSession, *, key_id: str) -> ApiKey:
-    key = await session.get(ApiKey, key_id)
+def revoke_api_key(session: Session, *, key_id: str) -> ApiKey:
+    key = session.get(ApiKey, key_id)
     if key is None:
         raise ApiKeyNotFound(key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-    await session.flush()
+    session.flush()
     return key

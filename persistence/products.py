@@ -9,7 +9,7 @@ from typing import cast
 
 from sqlalchemy import ColumnElement, Insert, Table, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from persistence.models import Product
 
@@ -41,8 +41,8 @@ def _filters(category: str | None, search: str | None) -> list[ColumnElement[boo
     return where
 
 
-async def list_products(
-    session: AsyncSession,
+def list_products(
+    session: Session,
     *,
     category: str | None = None,
     search: str | None = None,
@@ -50,8 +50,8 @@ async def list_products(
     offset: int,
 ) -> tuple[Sequence[Product], int]:
     where = _filters(category, search)
-    total = await session.scalar(select(func.count()).select_from(Product).where(*where))
-    rows = await session.scalars(
+    total = session.scalar(select(func.count()).select_from(Product).where(*where))
+    rows = session.scalars(
         select(Product).where(*where).order_by(Product.id).limit(limit).offset(offset)
     )
     return rows.all(), int(total or 0)
@@ -79,7 +79,7 @@ def _upsert_statement(dialect: str) -> Insert:
     raise NotImplementedError(f"no upsert for the {dialect} dialect")
 
 
-async def upsert_products(session: AsyncSession, *, products: Iterable[ProductData]) -> int:
+def upsert_products(session: Session, *, products: Iterable[ProductData]) -> int:
     """Insert new products and update existing ones by id; returns how many were written.
 
     One ``INSERT … ON CONFLICT (id) DO UPDATE`` executed for chunks of rows: a million rows
@@ -100,10 +100,10 @@ async def upsert_products(session: AsyncSession, *, products: Iterable[ProductDa
             }
         )
         if len(chunk) >= UPSERT_CHUNK:
-            await session.execute(statement, chunk)
+            session.execute(statement, chunk)
             count += len(chunk)
             chunk = []
     if chunk:
-        await session.execute(statement, chunk)
+        session.execute(statement, chunk)
         count += len(chunk)
     return count

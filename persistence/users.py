@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from persistence._constraints import violates
 from persistence.models import User, utcnow
@@ -16,16 +16,16 @@ from storefront.security import new_id
 EMAIL_INDEX = "uq_users_email_lower"
 
 
-async def _flush_checking_email(session: AsyncSession) -> None:
+def _flush_checking_email(session: Session) -> None:
     try:
-        await session.flush()
+        session.flush()
     except IntegrityError as exc:
         if violates(exc, EMAIL_INDEX):
             raise EmailTaken() from None
         raise
 
 
-async def create_user(session: AsyncSession, *, name: str, email: str, password_hash: str) -> User:
+def create_user(session: Session, *, name: str, email: str, password_hash: str) -> User:
     user = User(
         id=new_id("user_"),
         name=name,
@@ -34,7 +34,7 @@ async def create_user(session: AsyncSession, *, name: str, email: str, password_
         created_at=utcnow(),
     )
     session.add(user)
-    await _flush_checking_email(session)
+    _flush_checking_email(session)
     return user
 
 
@@ -44,25 +44,23 @@ def _storable(user_id: str) -> bool:
     return "\x00" not in user_id
 
 
-async def get_user(session: AsyncSession, *, user_id: str) -> User:
-    user = await session.get(User, user_id) if _storable(user_id) else None
+def get_user(session: Session, *, user_id: str) -> User:
+    user = session.get(User, user_id) if _storable(user_id) else None
     if user is None:
         raise UserNotFound()
     return user
 
 
-async def list_users(
-    session: AsyncSession, *, limit: int, offset: int
-) -> tuple[Sequence[User], int]:
-    total = await session.scalar(select(func.count()).select_from(User))
-    rows = await session.scalars(
+def list_users(session: Session, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
+    total = session.scalar(select(func.count()).select_from(User))
+    rows = session.scalars(
         select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
     )
     return rows.all(), int(total or 0)
 
 
-async def update_user(
-    session: AsyncSession,
+def update_user(
+    session: Session,
     *,
     user_id: str,
     name: str | None = None,
@@ -72,7 +70,7 @@ async def update_user(
     # FOR UPDATE serialises concurrent updates of one row on PostgreSQL, so updated_at only
     # moves forward; SQLite's writers are already serialised by BEGIN IMMEDIATE.
     user = (
-        await session.scalar(select(User).where(User.id == user_id).with_for_update())
+        session.scalar(select(User).where(User.id == user_id).with_for_update())
         if _storable(user_id)
         else None
     )
@@ -86,13 +84,13 @@ async def update_user(
         user.password_hash = password_hash
     now = utcnow()
     user.updated_at = max(now, user.updated_at) if user.updated_at else now
-    await _flush_checking_email(session)
+    _flush_checking_email(session)
     return user
 
 
-async def delete_user(session: AsyncSession, *, user_id: str) -> None:
-    user = await session.get(User, user_id) if _storable(user_id) else None
+def delete_user(session: Session, *, user_id: str) -> None:
+    user = session.get(User, user_id) if _storable(user_id) else None
     if user is None:
         raise UserNotFound()
-    await session.delete(user)
-    await session.flush()
+    session.delete(user)
+    session.flush()

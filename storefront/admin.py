@@ -1,18 +1,17 @@
 """Operator actions behind the ``storefront`` command (and the tests' set-up).
 
-Each opens its own engine, does one unit of work and disposes of the engine, so it can run
-from synchronous code with ``asyncio.run``.
+Each is a function of a Session; ``run`` gives it its own engine and one write transaction,
+so that synchronous code (the CLI, the tests' set-up) can call it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from persistence import clients
 from persistence.db import Database
@@ -62,52 +61,41 @@ def parse_rate_limit(text: str) -> str:
     return text
 
 
-@asynccontextmanager
-async def _session(database_url: str, *, write: bool = True) -> AsyncIterator[AsyncSession]:
-    db = Database(database_url)
-    try:
-        async with db.unit_of_work(write=write) as session:
-            yield session
-    finally:
-        await db.dispose()
+def run(settings: Settings, action: Callable[[Session], T]) -> T:
+    """``action(session)`` in one write transaction on the settings' database."""
 
-
-def run(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with _session(settings.database_url) as session:
-            return await action(session)
+        db = Database(settings.database_url, timeout=settings.database_timeout)
+        try:
+            return await db.write(action)
+        finally:
+            await db.dispose()
 
     return asyncio.run(main())
 
 
-async def create_client(
-    session: AsyncSession, digester: SecretDigester, *, name: str, scopes: Sequence[str]
+def create_client(
+    session: Session, digester: SecretDigester, *, name: str, scopes: Sequence[str]
 ) -> NewClient:
     secret = new_secret()
-    client = await clients.create_client(
+    client = clients.create_client(
         session, name=name, scopes=list(scopes), secret_digest=digester.digest(secret)
     )
     return NewClient(client.id, secret, client.name, client.scopes.split())
 
 
-async def ensure_demo_client(session: AsyncSession, digester: SecretDigester) -> NewClient:
+def ensure_demo_client(session: Session, digester: SecretDigester) -> NewClient:
     """The client named ``demo``, with a fresh secret (only digests are stored, so the old
     secret cannot be shown again)."""
-    existing = await clients.find_client_by_name(session, name="demo")
+    existing = clients.find_client_by_name(session, name="demo")
     if existing is None:
-        return await create_client(session, digester, name="demo", scopes=KNOWN_SCOPES)
+        return create_client(session, digester, name="demo", scopes=KNOWN_SCOPES)
     secret = new_secret()
-    await clients.set_client_secret(
-        session, client_id=existing.id, secret_digest=digester.digest(secret)
-    )
+    clients.set_client_secret(session, client_id=existing.id, secret_digest=digester.digest(secret))
     return NewClient(existing.id, secret, existing.name, existing.scopes.split())
 
 
-async def create_api_key(
-    session: AsyncSession, digester: SecretDigester, *, client_id: str
-) -> NewApiKey:
+def create_api_key(session: Session, digester: SecretDigester, *, client_id: str) -> NewApiKey:
     api_key = new_api_key()
-    key = await clients.create_api_key(
-        session, client_id=client_id, digest=digester.digest(api_key)
-    )
+    key = clients.create_api_key(session, client_id=client_id, digest=digester.digest(api_key))
     return NewApiKey(key.id, api_key, client_id)

@@ -25,8 +25,7 @@ async def _from_api_key(
     services: Services, request: ConnexionRequest, api_key: str
 ) -> dict[str, Any]:
     digest = services.digester.digest(api_key)
-    async with services.db.unit_of_work() as session:
-        found = await clients.find_active_key(session, digest=digest)
+    found = await services.db.read(clients.find_active_key, digest=digest)
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     key, client = found
@@ -55,8 +54,7 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     except InvalidToken as exc:
         raise OAuthProblem(detail=str(exc)) from None
     # Checked on every request so that disabling a client takes effect at once.
-    async with services.db.unit_of_work() as session:
-        active, own_limit = await clients.active_client_limit(session, client_id=claims["sub"])
+    active, own_limit = await services.db.read(clients.active_client_limit, client_id=claims["sub"])
     if not active:
         raise OAuthProblem(detail="The client of this access token is disabled.")
     identify(request.scope, client_id=claims["sub"])

@@ -25,6 +25,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from sqlalchemy.orm import Session
 
 from persistence.db import Database
 from persistence.products import ProductData, upsert_products
@@ -73,13 +74,16 @@ async def _write(settings: Settings, products: list[ProductData], bar: Progress)
     task = bar.add_task("writing", total=len(products))
     db = Database(settings.database_url, timeout=settings.database_timeout)
     try:
-        written = 0
-        async with db.unit_of_work(write=True) as session:
+
+        def write_all(session: Session) -> int:
+            written = 0
             for start in range(0, len(products), WRITE_CHUNK):
                 chunk = products[start : start + WRITE_CHUNK]
-                written += await upsert_products(session, products=chunk)
+                written += upsert_products(session, products=chunk)
                 bar.update(task, completed=written)
-        return written
+            return written
+
+        return await db.write(write_all)
     finally:
         await db.dispose()
 

@@ -99,8 +99,7 @@ async def client_credentials_grant(
         )
     client = None
     if "\x00" not in creds.client_id:  # no client id holds NUL; PostgreSQL rejects it
-        async with svc.db.unit_of_work() as session:
-            client = await clients.find_client(session, client_id=creds.client_id)
+        client = await svc.db.read(clients.find_client, client_id=creds.client_id)
     # The digest is computed and compared whether or not the client exists, so that the
     # response time does not reveal which client ids are real.
     digest = client.secret_digest if client is not None else svc.digester.dummy_digest

@@ -7,7 +7,7 @@ from typing import Any
 
 from httpx2 import Response
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from persistence.models import Base
 from storefront import admin
@@ -44,8 +44,8 @@ def parse_links(header: str | None) -> dict[str, str]:
 def db_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
     """Rows of a read-only SQL query, on whichever database the settings name."""
 
-    async def query(session: AsyncSession) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in (await session.execute(text(sql))).all()]
+    def query(session: Session) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in session.execute(text(sql)).all()]
 
     return admin.run(settings, query)
 
@@ -53,10 +53,10 @@ def db_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
 def all_cells(settings: Settings) -> list[str]:
     """Every value of every table, as text: what an attacker with the database would see."""
 
-    async def dump(session: AsyncSession) -> list[str]:
+    def dump(session: Session) -> list[str]:
         cells = []
         for table in Base.metadata.sorted_tables:
-            for row in (await session.execute(select(table))).all():
+            for row in session.execute(select(table)).all():
                 cells.extend(str(value) for value in row)
         return cells
 

@@ -159,7 +159,7 @@ def test_a_crash_is_a_500_that_reveals_nothing(
 ) -> None:
     h = auth()
 
-    async def crash(*args: Any, **kwargs: Any) -> NoReturn:
+    def crash(*args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError("secret internals /etc/passwd")
 
     monkeypatch.setattr(persistence.users, "get_user", crash)
@@ -176,7 +176,7 @@ def test_a_crash_is_a_500_that_reveals_nothing(
 def test_a_database_error_reveals_no_sql(
     api: TestClient, auth: Callable[..., Headers], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*args: Any, **kwargs: Any) -> NoReturn:
+    def broken(*args: Any, **kwargs: Any) -> NoReturn:
         # A bug in a query (not an unreachable database, which is a 503).
         raise ProgrammingError(
             "SELECT password_hash FROM users WHERE id = ?",
@@ -206,7 +206,7 @@ def test_an_unreachable_database_is_a_503_to_retry(
 ) -> None:
     headers = auth("read")
 
-    async def unreachable(*_: object, **__: object) -> NoReturn:
+    def unreachable(*_: object, **__: object) -> NoReturn:
         raise failure
 
     monkeypatch.setattr(persistence.users, "list_users", unreachable)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from handlers._common import Body, paging_headers, services
 from persistence import products
-from persistence.models import Product
+from persistence.products import ProductRow
 
 
-def _public(product: Product) -> Body:
+def _public(product: ProductRow) -> Body:
     return {
         "id": product.id,
         "name": product.name,

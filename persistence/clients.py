@@ -1,15 +1,43 @@
-"""OAuth clients and their API keys. Functions take the session first and never commit."""
+"""OAuth clients and their API keys. Reads that serve requests take a Connection and return
+rows; the rest take a Session and never commit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from persistence.models import ApiKey, Client, utcnow
 from storefront.errors import NotFound
 from storefront.security import new_id
+
+#: id, secret_digest, scopes, disabled_at, rate_limit
+ClientRow = Row[str, str, str, datetime | None, str | None]
+#: key_id, client_id, scopes, rate_limit
+KeyRow = Row[str, str, str, str | None]
+
+_CLIENT_BY_ID = select(
+    Client.id, Client.secret_digest, Client.scopes, Client.disabled_at, Client.rate_limit
+).where(Client.id == bindparam("client_id"))
+_STATUS_BY_ID = select(Client.disabled_at, Client.rate_limit).where(
+    Client.id == bindparam("client_id")
+)
+_ACTIVE_KEY_BY_DIGEST = (
+    select(
+        ApiKey.id.label("key_id"),
+        Client.id.label("client_id"),
+        Client.scopes,
+        Client.rate_limit,
+    )
+    .join(Client, Client.id == ApiKey.client_id)
+    .where(
+        ApiKey.digest == bindparam("digest"),
+        ApiKey.revoked_at.is_(None),
+        Client.disabled_at.is_(None),
+    )
+)
 
 
 class ClientNotFound(NotFound):
@@ -39,19 +67,17 @@ def list_clients(session: Session) -> Sequence[Client]:
     return (session.scalars(select(Client).order_by(Client.created_at, Client.id))).all()
 
 
-def find_client(session: Session, *, client_id: str) -> Client | None:
-    return session.get(Client, client_id)
+def find_client(connection: Connection, *, client_id: str) -> ClientRow | None:
+    return connection.execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
 
 
 def find_client_by_name(session: Session, *, name: str) -> Client | None:
     return session.scalar(select(Client).where(Client.name == name).limit(1))
 
 
-def active_client_limit(session: Session, *, client_id: str) -> tuple[bool, str | None]:
+def active_client_limit(connection: Connection, *, client_id: str) -> tuple[bool, str | None]:
     """Whether the client exists and is enabled, and its own rate limit (None: the default)."""
-    row = (
-        session.execute(select(Client.disabled_at, Client.rate_limit).where(Client.id == client_id))
-    ).first()
+    row = connection.execute(_STATUS_BY_ID, {"client_id": client_id}).first()
     if row is None:
         return False, None
     return row[0] is None, row[1]
@@ -92,20 +118,10 @@ def create_api_key(session: Session, *, client_id: str, digest: str) -> ApiKey:
     return key
 
 
-def find_active_key(session: Session, *, digest: str) -> tuple[ApiKey, Client] | None:
-    """The unrevoked key with this digest and its client, when that client is enabled."""
-    row = (
-        session.execute(
-            select(ApiKey, Client)
-            .join(Client, Client.id == ApiKey.client_id)
-            .where(
-                ApiKey.digest == digest,
-                ApiKey.revoked_at.is_(None),
-                Client.disabled_at.is_(None),
-            )
-        )
-    ).first()
-    return None if row is None else (row[0], row[1])
+def find_active_key(connection: Connection, *, digest: str) -> KeyRow | None:
+    """The unrevoked key with this digest and its enabled client: ``key_id``, ``client_id``,
+    ``scopes``, ``rate_limit``."""
+    return connection.execute(_ACTIVE_KEY_BY_DIGEST, {"digest": digest}).first()
 
 
 def revoke_api_key(session: Session, *, key_id: str) -> ApiKey:

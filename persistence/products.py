@@ -1,4 +1,5 @@
-"""Products: the catalogue's queries. Functions take the session first and never commit."""
+"""Products: the catalogue's queries. Reads take a Connection and return rows; writes take a
+Session and never commit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import ColumnElement, Insert, Table, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Insert, Row, Table, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,11 @@ class ProductData:
     description: str
     price: Decimal
     category: str
+
+
+#: id, name, description, price, category
+ProductRow = Row[str, str, str, Decimal, str]
+COLUMNS = (Product.id, Product.name, Product.description, Product.price, Product.category)
 
 
 def _filters(category: str | None, search: str | None) -> list[ColumnElement[bool]]:
@@ -42,17 +48,17 @@ def _filters(category: str | None, search: str | None) -> list[ColumnElement[boo
 
 
 def list_products(
-    session: Session,
+    connection: Connection,
     *,
     category: str | None = None,
     search: str | None = None,
     limit: int,
     offset: int,
-) -> tuple[Sequence[Product], int]:
+) -> tuple[Sequence[ProductRow], int]:
     where = _filters(category, search)
-    total = session.scalar(select(func.count()).select_from(Product).where(*where))
-    rows = session.scalars(
-        select(Product).where(*where).order_by(Product.id).limit(limit).offset(offset)
+    total = connection.scalar(select(func.count()).select_from(Product).where(*where))
+    rows = connection.execute(
+        select(*COLUMNS).where(*where).order_by(Product.id).limit(limit).offset(offset)
     )
     return rows.all(), int(total or 0)
 

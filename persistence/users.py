@@ -1,10 +1,12 @@
-"""Users: queries only. Functions take the session first and never commit."""
+"""Users: queries only. Reads take a Connection and return rows; writes take a Session and
+never commit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,17 +46,24 @@ def _storable(user_id: str) -> bool:
     return "\x00" not in user_id
 
 
-def get_user(session: Session, *, user_id: str) -> User:
-    user = session.get(User, user_id) if _storable(user_id) else None
-    if user is None:
+#: What a reader may see of a user: everything but the password hash.
+PUBLIC = (User.id, User.name, User.email, User.created_at, User.updated_at)
+#: id, name, email, created_at, updated_at
+UserRow = Row[str, str, str, datetime, datetime | None]
+_BY_ID = select(*PUBLIC).where(User.id == bindparam("user_id"))
+
+
+def get_user(connection: Connection, *, user_id: str) -> UserRow:
+    row = connection.execute(_BY_ID, {"user_id": user_id}).first() if _storable(user_id) else None
+    if row is None:
         raise UserNotFound()
-    return user
+    return row
 
 
-def list_users(session: Session, *, limit: int, offset: int) -> tuple[Sequence[User], int]:
-    total = session.scalar(select(func.count()).select_from(User))
-    rows = session.scalars(
-        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+def list_users(connection: Connection, *, limit: int, offset: int) -> tuple[Sequence[UserRow], int]:
+    total = connection.scalar(select(func.count()).select_from(User))
+    rows = connection.execute(
+        select(*PUBLIC).order_by(User.created_at, User.id).limit(limit).offset(offset)
     )
     return rows.all(), int(total or 0)
 

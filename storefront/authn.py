@@ -28,13 +28,12 @@ async def _from_api_key(
     found = await services.db.read(clients.find_active_key, digest=digest)
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
-    key, client = found
-    identify(request.scope, client_id=client.id, key_id=key.id)
+    identify(request.scope, client_id=found.client_id, key_id=found.key_id)
     # Each API key has its own budget (the seed: "per API key").
     await charge(
-        services.limiter, request.scope, kind="key", ident=key.id, override=client.rate_limit
+        services.limiter, request.scope, kind="key", ident=found.key_id, override=found.rate_limit
     )
-    return {"sub": client.id, "scope": client.scopes.split(), "key_id": key.id}
+    return {"sub": found.client_id, "scope": found.scopes.split(), "key_id": found.key_id}
 
 
 def _one_credential(request: ConnexionRequest) -> None:

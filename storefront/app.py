@@ -21,9 +21,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from persistence.db import Database
 from storefront import problems
+from storefront.credentials import TTLCache
 from storefront.errors import StorefrontError
 from storefront.logs import configure_logging
 from storefront.middleware import RequestMiddleware
+from storefront.operations import MIDDLEWARES, SECURITY_MAP
 from storefront.ratelimit import Limiter
 from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.services import Services
@@ -125,6 +127,8 @@ def build_services(settings: Settings) -> Services:
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
         limiter=Limiter.from_settings(settings),
         required_scopes=oauth_scopes_by_operation(_parsed_spec()),
+        client_status=TTLCache(settings.auth_cache_ttl),
+        api_keys=TTLCache(settings.auth_cache_ttl),
     )
 
 
@@ -141,7 +145,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
             await services.limiter.close()
             await services.db.dispose()
 
-    app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    app = connexion.AsyncApp(
+        __name__, lifespan=lifespan, middlewares=list(MIDDLEWARES), security_map=SECURITY_MAP
+    )
     spec = load_spec()
     app.add_api(
         spec,

@@ -1,0 +1,363 @@
+"""Connexion's per-operation request pipeline, built once per operation instead of per request.
+
+Connexion 3 runs each request through five routed middlewares (routing, security, request
+validation, response validation, context) and then its app, which routes a second time and
+*decorates the handler anew on every request*: it inspects the handler's signature, builds a
+URI parser, a parameter validator and a body validator, and the security wrappers inspect the
+security functions' signatures — per request. That is most of why plain Connexion serves a
+third of what hand-written Starlette does.
+
+:class:`OperationsMiddleware` takes the place of those layers (see ``MIDDLEWARES``). It is a
+Connexion ``SpecMiddleware``, registered by ``add_api`` with the same options as Connexion's
+own, and it does the same work with Connexion's own parts — the operation objects its resolver
+builds from ``openapi.yaml``, ``SecurityOperation``'s verification function, the validators of
+``validator_map``, the parameter and response decorators, and (when enabled) the response
+validator — except that each is built once, when the API is added:
+
+1. route: a static-path dict, then the templated paths compiled the way Connexion's router
+   compiles them (``starlettify_path`` + Starlette's ``compile_path``);
+2. security: the operation's verification function (401 / 403 as Connexion raises them);
+3. request validation: parameters (strict: unknown query parameters are a 400), content type
+   (415) and body, with the project's validators;
+4. the handler, through Connexion's parameter and response decorators, applied once;
+5. response validation against the spec, when ``validate_responses`` is set (the tests).
+
+Errors are raised, as in Connexion, to its ``ExceptionMiddleware`` and so to
+``storefront.problems``; a request that matches no operation is a 404, or a 405 when its path
+has other methods, as Starlette's router answers. Swagger UI and ``/openapi.json`` are served
+before this layer by Connexion's ``SwaggerUIMiddleware``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from connexion import utils
+from connexion.context import _context, _operation, _receive, _scope
+from connexion.datastructures import MediaTypeDict
+from connexion.decorators import StarletteDecorator
+from connexion.exceptions import UnsupportedMediaTypeProblem
+from connexion.frameworks import starlette as starlette_utils
+from connexion.jsonifier import Jsonifier
+from connexion.lifecycle import ConnexionRequest
+from connexion.middleware.abstract import ROUTING_CONTEXT, AbstractRoutingAPI, SpecMiddleware
+from connexion.middleware.exceptions import ExceptionMiddleware
+from connexion.middleware.lifespan import LifespanMiddleware
+from connexion.middleware.response_validation import ResponseValidationOperation
+from connexion.middleware.security import SecurityOperation
+from connexion.middleware.server_error import ServerErrorMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from connexion.operations import AbstractOperation
+from connexion.security import (
+    SECURITY_HANDLERS,
+    ApiKeySecurityHandler,
+    BasicSecurityHandler,
+    BearerSecurityHandler,
+    OAuthSecurityHandler,
+    SecurityHandlerFactory,
+)
+from connexion.spec import Specification
+from connexion.utils import inspect_function_arguments
+from connexion.validators import VALIDATOR_MAP
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+ASGICallable = Callable[[Scope, Receive, Send], Any]
+
+
+@cache
+def _accepts_kwarg(func: Callable[..., Any], keyword: str) -> bool:
+    arguments, has_kwargs = inspect_function_arguments(func)
+    return bool(has_kwargs or keyword in arguments)
+
+
+class _CachedSignatures:
+    """Connexion's security handlers inspect the security function's signature on every call
+    (twice); a function's signature does not change, so it is inspected once."""
+
+    _accepts_kwarg = staticmethod(_accepts_kwarg)
+
+
+class OAuthHandler(_CachedSignatures, OAuthSecurityHandler):  # type: ignore[misc]
+    pass
+
+
+class ApiKeyHandler(_CachedSignatures, ApiKeySecurityHandler):  # type: ignore[misc]
+    pass
+
+
+class BearerHandler(_CachedSignatures, BearerSecurityHandler):  # type: ignore[misc]
+    pass
+
+
+class BasicHandler(_CachedSignatures, BasicSecurityHandler):  # type: ignore[misc]
+    pass
+
+
+#: For ``security_map``: Connexion's security handlers, minus the per-call inspection.
+SECURITY_MAP: dict[str, type[Any]] = {
+    **SECURITY_HANDLERS,
+    "oauth2": OAuthHandler,
+    "apiKey": ApiKeyHandler,
+    "bearer": BearerHandler,
+    "basic": BasicHandler,
+}
+
+
+class CompiledOperation:
+    """One operation of the spec, everything Connexion works out per request worked out once."""
+
+    def __init__(
+        self,
+        operation: AbstractOperation,
+        *,
+        base_path: str,
+        pythonic_params: bool,
+        jsonifier: Any,
+        strict_validation: bool,
+        validator_map: dict[str, Any],
+        validate_responses: bool,
+        security_handler_factory: SecurityHandlerFactory,
+    ) -> None:
+        self.operation = operation
+        self.operation_id: str = operation.operation_id
+        self.routing = {"api_base_path": base_path, "operation_id": self.operation_id}
+        self.uri_parser = operation.uri_parser_class(
+            operation.parameters, operation.body_definition()
+        )
+
+        # 2. Security: Connexion's own verification function, built once.
+        self.verify = (
+            SecurityOperation.from_operation(
+                operation,
+                next_app=None,
+                security_handler_factory=security_handler_factory,
+            ).verification_fn
+            if operation.security
+            else None
+        )
+
+        # 3. Request validation.
+        security_query_params = [
+            scheme["name"]
+            for requirement in operation.security or []
+            for name in requirement
+            if (scheme := operation.security_schemes[name])["type"] == "apiKey"
+            and scheme["in"] == "query"
+        ]
+        self.parameter_validator = validator_map["parameter"](
+            operation.parameters,
+            uri_parser=self.uri_parser,
+            strict_validation=strict_validation,
+            security_query_params=security_query_params,
+        )
+        self.consumes = MediaTypeDict([(c.lower(), None) for c in operation.consumes])
+        self.default_mime_type = (
+            operation.consumes[0] if operation.consumes else "application/octet-stream"
+        )
+        self.body_validators = validator_map["body"]
+        self.strict_validation = strict_validation
+        self._body_validator_cache: dict[tuple[str, str], Any] = {}
+
+        # 4. The handler, decorated once (Connexion decorates it per request).
+        self.endpoint = StarletteDecorator(
+            pythonic_params=pythonic_params, jsonifier=jsonifier
+        ).decorate(operation.function)
+
+        # 5. Response validation (the tests turn it on; production leaves it off).
+        self.app: ASGICallable = self.respond
+        if validate_responses:
+            self.app = ResponseValidationOperation(
+                self.respond, operation=operation, validator_map=validator_map
+            )
+
+    def body_validator(self, mime_type: str, encoding: str) -> Any | None:
+        """The body validator for this content type (None: the body is not validated)."""
+        key = (mime_type, encoding)
+        if key in self._body_validator_cache:
+            return self._body_validator_cache[key]
+        validator = None
+        schema = self.operation.body_schema(mime_type)
+        if schema:
+            try:
+                validator_cls = self.body_validators[mime_type]
+            except KeyError:
+                logger.info("no validator registered for content type %s", mime_type)
+            else:
+                validator = validator_cls(
+                    schema=schema,
+                    required=self.operation.request_body.get("required", False),
+                    nullable=utils.is_nullable(self.operation.body_definition(mime_type)),
+                    encoding=encoding,
+                    strict_validation=self.strict_validation,
+                    uri_parser=self.uri_parser,
+                )
+        self._body_validator_cache[key] = validator
+        return validator
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, path_params: dict[str, Any]
+    ) -> None:
+        # What Connexion's routing and context middlewares leave in the scope and context.
+        scope["path_params"] = path_params
+        extensions = scope.setdefault("extensions", {})
+        extensions[ROUTING_CONTEXT] = self.routing
+        _context.set(extensions.setdefault("connexion_context", {}))
+        _operation.set(self.operation)
+
+        request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        if self.verify is not None:
+            await self.verify(request)
+
+        self.parameter_validator.validate_request(request)
+        receive, scope = await self.validate_body(scope, receive)
+
+        _scope.set(scope)
+        _receive.set(receive)
+        await self.app(scope, receive, send)
+
+    async def validate_body(self, scope: Scope, receive: Receive) -> tuple[Receive, Scope]:
+        content_type = utils.extract_content_type(scope["headers"])
+        mime_type, encoding = utils.split_content_type(content_type)
+        mime_type = mime_type or self.default_mime_type
+        encoding = encoding or "utf-8"
+        if self.consumes and mime_type.lower() not in self.consumes:
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Invalid Content-type ({mime_type}), expected {self.operation.consumes}"
+            )
+        validator = self.body_validator(mime_type, encoding)
+        if validator is None:
+            return receive, scope
+        new_receive, new_scope = await validator.wrap_receive(receive, scope=scope)
+        return new_receive, new_scope
+
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        response = await self.endpoint(request)
+        await response(scope, receive, send)
+
+
+class _Route:
+    __slots__ = ("convertors", "methods", "regex")
+
+    def __init__(self, path: str) -> None:
+        self.regex, _, self.convertors = compile_path(path)
+        self.methods: dict[str, CompiledOperation] = {}
+
+
+class CompiledAPI(AbstractRoutingAPI[CompiledOperation]):  # type: ignore[misc]
+    def __init__(
+        self,
+        specification: Specification,
+        *,
+        base_path: str | None = None,
+        pythonic_params: bool = False,
+        jsonifier: Any = None,
+        strict_validation: bool = False,
+        validator_map: dict[str, Any] | None = None,
+        validate_responses: bool = False,
+        security_map: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.static: dict[str, dict[str, CompiledOperation]] = {}
+        self.templated: dict[str, _Route] = {}
+        self._options = {
+            "pythonic_params": pythonic_params,
+            "jsonifier": jsonifier or Jsonifier(),
+            "strict_validation": strict_validation,
+            "validator_map": {**VALIDATOR_MAP, **(validator_map or {})},
+            "validate_responses": validate_responses,
+            "security_handler_factory": SecurityHandlerFactory(security_map),
+        }
+        super().__init__(
+            specification, base_path=base_path, pythonic_params=pythonic_params, **kwargs
+        )
+
+    def make_operation(self, operation: AbstractOperation) -> CompiledOperation:
+        return CompiledOperation(operation, base_path=self.base_path or "", **self._options)
+
+    @staticmethod
+    def _framework_path_and_name(operation: AbstractOperation, path: str) -> tuple[str, str]:
+        starlette_path = starlette_utils.starlettify_path(
+            path, operation.get_path_parameter_types()
+        )
+        return starlette_path, starlette_path
+
+    def _add_operation_internal(
+        self, method: str, path: str, operation: CompiledOperation, name: str | None = None
+    ) -> None:
+        full = (self.base_path or "") + path
+        if "{" not in full:
+            self.static.setdefault(full, {})[method.upper()] = operation
+        else:
+            route = self.templated.get(full) or self.templated.setdefault(full, _Route(full))
+            route.methods[method.upper()] = operation
+
+    def match(self, path: str, method: str) -> tuple[CompiledOperation, dict[str, Any]] | bool:
+        """The operation for this request and its path parameters; else whether the path
+        exists (with other methods)."""
+        methods = self.static.get(path)
+        params: dict[str, Any] = {}
+        if methods is None:
+            for route in self.templated.values():
+                found = route.regex.match(path)
+                if found is not None:
+                    methods = route.methods
+                    params = {
+                        key: route.convertors[key].convert(value)
+                        for key, value in found.groupdict().items()
+                    }
+                    break
+            else:
+                return False
+        operation = methods.get(method)
+        if operation is None and method == "HEAD":  # as Starlette's routes do
+            operation = methods.get("GET")
+        return True if operation is None else (operation, params)
+
+
+class OperationsMiddleware(SpecMiddleware):  # type: ignore[misc]
+    """Routes, secures, validates and calls each operation in one layer (module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.apis: list[CompiledAPI] = []
+
+    def add_api(self, specification: Specification, **kwargs: Any) -> CompiledAPI:
+        api = CompiledAPI(specification, **kwargs)
+        self.apis.append(api)
+        return api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"][len(scope.get("root_path", "")) :] or "/"
+        path_exists = False
+        for api in self.apis:
+            found = api.match(path, scope["method"])
+            if isinstance(found, tuple):
+                operation, path_params = found
+                await operation(scope, receive, send, path_params)
+                return
+            path_exists = path_exists or found
+        # As Starlette's router answers, through the app's error handlers.
+        raise HTTPException(405 if path_exists else 404)
+
+
+#: The middleware stack ``create_app`` hands to Connexion (as a fresh list: Connexion inserts
+#: into it): its defaults, with the five routed layers between Swagger UI and the lifespan
+#: replaced by :class:`OperationsMiddleware`.
+MIDDLEWARES: tuple[Any, ...] = (
+    ServerErrorMiddleware,
+    ExceptionMiddleware,
+    SwaggerUIMiddleware,
+    OperationsMiddleware,
+    LifespanMiddleware,
+)

@@ -25,7 +25,11 @@ async def _from_api_key(
     services: Services, request: ConnexionRequest, api_key: str
 ) -> dict[str, Any]:
     digest = services.digester.digest(api_key)
-    found = await services.db.read(clients.find_active_key, digest=digest)
+    found = await services.api_keys.get(
+        digest,
+        lambda: services.db.read(clients.find_active_key, digest=digest),
+        keep=lambda row: row is not None,  # only keys that exist: no memory for guesses
+    )
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     identify(request.scope, client_id=found.client_id, key_id=found.key_id)
@@ -52,8 +56,12 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         claims = services.tokens.verify(token)
     except InvalidToken as exc:
         raise OAuthProblem(detail=str(exc)) from None
-    # Checked on every request so that disabling a client takes effect at once.
-    active, own_limit = await services.db.read(clients.active_client_limit, client_id=claims["sub"])
+    # Checked (through a cache of STOREFRONT_AUTH_CACHE_TTL seconds) so that disabling a
+    # client stops its tokens long before they expire.
+    client_id = claims["sub"]
+    active, own_limit = await services.client_status.get(
+        client_id, lambda: services.db.read(clients.active_client_limit, client_id=client_id)
+    )
     if not active:
         raise OAuthProblem(detail="The client of this access token is disabled.")
     identify(request.scope, client_id=claims["sub"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from persistence.clients import KeyRow
 from persistence.db import Database
+from storefront.credentials import TTLCache
 from storefront.ratelimit import Limiter
 from storefront.security import PasswordHashing, SecretDigester, TokenCodec
 from storefront.settings import Settings
@@ -21,6 +23,12 @@ class Services:
     limiter: Limiter
     #: operationId -> the OAuth2 scopes it requires, read from the spec; API keys obey them too.
     required_scopes: dict[str, list[str]] = field(default_factory=dict)
+    #: client id -> (enabled, its own rate limit), for STOREFRONT_AUTH_CACHE_TTL seconds.
+    client_status: TTLCache[str, tuple[bool, str | None]] = field(
+        default_factory=lambda: TTLCache(0)
+    )
+    #: API key digest -> its key and client, for STOREFRONT_AUTH_CACHE_TTL seconds.
+    api_keys: TTLCache[str, KeyRow | None] = field(default_factory=lambda: TTLCache(0))
 
 
 def from_scope(scope: Any) -> Services:

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     issuer: Annotated[str, Field(min_length=1)] = "storefront-api"
     audience: Annotated[str, Field(min_length=1)] = "storefront-api"
 
+    #: Seconds a client's status and an API key's owner are remembered between database
+    #: reads: disabling a client or revoking a key takes effect within this time. 0: no cache.
+    auth_cache_ttl: Annotated[float, Field(ge=0, le=60)] = 1.0
+
     #: Upper bound on argon2id hashes computed at once (each takes 19 MiB and a core).
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 

@@ -150,6 +150,9 @@ def settings(database_url: str, rate_limit_storage_url: str, tmp_path: Path) -> 
         jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
         pepper=PEPPER,  # type: ignore[arg-type]
         validate_responses=True,
+        # Short, so that tests of disabling and revoking wait little (tests/storefront/
+        # test_credentials.py covers the cache itself).
+        auth_cache_ttl=0.2,
         # Budgets far beyond what a test spends; tests/storefront/test_ratelimit.py sets its own.
         rate_limit="1000000/minute",
         auth_failure_limit="1000000/minute",

@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from storefront.settings import Settings
 from tests.conftest import REDIS_URL, require_service
 from tests.servers import (
     STOREFRONT,
@@ -27,6 +29,9 @@ from tests.servers import (
     storefront_json,
     wait_until_up,
 )
+
+#: The servers run with the default STOREFRONT_AUTH_CACHE_TTL.
+AUTH_CACHE_TTL = Settings.model_fields["auth_cache_ttl"].default
 
 
 @pytest.fixture
@@ -105,8 +110,10 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
     assert statuses.count(200) == 100
     assert statuses.count(429) == 200
 
-    # Revocation through the command reaches both processes at once.
+    # Revocation through the command reaches both processes within STOREFRONT_AUTH_CACHE_TTL
+    # (1 s by default).
     storefront(env, "keys", "revoke", key["key_id"])
+    time.sleep(AUTH_CACHE_TTL)
     for base in servers:
         assert httpx.get(f"{base}/products", headers=headers).status_code == 401
 
@@ -141,8 +148,10 @@ def test_two_instances_serve_one_set_of_users_and_clients(
         assert one.delete(f"/users/{user_id}", headers=auth).status_code == 204
         assert two.get(f"/users/{user_id}", headers=auth).status_code == 404
 
-        # Disabling the client through the command stops its tokens on both at once.
+        # Disabling the client through the command stops its tokens on both, within
+        # STOREFRONT_AUTH_CACHE_TTL.
         storefront(env, "clients", "disable", client["client_id"])
+        time.sleep(AUTH_CACHE_TTL)
         assert one.get("/users", headers=auth).status_code == 401
         assert two.get("/users", headers=auth).status_code == 401
 

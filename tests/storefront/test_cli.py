@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,8 @@ def test_client_lifecycle_and_api_keys(env: Path, capsys: pytest.CaptureFixture[
     assert set(key) == {"key_id", "api_key"}
     assert key["api_key"].startswith("sk_")
 
-    app = create_app(Settings(_env_file=None, validate_responses=True))  # type: ignore[call-arg]
-    with TestClient(app) as api:
+    settings = Settings(_env_file=None, validate_responses=True)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as api:
         headers = {"X-API-Key": key["api_key"]}
         assert api.get("/users", headers=headers).status_code == 200
         form = {"grant_type": "client_credentials", **created}
@@ -79,12 +80,14 @@ def test_client_lifecycle_and_api_keys(env: Path, capsys: pytest.CaptureFixture[
 
         code, _, _ = run(capsys, "keys", "revoke", key["key_id"])
         assert code == 0
+        time.sleep(settings.auth_cache_ttl)  # the server may remember the key that long
         assert api.get("/users", headers=headers).status_code == 401
 
         bearer = {"Authorization": f"Bearer {token}"}
         assert api.get("/users", headers=bearer).status_code == 200
         code, _, _ = run(capsys, "clients", "disable", created["client_id"])
         assert code == 0
+        time.sleep(settings.auth_cache_ttl)
         assert api.get("/users", headers=bearer).status_code == 401
         assert api.post("/auth/token", data=form).status_code == 401
 

@@ -1,0 +1,78 @@
+"""The cache of credential answers (storefront/credentials.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from storefront import credentials
+from storefront.credentials import TTLCache
+
+
+class Loader:
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.calls = 0
+
+    async def __call__(self) -> object:
+        self.calls += 1
+        return self.value
+
+
+def test_an_answer_is_reused_until_the_ttl_then_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(credentials.time, "monotonic", lambda: now[0])
+    cache: TTLCache[str, object] = TTLCache(1.0)
+    load = Loader("enabled")
+
+    async def scenario() -> None:
+        assert await cache.get("cli_a", load) == "enabled"
+        now[0] += 0.99
+        assert await cache.get("cli_a", load) == "enabled"
+        assert load.calls == 1
+        load.value = "disabled"
+        now[0] += 0.02  # past the TTL: the database is asked again
+        assert await cache.get("cli_a", load) == "disabled"
+        assert load.calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_ttl_of_zero_asks_every_time() -> None:
+    cache: TTLCache[str, object] = TTLCache(0)
+    load = Loader("enabled")
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await cache.get("cli_a", load)
+
+    asyncio.run(scenario())
+    assert load.calls == 3
+    assert len(cache) == 0
+
+
+def test_answers_not_worth_keeping_are_not_kept() -> None:
+    cache: TTLCache[str, object] = TTLCache(60)
+    missing = Loader(None)
+
+    async def scenario() -> None:
+        for key in ("guess-1", "guess-2", "guess-1"):
+            assert await cache.get(key, missing, keep=lambda v: v is not None) is None
+
+    asyncio.run(scenario())
+    assert missing.calls == 3
+    assert len(cache) == 0
+
+
+def test_the_cache_never_grows_past_its_cap() -> None:
+    cache: TTLCache[int, object] = TTLCache(60, max_entries=5)
+
+    async def scenario() -> None:
+        for key in range(23):
+            await cache.get(key, Loader(key))
+
+    asyncio.run(scenario())
+    assert 0 < len(cache) <= 5

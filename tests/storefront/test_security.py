@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.testclient import TestClient
 from storefront import admin
 from storefront.security import (
     API_KEY_PREFIX,
+    LEEWAY,
     InvalidToken,
     PasswordHashing,
     SecretDigester,
@@ -137,6 +139,36 @@ def test_verify_refuses_tokens_of_another_setup(subtests: pytest.Subtests) -> No
             token = other.issue(client_id="cli_abc", scopes=["read"]).access_token
             with pytest.raises(InvalidToken):
                 tokens.verify(token)
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = codec(ttl=60)
+    now = [time.time()]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:
+            return cls.fromtimestamp(now[0], tz)
+
+    # One clock for this module and for PyJWT's own expiry check.
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Clock)
+    token = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    assert tokens.verify(token)["sub"] == "cli_abc"
+    assert tokens.verify(token)["sub"] == "cli_abc"  # remembered
+    now[0] += 60 + LEEWAY + 1
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify(token)
+
+
+def test_remembering_a_token_does_not_vouch_for_a_tampered_copy() -> None:
+    tokens = codec()
+    token = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    tokens.verify(token)
+    head, payload, signature = token.split(".")
+    for forged in (f"{head}.{payload}.{signature[:-2]}AA", f"{head}.{payload}x.{signature}"):
+        with pytest.raises(InvalidToken):
+            tokens.verify(forged)
 
 
 def test_verify_refuses_expired_and_malformed_tokens(subtests: pytest.Subtests) -> None:

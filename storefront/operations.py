@@ -19,7 +19,9 @@ validator — except that each is built once, when the API is added:
 2. security: the operation's verification function (401 / 403 as Connexion raises them);
 3. request validation: parameters (strict: unknown query parameters are a 400), content type
    (415) and body, with the project's validators;
-4. the handler, through Connexion's parameter and response decorators, applied once;
+4. the handler, its arguments bound as Connexion's parameter decorator binds them (worked
+   out once: :class:`ArgumentBinder`) and its result made a response by Connexion's response
+   decorator;
 5. response validation against the spec, when ``validate_responses`` is set (the tests).
 
 Errors are raised, as in Connexion, to its ``ExceptionMiddleware`` and so to
@@ -30,17 +32,29 @@ before this layer by Connexion's ``SwaggerUIMiddleware``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from connexion import utils
 from connexion.context import _context, _operation, _receive, _scope
 from connexion.datastructures import MediaTypeDict
-from connexion.decorators import StarletteDecorator
-from connexion.exceptions import UnsupportedMediaTypeProblem
+from connexion.decorators.parameter import (
+    CONTEXT_NAME,
+    _get_body_argument,
+    _get_val_from_param,
+    get_arguments,
+    inspect_function_arguments,
+    pythonic,
+    sanitized,
+    unwrap_decorators,
+)
+from connexion.decorators.response import AsyncResponseDecorator
+from connexion.exceptions import NonConformingResponseHeaders, UnsupportedMediaTypeProblem
 from connexion.frameworks import starlette as starlette_utils
+from connexion.frameworks.starlette import Starlette as StarletteFramework
 from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionRequest
 from connexion.middleware.abstract import ROUTING_CONTEXT, AbstractRoutingAPI, SpecMiddleware
@@ -60,8 +74,8 @@ from connexion.security import (
     SecurityHandlerFactory,
 )
 from connexion.spec import Specification
-from connexion.utils import inspect_function_arguments
 from connexion.validators import VALIDATOR_MAP
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -165,10 +179,10 @@ class CompiledOperation:
         self.strict_validation = strict_validation
         self._body_validator_cache: dict[tuple[str, str], Any] = {}
 
-        # 4. The handler, decorated once (Connexion decorates it per request).
-        self.endpoint = StarletteDecorator(
-            pythonic_params=pythonic_params, jsonifier=jsonifier
-        ).decorate(operation.function)
+        # 4. The handler: its arguments bound as Connexion's parameter decorator binds them,
+        # and its result made a response by Connexion's response decorator, built once.
+        self.binder = ArgumentBinder(operation, pythonic_params=pythonic_params)
+        self.endpoint = CompiledResponseDecorator(operation, jsonifier=jsonifier)(self.binder)
 
         # 5. Response validation (the tests turn it on; production leaves it off).
         self.app: ASGICallable = self.respond
@@ -241,6 +255,134 @@ class CompiledOperation:
         request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
         response = await self.endpoint(request)
         await response(scope, receive, send)
+
+
+_MISSING: Any = object()
+
+#: Parameter types the binder converts itself; anything else goes through Connexion's binder.
+_SCALARS = {"string", "integer", "number", "boolean"}
+
+
+class ArgumentBinder:
+    """Connexion's parameter decorator (``connexion.decorators.parameter``), worked out once.
+
+    Connexion, per request: inspects the handler's signature, deep-copies the query defaults
+    and sanitises every parameter name with three regular expressions. Here the handler's
+    arguments, each parameter's keyword name and default are found when the API is added; the
+    values are converted with Connexion's own ``_get_val_from_param``, and request bodies still
+    go through Connexion's ``_get_body_argument``.
+    """
+
+    def __init__(self, operation: AbstractOperation, *, pythonic_params: bool) -> None:
+        self.operation = operation
+        function = operation.function
+        self.function = function
+        self.is_coroutine = inspect.iscoroutinefunction(unwrap_decorators(function))
+        arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+        self.arguments: list[str] = arguments
+        self.has_kwargs: bool = has_kwargs
+        self.sanitize = cache(pythonic if pythonic_params else sanitized)
+
+        def wanted(name: str) -> bool:
+            return has_kwargs or self.sanitize(name) in arguments
+
+        params = operation.parameters
+        self.simple = all(
+            p["in"] not in {"path", "query"} or p.get("schema", {}).get("type") in _SCALARS
+            for p in params
+        )
+        self.path = [(p["name"], self.sanitize(p["name"]), p) for p in params if p["in"] == "path"]
+        self.query = [
+            (p["name"], self.sanitize(p["name"]), p, p.get("schema", {}).get("default", _MISSING))
+            for p in params
+            if p["in"] == "query" and wanted(p["name"])
+        ]
+        self.wants_body = (
+            operation.is_request_body_defined
+            and operation.method.upper() != "TRACE"
+            and wanted(operation.body_name(""))
+        )
+        self.wants_context = CONTEXT_NAME in arguments
+
+    def bind(self, request: ConnexionRequest, body: Any) -> dict[str, Any]:
+        if not self.simple:
+            return dict(
+                get_arguments(
+                    self.operation,
+                    path_params=request.path_params,
+                    query_params=request.query_params,
+                    body=body,
+                    files={},
+                    arguments=self.arguments,
+                    has_kwargs=self.has_kwargs,
+                    sanitize=self.sanitize,
+                    content_type=request.mimetype,
+                )
+            )
+        kwargs: dict[str, Any] = {}
+        if self.path:
+            path_params = request.path_params
+            for name, keyword, param in self.path:
+                if name in path_params:
+                    kwargs[keyword] = _get_val_from_param(path_params[name], param)
+        if self.query:
+            query_params = request.query_params
+            for name, keyword, param, default in self.query:
+                value = query_params.get(name, default)
+                if value is not _MISSING:
+                    kwargs[keyword] = _get_val_from_param(value, param)
+        if self.wants_body:
+            kwargs.update(
+                _get_body_argument(
+                    body,
+                    operation=self.operation,
+                    arguments=self.arguments,
+                    has_kwargs=self.has_kwargs,
+                    sanitize=self.sanitize,
+                    content_type=request.mimetype,
+                )
+            )
+        return kwargs
+
+    async def __call__(self, request: ConnexionRequest) -> Any:
+        body = await request.get_body() if self.wants_body else None
+        kwargs = self.bind(request, body)
+        context = _context.get()
+        for key, value in context.items():  # what security put there (token_info, user)
+            if self.has_kwargs or key in self.arguments:
+                kwargs[key] = value
+        if self.wants_context:
+            kwargs[CONTEXT_NAME] = context
+        if self.is_coroutine:
+            return await self.function(**kwargs)
+        return await run_in_threadpool(self.function, **kwargs)
+
+
+class CompiledResponseDecorator(AsyncResponseDecorator):  # type: ignore[misc]
+    """Connexion's response decorator, reading the operation's media types once rather than
+    through the context proxy on every response."""
+
+    def __init__(self, operation: AbstractOperation, *, jsonifier: Any) -> None:
+        super().__init__(framework=StarletteFramework, jsonifier=jsonifier)
+        self.produces = list(dict.fromkeys(operation.produces))
+        self.declared = operation.produces
+
+    def _infer_content_type(self, data: Any, headers: dict[str, str]) -> str | None:
+        content_type: str | None = utils.extract_content_type(headers)
+        produces = self.produces or (["application/json"] if data is not None else [])
+        if content_type:
+            if content_type not in produces:
+                raise NonConformingResponseHeaders(
+                    f"Returned content type ({content_type}) is not defined in operation spec "
+                    f"({self.declared})."
+                )
+            return content_type
+        if len(produces) == 1:
+            return str(produces[0])
+        if not produces:
+            return None
+        # Several media types and none chosen: Connexion's rules for that case.
+        return cast(str | None, super()._infer_content_type(data, headers))
 
 
 class _Route:

@@ -1,22 +1,34 @@
-"""GET /users/{id}: Storefront beside the reference servers, alternating, one wrk client.
+"""Storefront under wrk: GET /users/{id} beside the reference servers, and the other scenarios.
 
-Prints requests/s, p50 and p99 latency and the ratio project/peer; asserts nothing. Absolute
-figures drift on a shared machine, so every peer is measured between two runs of the project
-and the ratio is taken against the project's median of the same round.
+Prints requests/s, p50 and p99 latency and ratios; asserts nothing. Absolute figures drift on a
+shared machine, so every measurement is taken between runs of the project's GET /users/{id}
+(alternating) and its ratio is taken against the median of those runs in the same round; the
+printed ratio is the median over rounds.
+
+- Peers (the headline): GET /users/{id} on the reference servers in ../shared/bench/peers/
+  (Starlette, FastAPI, plain Connexion); ratio = project / peer.
+- Project-only scenarios, ratio = scenario / project GET /users/{id}:
+  users-list (GET /users?limit=20), products-search (GET /products?search=walnut over a bulk
+  seeded catalogue), auth-token (POST /auth/token, client_credentials in the form body) and
+  users-create (POST /users, a fresh email per request: argon2id-bound, run last in a round).
 
     apt-get install wrk
     .venv/bin/pip install -e '.[bench]'        # FastAPI, for the FastAPI reference
     .venv/bin/python bench/compare_peers.py [--seconds 8] [--rounds 3]
+        [--scenarios users-id,users-list,products-search,auth-token,users-create] [--no-peers]
 
 The project runs with production settings: `storefront serve` (one uvicorn worker), SQLite,
-request validation on, response validation off (the default), the rate limit counted but set
-far above what the load reaches, the access log on (sent to /dev/null).
+request validation on, response validation off (the default), the rate limit and the
+failed-authentication limit counted but set far above what the load reaches, the access log on
+(sent to /dev/null). Any non-2xx response or socket error in a run stops the script.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import re
 import socket
 import sqlite3
@@ -25,13 +37,36 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT.parent / "shared" / "bench" / "peers"
 BIN = Path(sys.executable).parent
 HUGE = "1000000000/minute"
+WRK_TIMEOUT = "10s"  # argon2 queues: a POST /users may wait well past wrk's default 2 s
+USER_ID = "user_000042"
+SEARCH_TERM = "walnut"
+PEER_NAMES = ("starlette_ref", "fastapi_ref", "connexion_ref")
+
+#: Scenario name -> what it requests. users-id is always measured: it is every ratio's base.
+SCENARIOS = {
+    "users-id": "GET /users/{id}",
+    "users-list": "GET /users?limit=20",
+    "products-search": f"GET /products?search={SEARCH_TERM}",
+    "auth-token": "POST /auth/token",
+    "users-create": "POST /users",
+}
+#: The issue's targets, printed beside the figures (information only).
+TARGETS = {
+    "starlette_ref": 0.7,  # project >= 0.7x Starlette
+    "fastapi_ref": 1.25,  # project >= 1.25x FastAPI, with p99 <= FastAPI's
+    "auth-token": 0.5,  # token grants >= 0.5x GET /users/{id}
+}
 
 
 @dataclass
@@ -39,6 +74,17 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    requests: int
+    output: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Load:
+    """One wrk target: a URL, request headers, optionally a Lua script shaping the requests."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    script: Path | None = None
 
 
 def free_port() -> int:
@@ -72,42 +118,87 @@ def millis(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def wrk(url: str, token: str, seconds: int) -> Result:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c32",
-            f"-d{seconds}s",
-            "--latency",
-            "-H",
-            f"Authorization: Bearer {token}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = millis(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = millis(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+def _find(pattern: str, out: str) -> str:
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output (no {pattern!r}):\n{out}")
+    return match.group(1)
+
+
+def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
+    """One `wrk -t1 -c32` run; a socket error, or a non-2xx with check_status, is fatal."""
+    command = ["wrk", "-t1", "-c32", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT}", "--latency"]
+    for name, value in load.headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if load.script is not None:
+        command += ["-s", str(load.script)]
+    done = subprocess.run([*command, load.url], capture_output=True, text=True, check=False)
+    out = done.stdout
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}\n{out}")
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if errors and any(int(n) for n in errors.groups()):
+        raise RuntimeError(f"{load.url}: socket errors under load:\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{url}: {non2xx.group(1)} non-2xx responses")
-    return Result(rps, p50, p99)
+    if check_status and non2xx:
+        raise RuntimeError(f"{load.url}: {non2xx.group(1)} non-2xx responses:\n{out}")
+    return Result(
+        rps=float(_find(r"Requests/sec:\s+([\d.]+)", out)),
+        p50_ms=millis(_find(r"\s50%\s+(\S+)", out)),
+        p99_ms=millis(_find(r"\s99%\s+(\S+)", out)),
+        requests=int(_find(r"(\d+) requests in", out)),
+        output=out,
+    )
+
+
+def lua_string(text: str) -> str:
+    """A Lua string literal holding text."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def write_script(directory: Path, name: str, source: str) -> Path:
+    path = directory / f"{name}.lua"
+    path.write_text(source)
+    return path
+
+
+def machine_state(when: str) -> None:
+    """Load average, CPUs and CPU model: figures from a busy or small machine read differently."""
+    load1, load5, load15 = os.getloadavg()
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(
+        f"machine at {when}: loadavg {load1:.2f} {load5:.2f} {load15:.2f}, "
+        f"nproc {usable} (of {os.cpu_count()}), CPU {model}",
+        flush=True,
+    )
+
+
+def project_env(directory: Path) -> dict[str, str]:
+    """The server's settings: production defaults, SQLite, limits counted but never reached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    return env | {
+        "STOREFRONT_DATABASE_URL": f"sqlite:///{directory / 'storefront.db'}",
+        "STOREFRONT_KEY_DIR": str(directory / "keys"),
+        "STOREFRONT_RATE_LIMIT": HUGE,
+        # Failed authentications (a bad token in bench/memory.py) have their own budget.
+        "STOREFRONT_AUTH_FAILURE_LIMIT": HUGE,
+    }
 
 
 def seed_project(directory: Path) -> dict[str, str]:
     """A migrated SQLite database with the peers' 1,000 users, and the server's settings."""
-    database = directory / "storefront.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
-    env |= {
-        "STOREFRONT_DATABASE_URL": f"sqlite:///{database}",
-        "STOREFRONT_KEY_DIR": str(directory / "keys"),
-        "STOREFRONT_RATE_LIMIT": HUGE,
-    }
-    subprocess.run([BIN / "storefront", "db", "upgrade"], env=env, check=True)
-    with sqlite3.connect(database) as con:  # bulk, not through the API
+    env = project_env(directory)
+    subprocess.run([BIN / "storefront", "db", "upgrade"], env=env, check=True, capture_output=True)
+    with sqlite3.connect(directory / "storefront.db") as con:  # bulk, not through the API
         con.executemany(
             "insert into users (id, name, email, password_hash, created_at) values (?,?,?,?,?)",
             [
@@ -124,109 +215,303 @@ def seed_project(directory: Path) -> dict[str, str]:
     return env
 
 
-def project_token(env: dict[str, str], base: str) -> str:
-    import json
+ADJECTIVES = ["compact", "deluxe", "rugged", "classic", "slim", "portable", "smart", "vintage"]
+MATERIALS = ["oak", "steel", "cotton", "leather", "bamboo", "glass", "ceramic", "wool", "linen"]
+NOUNS = ["lamp", "chair", "backpack", "kettle", "jacket", "speaker", "desk", "mug", "blanket"]
+CATEGORIES = ["Home", "Kitchen", "Apparel", "Electronics", "Outdoor", "Office", "Toys", "Garden"]
 
-    import httpx
 
+def seed_products(directory: Path, count: int = 3000) -> int:
+    """A catalogue of varied products, in bulk; returns how many match SEARCH_TERM.
+
+    One product in 100 mentions the term, alternately in its name and its description, so a
+    search matches a modest number of rows (30 of 3,000) and has to scan them all.
+    """
+    rng = random.Random(20231027)
+    rows = []
+    matching = 0
+    for i in range(count):
+        name = f"{rng.choice(ADJECTIVES).title()} {rng.choice(MATERIALS)} {rng.choice(NOUNS)}"
+        description = (
+            f"A {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} in {rng.choice(MATERIALS)}, "
+            f"model {rng.randrange(100, 999)}, for everyday use."
+        )
+        if i % 100 == 0:
+            matching += 1
+            if i % 200 == 0:
+                name = f"{name} ({SEARCH_TERM.title()} edition)"
+            else:
+                description += f" Finished in {SEARCH_TERM} veneer."
+        price = f"{rng.randrange(99, 99_999) / 100:.2f}"
+        rows.append((f"prod_{i:06d}", name, description, price, rng.choice(CATEGORIES)))
+    with sqlite3.connect(directory / "storefront.db") as con:
+        con.executemany(
+            "insert into products (id, name, description, price, category) values (?,?,?,?,?)",
+            rows,
+        )
+    return matching
+
+
+def create_client(env: dict[str, str], scopes: str) -> dict[str, str]:
+    """A new OAuth client: {"client_id", "client_secret"}."""
     made = subprocess.run(
-        [BIN / "storefront", "clients", "create", "--name", "bench", "--scopes", "read", "--json"],
+        [BIN / "storefront", "clients", "create", "--name", "bench", "--scopes", scopes, "--json"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    client = json.loads(made.stdout)
+    client: dict[str, str] = json.loads(made.stdout)
+    return client
+
+
+def fetch_token(base: str, client: dict[str, str]) -> str:
+    import httpx
+
     form = {"grant_type": "client_credentials", **client}
-    token: str = httpx.post(f"{base}/auth/token", data=form).json()["access_token"]
+    answer = httpx.post(f"{base}/auth/token", data=form)
+    answer.raise_for_status()
+    token: str = answer.json()["access_token"]
     return token
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def project_token(env: dict[str, str], base: str, scopes: str = "read") -> str:
+    return fetch_token(base, create_client(env, scopes))
 
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`storefront serve` on a free port: (its process, its base URL), stopped on exit."""
+    port = free_port()
+    process = subprocess.Popen(
+        [BIN / "storefront", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/healthz", {})
+        yield process, base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def hashing_parameters(env: dict[str, str]) -> str:
+    """The server's argon2id parameters and hash concurrency, as the server would set them."""
+    from storefront.security import PasswordHashing
+    from storefront.settings import Settings
+
+    variable = "STOREFRONT_PASSWORD_HASH_CONCURRENCY"
+    default = Settings.model_fields["password_hash_concurrency"].default
+    concurrency = int(env.get(variable, default))
+    parameters = PasswordHashing(concurrency=concurrency).parameters
+    return f"{parameters}; {variable}={concurrency}"
+
+
+def project_loads(
+    directory: Path, env: dict[str, str], base: str, scenarios: list[str]
+) -> dict[str, Load]:
+    """The wrk target of each chosen scenario (users-id always)."""
+    reader = project_token(env, base, "read")
+    bearer = {"Authorization": f"Bearer {reader}"}
+    loads = {"users-id": Load(f"{base}/users/{USER_ID}", bearer)}
+    if "users-list" in scenarios:
+        loads["users-list"] = Load(f"{base}/users?limit=20", bearer)
+    if "products-search" in scenarios:
+        loads["products-search"] = Load(f"{base}/products?search={SEARCH_TERM}", bearer)
+    if "auth-token" in scenarios:
+        form = urlencode({"grant_type": "client_credentials", **create_client(env, "read")})
+        script = (
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+            f"wrk.body = {lua_string(form)}\n"
+        )
+        loads["auth-token"] = Load(
+            f"{base}/auth/token", script=write_script(directory, "auth_token", script)
+        )
+    if "users-create" in scenarios:
+        writer = project_token(env, base, "read write")
+        # A random prefix per run, a thread id and a counter: every email is new (no 409).
+        script = f"""
+prefix = {lua_string(uuid.uuid4().hex[:12])}
+threads = 0
+tid = 0
+n = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = {lua_string(f"Bearer {writer}")}
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{{"name":"Bench User %d","email":"bench-%s-%d-%d@example.com","password":"bench-pw-%d"}}',
+    n, prefix, tid, n, n)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+        loads["users-create"] = Load(
+            f"{base}/users", script=write_script(directory, "users_create", script)
+        )
+    return loads
+
+
+def start_peers(directory: Path, processes: list[subprocess.Popen[bytes]]) -> dict[str, Load]:
+    peer_env = os.environ | {"PEER_DB": str(directory / "peers.sqlite3")}
+    peer_token = subprocess.run(
+        [sys.executable, "common.py"],
+        cwd=PEERS,
+        env=peer_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    bearer = {"Authorization": f"Bearer {peer_token}"}
+    loads = {}
+    for name in PEER_NAMES:
+        port = free_port()
+        processes.append(
+            subprocess.Popen(
+                [
+                    BIN / "uvicorn",
+                    f"{name}:app",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=PEERS,
+                env=peer_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        loads[name] = Load(f"http://127.0.0.1:{port}/users/{USER_ID}", bearer)
+    for load in loads.values():
+        wait_until_up(load.url, load.headers)
+    return loads
+
+
+def parse_scenarios(text: str) -> list[str]:
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    # Catalogue order, so POST /users (which adds rows) always runs last in a round.
+    return [name for name in SCENARIOS if name in chosen]
+
+
+@dataclass
+class Series:
+    """One row of the final table: its runs, and per round the ratio against the base."""
+
+    results: list[Result] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+    def median(self, name: str) -> float:
+        return statistics.median(float(getattr(r, name)) for r in self.results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, default all: {','.join(SCENARIOS)} "
+        "(users-id is measured regardless: it is the base of every ratio)",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="skip the reference servers")
+    args = parser.parse_args()
+    scenarios = parse_scenarios(args.scenarios)
+
+    machine_state("start")
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        peer_env = os.environ | {"PEER_DB": str(directory / "peers.sqlite3")}
-        peer_token = subprocess.run(
-            [sys.executable, "common.py"],
-            cwd=PEERS,
-            env=peer_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
         env = seed_project(directory)
-
-        processes = []
-        servers: dict[str, tuple[str, str]] = {}
+        matching = seed_products(directory)
+        processes: list[subprocess.Popen[bytes]] = []
         try:
-            port = free_port()
-            processes.append(
-                subprocess.Popen(
-                    [BIN / "storefront", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_until_up(f"{base}/healthz", {})
-            servers["storefront"] = (f"{base}/users/user_000042", project_token(env, base))
-            for name in ("starlette_ref", "fastapi_ref", "connexion_ref"):
-                port = free_port()
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            BIN / "uvicorn",
-                            f"{name}:app",
-                            "--port",
-                            str(port),
-                            "--log-level",
-                            "warning",
-                            "--no-access-log",
-                        ],
-                        cwd=PEERS,
-                        env=peer_env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-                servers[name] = (f"http://127.0.0.1:{port}/users/user_000042", peer_token)
-            for url, token in servers.values():
-                wait_until_up(url, {"Authorization": f"Bearer {token}"})
-
-            project: list[Result] = []
-            peers: dict[str, list[Result]] = {name: [] for name in servers if name != "storefront"}
-            for round_ in range(args.rounds):
-                for name in peers:
-                    project.append(wrk(*servers["storefront"], args.seconds))
-                    peers[name].append(wrk(*servers[name], args.seconds))
-                print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+            peers = {} if args.no_peers else start_peers(directory, processes)
+            with serving(env) as (_, base):
+                loads = project_loads(directory, env, base, scenarios)
+                project = Series()
+                rows = {name: Series() for name in peers}
+                rows |= {name: Series() for name in loads if name != "users-id"}
+                for round_ in range(args.rounds):
+                    base_runs: list[Result] = []
+                    others: dict[str, Result] = {}
+                    order = [(name, peers[name]) for name in peers]
+                    order += [(name, load) for name, load in loads.items() if name != "users-id"]
+                    for name, load in order:
+                        base_runs.append(wrk(loads["users-id"], args.seconds))
+                        others[name] = wrk(load, args.seconds)
+                    if not order:
+                        base_runs.append(wrk(loads["users-id"], args.seconds))
+                    ours = statistics.median(r.rps for r in base_runs)
+                    project.results += base_runs
+                    for name, result in others.items():
+                        rows[name].results.append(result)
+                        # Peers: project / peer. Scenarios: scenario / project's users-id.
+                        rows[name].ratios.append(
+                            ours / result.rps if name in peers else result.rps / ours
+                        )
+                    print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         finally:
             for process in processes:
                 process.terminate()
             for process in processes:
                 process.wait(timeout=15)
+    machine_state("end")
 
-    def med(results: list[Result], field: str) -> float:
-        return statistics.median(getattr(r, field) for r in results)
-
-    print(f"GET /users/{{id}}, wrk -t1 -c32, {args.seconds}s x {args.rounds} rounds, medians")
-    print(f"{'server':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'project/peer':>13}")
-    ours = med(project, "rps")
+    print()
     print(
-        f"{'storefront':16} {ours:9.0f} {med(project, 'p50_ms'):8.2f} {med(project, 'p99_ms'):8.2f}"
+        f"wrk -t1 -c32, {args.seconds}s runs x {args.rounds} rounds, medians; SQLite, "
+        f"1,000 users, 3,000 products ({matching} match {SEARCH_TERM!r})"
     )
-    for name, results in peers.items():
-        rps = med(results, "rps")
+    if "users-create" in loads:
+        print(f"POST /users hashes with {hashing_parameters(env)}")
+    print(
+        "ratio: users/{id} rows = project / peer; other rows = scenario / project's "
+        "GET /users/{id} (same round)"
+    )
+    header = f"{'scenario':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}  target"
+    print(header)
+    print("-" * len(header))
+
+    def line(label: str, series: Series, ratio: str = "", target: str = "") -> None:
         print(
-            f"{name:16} {rps:9.0f} {med(results, 'p50_ms'):8.2f} {med(results, 'p99_ms'):8.2f}"
-            f" {ours / rps:12.2f}x"
+            f"{label:30} {series.median('rps'):9.0f} {series.median('p50_ms'):8.2f}"
+            f" {series.median('p99_ms'):8.2f} {ratio:>7}  {target}".rstrip()
         )
+
+    line("GET /users/{id} storefront", project)
+    for name in peers:
+        series = rows[name]
+        ratio = statistics.median(series.ratios)
+        target = ""
+        if name in TARGETS:
+            met = ratio >= TARGETS[name]
+            target = f">= {TARGETS[name]}x: {'met' if met else 'NOT met'}"
+            if name == "fastapi_ref":
+                p99_ok = project.median("p99_ms") <= series.median("p99_ms")
+                target += f"; p99 <= FastAPI's: {'met' if p99_ok else 'NOT met'}"
+        line(f"GET /users/{{id}} {name}", series, f"{ratio:.2f}x", target)
+    for name in loads:
+        if name == "users-id":
+            continue
+        series = rows[name]
+        ratio = statistics.median(series.ratios)
+        target = ""
+        if name in TARGETS:
+            target = f">= {TARGETS[name]}x: {'met' if ratio >= TARGETS[name] else 'NOT met'}"
+        line(SCENARIOS[name], series, f"{ratio:.2f}x", target)
 
 
 if __name__ == "__main__":

@@ -55,16 +55,20 @@ def log_access(
     key_id: str | None,
     request_id: str,
 ) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     millis = round(seconds * 1000, 2)
-    access_log.info(
+    # Made and handled directly: Logger.info would first walk the stack to find the caller's
+    # file and line (logging's findCaller), the dearest part of a log call, for a line whose
+    # origin is always this function.
+    record = access_log.makeRecord(
+        access_log.name,
+        logging.INFO,
+        __file__,
+        0,
         "%s %s %d %.1fms client=%s key=%s request_id=%s",
-        method,
-        path,
-        status,
-        millis,
-        client_id or "-",
-        key_id or "-",
-        request_id,
+        (method, path, status, millis, client_id or "-", key_id or "-", request_id),
+        None,
         extra={
             "method": method,
             "path": path,
@@ -75,3 +79,4 @@ def log_access(
             "request_id": request_id,
         },
     )
+    access_log.handle(record)

@@ -25,9 +25,10 @@ validator — except that each is built once, when the API is added:
 5. response validation against the spec, when ``validate_responses`` is set (the tests).
 
 Errors are raised, as in Connexion, to its ``ExceptionMiddleware`` and so to
-``storefront.problems``; a request that matches no operation is a 404, or a 405 when its path
-has other methods, as Starlette's router answers. Swagger UI and ``/openapi.json`` are served
-before this layer by Connexion's ``SwaggerUIMiddleware``.
+``storefront.problems``. A request that matches no operation goes on to Connexion's
+``SwaggerUIMiddleware`` (Swagger UI, ``/openapi.json``) and then to
+:class:`NoOperationMiddleware`: a 404, or a 405 when its path has other methods, as
+Starlette's router answers.
 """
 
 from __future__ import annotations
@@ -477,29 +478,49 @@ class OperationsMiddleware(SpecMiddleware):  # type: ignore[misc]
         return api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # the lifespan
+        if scope["type"] == "http":
+            path = scope["path"][len(scope.get("root_path", "")) :] or "/"
+            path_exists = False
+            for api in self.apis:
+                found = api.match(path, scope["method"])
+                if isinstance(found, tuple):
+                    operation, path_params = found
+                    await operation(scope, receive, send, path_params)
+                    return
+                path_exists = path_exists or found
+            scope[PATH_EXISTS] = path_exists
+        # Swagger UI, /openapi.json, the lifespan; else NoOperationMiddleware's 404 or 405.
+        await self.app(scope, receive, send)
+
+
+#: Scope key: whether the path of a request that matched no operation has other methods.
+PATH_EXISTS = "storefront.path_exists"
+
+
+class NoOperationMiddleware:
+    """The end of the line for a request no operation took and Swagger UI did not serve: a 404,
+    or a 405 when its path has other methods, as Starlette's router answers (raised to the
+    app's error handlers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"][len(scope.get("root_path", "")) :] or "/"
-        path_exists = False
-        for api in self.apis:
-            found = api.match(path, scope["method"])
-            if isinstance(found, tuple):
-                operation, path_params = found
-                await operation(scope, receive, send, path_params)
-                return
-            path_exists = path_exists or found
-        # As Starlette's router answers, through the app's error handlers.
-        raise HTTPException(405 if path_exists else 404)
+        raise HTTPException(405 if scope.get(PATH_EXISTS) else 404)
 
 
 #: The middleware stack ``create_app`` hands to Connexion (as a fresh list: Connexion inserts
-#: into it): its defaults, with the five routed layers between Swagger UI and the lifespan
-#: replaced by :class:`OperationsMiddleware`.
+#: into it): its defaults, with the five routed layers after Swagger UI replaced by
+#: :class:`OperationsMiddleware`, which goes first, so that API requests skip Swagger UI's
+#: router (a dozen route matches per request).
 MIDDLEWARES: tuple[Any, ...] = (
     ServerErrorMiddleware,
     ExceptionMiddleware,
-    SwaggerUIMiddleware,
     OperationsMiddleware,
+    SwaggerUIMiddleware,
+    NoOperationMiddleware,
     LifespanMiddleware,
 )

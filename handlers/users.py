@@ -7,11 +7,11 @@ from typing import Any
 from handlers._common import Body, absolute_url, paging_headers, rfc3339, services
 from persistence import users
 from persistence.models import User
-from persistence.users import UserRow
+from persistence.users import PublicUser, UserRow
 from storefront.validation import clean_email, clean_name
 
 
-def _public(user: User | UserRow) -> Body:
+def _public(user: User | UserRow | PublicUser) -> Body:
     body: Body = {
         "id": user.id,
         "name": user.name,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from persistence.db import PreparedQuery
 from persistence.models import ApiKey, Client, utcnow
 from storefront.errors import NotFound
 from storefront.security import new_id
@@ -21,8 +23,16 @@ KeyRow = Row[str, str, str, str | None]
 _CLIENT_BY_ID = select(
     Client.id, Client.secret_digest, Client.scopes, Client.disabled_at, Client.rate_limit
 ).where(Client.id == bindparam("client_id"))
-_STATUS_BY_ID = select(Client.disabled_at, Client.rate_limit).where(
-    Client.id == bindparam("client_id")
+
+
+class ClientStatus(NamedTuple):
+    disabled_at: datetime | None
+    rate_limit: str | None
+
+
+_STATUS_BY_ID = PreparedQuery(
+    select(Client.disabled_at, Client.rate_limit).where(Client.id == bindparam("client_id")),
+    ClientStatus,
 )
 _ACTIVE_KEY_BY_DIGEST = (
     select(
@@ -77,7 +87,7 @@ def find_client_by_name(session: Session, *, name: str) -> Client | None:
 
 def active_client_limit(connection: Connection, *, client_id: str) -> tuple[bool, str | None]:
     """Whether the client exists and is enabled, and its own rate limit (None: the default)."""
-    row = connection.execute(_STATUS_BY_ID, {"client_id": client_id}).first()
+    row = _STATUS_BY_ID.one(connection, client_id=client_id)
     if row is None:
         return False, None
     return row[0] is None, row[1]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence._constraints import violates
+from persistence.db import PreparedQuery
 from persistence.models import User, utcnow
 from storefront.errors import EmailTaken, UserNotFound
 from storefront.security import new_id
@@ -50,11 +52,21 @@ def _storable(user_id: str) -> bool:
 PUBLIC = (User.id, User.name, User.email, User.created_at, User.updated_at)
 #: id, name, email, created_at, updated_at
 UserRow = Row[str, str, str, datetime, datetime | None]
-_BY_ID = select(*PUBLIC).where(User.id == bindparam("user_id"))
 
 
-def get_user(connection: Connection, *, user_id: str) -> UserRow:
-    row = connection.execute(_BY_ID, {"user_id": user_id}).first() if _storable(user_id) else None
+class PublicUser(NamedTuple):
+    id: str
+    name: str
+    email: str
+    created_at: datetime
+    updated_at: datetime | None
+
+
+_BY_ID = PreparedQuery(select(*PUBLIC).where(User.id == bindparam("user_id")), PublicUser)
+
+
+def get_user(connection: Connection, *, user_id: str) -> PublicUser:
+    row = _BY_ID.one(connection, user_id=user_id) if _storable(user_id) else None
     if row is None:
         raise UserNotFound()
     return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -132,13 +133,25 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
-    """Build the ASGI app. Nothing connects to anything until the first request."""
+def create_app(
+    settings: Settings | None = None, *, freeze_heap: bool = False
+) -> connexion.AsyncApp:
+    """Build the ASGI app. Nothing connects to anything until the first request.
+
+    ``freeze_heap`` (for a server process, not for tests that build many apps): once started,
+    move every object made so far (the parsed spec, validators, compiled operations: most of
+    the heap) out of the garbage collector's sight. A full collection would otherwise walk them
+    all, again and again, for nothing: they live as long as the process. It was the source of
+    the slowest requests (pauses of tens of milliseconds).
+    """
     settings = settings or load_settings()
     services = build_services(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
         try:
             yield {"services": services}
         finally:
@@ -190,4 +203,4 @@ def create_app_from_env() -> connexion.AsyncApp:
     """Factory for ``uvicorn --factory`` and the workers of ``storefront serve``."""
     settings = load_settings()
     configure_logging(settings)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from persistence.db import PreparedQuery
@@ -15,14 +15,28 @@ from persistence.models import ApiKey, Client, utcnow
 from storefront.errors import NotFound
 from storefront.security import new_id
 
-#: id, secret_digest, scopes, disabled_at, rate_limit
-ClientRow = Row[str, str, str, datetime | None, str | None]
-#: key_id, client_id, scopes, rate_limit
-KeyRow = Row[str, str, str, str | None]
 
-_CLIENT_BY_ID = select(
-    Client.id, Client.secret_digest, Client.scopes, Client.disabled_at, Client.rate_limit
-).where(Client.id == bindparam("client_id"))
+class ClientRow(NamedTuple):
+    id: str
+    secret_digest: str
+    scopes: str
+    disabled_at: datetime | None
+    rate_limit: str | None
+
+
+class KeyRow(NamedTuple):
+    key_id: str
+    client_id: str
+    scopes: str
+    rate_limit: str | None
+
+
+_CLIENT_BY_ID = PreparedQuery(
+    select(
+        Client.id, Client.secret_digest, Client.scopes, Client.disabled_at, Client.rate_limit
+    ).where(Client.id == bindparam("client_id")),
+    ClientRow,
+)
 
 
 class ClientStatus(NamedTuple):
@@ -34,7 +48,7 @@ _STATUS_BY_ID = PreparedQuery(
     select(Client.disabled_at, Client.rate_limit).where(Client.id == bindparam("client_id")),
     ClientStatus,
 )
-_ACTIVE_KEY_BY_DIGEST = (
+_ACTIVE_KEY_BY_DIGEST = PreparedQuery(
     select(
         ApiKey.id.label("key_id"),
         Client.id.label("client_id"),
@@ -46,7 +60,8 @@ _ACTIVE_KEY_BY_DIGEST = (
         ApiKey.digest == bindparam("digest"),
         ApiKey.revoked_at.is_(None),
         Client.disabled_at.is_(None),
-    )
+    ),
+    KeyRow,
 )
 
 
@@ -78,7 +93,7 @@ def list_clients(session: Session) -> Sequence[Client]:
 
 
 def find_client(connection: Connection, *, client_id: str) -> ClientRow | None:
-    return connection.execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
+    return _CLIENT_BY_ID.one(connection, client_id=client_id)
 
 
 def find_client_by_name(session: Session, *, name: str) -> Client | None:
@@ -131,7 +146,7 @@ def create_api_key(session: Session, *, client_id: str, digest: str) -> ApiKey:
 def find_active_key(connection: Connection, *, digest: str) -> KeyRow | None:
     """The unrevoked key with this digest and its enabled client: ``key_id``, ``client_id``,
     ``scopes``, ``rate_limit``."""
-    return connection.execute(_ACTIVE_KEY_BY_DIGEST, {"digest": digest}).first()
+    return _ACTIVE_KEY_BY_DIGEST.one(connection, digest=digest)
 
 
 def revoke_api_key(session: Session, *, key_id: str) -> ApiKey:

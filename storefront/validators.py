@@ -120,6 +120,14 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**{**kwargs, "strict_validation": False})
 
+    @cached_property
+    def _validator(self) -> Draft4Validator:
+        # Built once per operation, not per request as Connexion's property does.
+        validator: Draft4Validator = Draft4RequestValidator(
+            self._schema, format_checker=Draft4Validator.FORMAT_CHECKER
+        )
+        return validator
+
 
 def validator_map() -> dict[str, Any]:
     body = MediaTypeDict(dict(VALIDATOR_MAP["body"]))

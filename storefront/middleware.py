@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +30,7 @@ SECURITY_HEADERS = [
 DROPPED = {b"server", b"x-powered-by"}
 
 Templates = list[tuple[re.Pattern[str], str]]
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
 def request_id(scope: Scope) -> str:
@@ -45,6 +47,8 @@ class RequestMiddleware:
     def __init__(self, app: ASGIApp, templates: Templates) -> None:
         self.app = app
         self.templates = templates
+        #: (method, path, status) -> its request counter and latency histogram, looked up once.
+        self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def template(self, path: str) -> str:
         """The spec's path for this URL (``/users/{id}``): bounded label and log values."""
@@ -81,9 +85,16 @@ class RequestMiddleware:
 
     def record(self, scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
         method, path = scope["method"], self.template(scope["path"])
-        labels = {"method": method, "path": path, "status": str(status)}
-        metrics.REQUESTS.labels(**labels).inc()
-        metrics.LATENCY.labels(**labels).observe(seconds)
+        if method not in METHODS:  # any token is a method to HTTP: keep the labels bounded
+            method = "OTHER"
+        key = (method, path, status)
+        series = self.series.get(key)
+        if series is None:
+            labels = (method, path, str(status))
+            series = (metrics.REQUESTS.labels(*labels), metrics.LATENCY.labels(*labels))
+            self.series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
         if status == 429 and ctx.decision is not None:
             metrics.RATE_LIMITED.labels(policy=ctx.decision.policy).inc()
         if ctx.auth_failure is not None:

@@ -85,6 +85,9 @@ logger = logging.getLogger(__name__)
 
 ASGICallable = Callable[[Scope, Receive, Send], Any]
 
+#: Scope key of the request object one operation's steps share.
+REQUEST_KEY = "storefront.request"
+
 
 @cache
 def _accepts_kwarg(func: Callable[..., Any], keyword: str) -> bool:
@@ -231,7 +234,13 @@ class CompiledOperation:
             await self.verify(request)
 
         self.parameter_validator.validate_request(request)
-        receive, scope = await self.validate_body(scope, receive)
+        body_receive, body_scope = await self.validate_body(scope, receive)
+        if body_scope is not scope or body_receive is not receive:
+            # The body validator replays the body it read through a new channel.
+            scope, receive = body_scope, body_receive
+            request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        # The handler reuses this request: its parsed query and path parameters among them.
+        scope[REQUEST_KEY] = request
 
         _scope.set(scope)
         _receive.set(receive)
@@ -253,7 +262,7 @@ class CompiledOperation:
         return new_receive, new_scope
 
     async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        request = scope[REQUEST_KEY]
         response = await self.endpoint(request)
         await response(scope, receive, send)
 

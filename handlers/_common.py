@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from connexion import request
+from connexion.context import scope as current_scope
 
 from storefront.services import Services, from_scope
 
@@ -14,7 +15,9 @@ Body = dict[str, Any]
 
 
 def services() -> Services:
-    return from_scope(request.scope)
+    # The scope itself, not ``request.scope``: Connexion's request proxy builds a new request
+    # object on every access.
+    return from_scope(current_scope)
 
 
 def rfc3339(moment: datetime) -> str:

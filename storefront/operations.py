@@ -241,10 +241,14 @@ class CompiledOperation:
             request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
         # The handler reuses this request: its parsed query and path parameters among them.
         scope[REQUEST_KEY] = request
-
         _scope.set(scope)
         _receive.set(receive)
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # The request refers to the scope: without this the pair would be a reference
+            # cycle, left for the garbage collector instead of freed when the request ends.
+            del scope[REQUEST_KEY]
 
     async def validate_body(self, scope: Scope, receive: Receive) -> tuple[Receive, Scope]:
         content_type = next(

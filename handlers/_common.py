@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from connexion import request
 from connexion.context import scope as current_scope
 
+from persistence.paging import Page
+from storefront.errors import InvalidInput
 from storefront.services import Services, from_scope
+
+R = TypeVar("R")
 
 #: A JSON object as handlers receive and return it.
 Body = dict[str, Any]
@@ -24,21 +29,51 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def paging_headers(*, total: int, limit: int, offset: int) -> dict[str, str]:
-    """``X-Total-Count`` and an RFC 8288 ``Link`` with ``next`` / ``prev`` when they exist."""
+def paging_headers(
+    page: Page[R],
+    *,
+    limit: int,
+    offset: int,
+    cursored: bool,
+    cursor: Callable[[R], str | None],
+) -> dict[str, str]:
+    """``X-Total-Count`` and an RFC 8288 ``Link`` with ``next`` / ``prev`` when they exist.
+
+    ``next`` carries an ``after`` cursor (the last row's, from ``cursor``): following it reads
+    the index from that row on, at the same cost at any depth. ``prev`` is an offset link on
+    a page read by offset (``cursored`` false), as the contract has it, and a ``before``
+    cursor (the first row's) on a page read by cursor. The other query parameters are kept.
+    """
     url = request.url
     links = []
-    if offset + limit < total:
-        links.append(
-            f'<{url.include_query_params(limit=limit, offset=offset + limit)}>; rel="next"'
-        )
-    if offset > 0:
+    if page.has_next and page.rows:
+        after = cursor(page.rows[-1])
+        if after is not None:
+            target = url.remove_query_params(["offset", "before"])
+            links.append(f'<{target.include_query_params(limit=limit, after=after)}>; rel="next"')
+        elif not cursored:  # a key no cursor can carry: page on by offset instead
+            links.append(
+                f'<{url.include_query_params(limit=limit, offset=offset + limit)}>; rel="next"'
+            )
+    if cursored:
+        before = cursor(page.rows[0]) if page.has_prev and page.rows else None
+        if before is not None:
+            target = url.remove_query_params(["offset", "after"])
+            links.append(f'<{target.include_query_params(limit=limit, before=before)}>; rel="prev"')
+    elif offset > 0:
         prev = max(offset - limit, 0)
         links.append(f'<{url.include_query_params(limit=limit, offset=prev)}>; rel="prev"')
-    headers = {"X-Total-Count": str(total)}
+    headers = {"X-Total-Count": str(page.total)}
     if links:
         headers["Link"] = ", ".join(links)
     return headers
+
+
+def cursor_error(parameter: str) -> InvalidInput:
+    return InvalidInput(
+        f"Invalid query parameter '{parameter}': not a cursor of this list; take cursors from "
+        "the URLs of the Link header."
+    )
 
 
 def absolute_url(path: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from handlers._common import Body, paging_headers, services
+import re
+
+from handlers._common import Body, cursor_error, paging_headers, services
 from persistence import products
 from persistence.products import ProductRow
 
@@ -17,10 +19,46 @@ def _public(product: ProductRow) -> Body:
     }
 
 
+#: A product cursor is the product's id (imported ids match ``prod_[A-Za-z0-9_-]{1,59}``).
+#: Clients treat cursors as opaque; the format may change.
+PRODUCT_CURSOR = re.compile(r"^([A-Za-z0-9_-]{1,64})$")
+
+
+def product_cursor(product: ProductRow) -> str | None:
+    return product.id if PRODUCT_CURSOR.match(product.id) else None
+
+
+def parse_product_cursor(parameter: str, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    found = PRODUCT_CURSOR.match(cursor)
+    if found is None:
+        raise cursor_error(parameter)
+    return found.group(1)
+
+
 async def list_products(
-    limit: int, offset: int, category: str | None = None, search: str | None = None
+    limit: int,
+    offset: int,
+    category: str | None = None,
+    search: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
 ) -> tuple[list[Body], int, dict[str, str]]:
-    page, total = await services().db.read(
-        products.list_products, category=category, search=search, limit=limit, offset=offset
+    db = services().db
+    # A term too short for the trigram index reads the whole catalogue: off the event loop.
+    read = db.scan if search is not None and len(search) < products.TRIGRAM else db.read
+    page = await read(
+        products.list_products,
+        category=category,
+        search=search,
+        limit=limit,
+        offset=offset,
+        after=parse_product_cursor("after", after),
+        before=parse_product_cursor("before", before),
     )
-    return [_public(p) for p in page], 200, paging_headers(total=total, limit=limit, offset=offset)
+    cursored = after is not None or before is not None
+    headers = paging_headers(
+        page, limit=limit, offset=offset, cursored=cursored, cursor=product_cursor
+    )
+    return [_public(p) for p in page.rows], 200, headers

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handlers._common import Body, absolute_url, paging_headers, rfc3339, services
+from handlers._common import (
+    Body,
+    absolute_url,
+    cursor_error,
+    paging_headers,
+    rfc3339,
+    services,
+)
 from persistence import users
 from persistence.models import User
-from persistence.users import PublicUser, UserRow
+from persistence.users import PublicUser, UserKey, UserRow
 from storefront.validation import clean_email, clean_name
 
 
@@ -23,9 +32,47 @@ def _public(user: User | UserRow | PublicUser) -> Body:
     return body
 
 
-async def list_users(limit: int, offset: int) -> tuple[list[Body], int, dict[str, str]]:
-    page, total = await services().db.read(users.list_users, limit=limit, offset=offset)
-    return [_public(u) for u in page], 200, paging_headers(total=total, limit=limit, offset=offset)
+#: A user cursor: microseconds since the epoch of created_at, a dot, the id. The spec's pattern
+#: for ``after`` / ``before`` is this one, and every string it admits decodes: a schema-valid
+#: cursor is never refused (a time beyond what a datetime holds is clamped, which keeps the
+#: order). Clients treat cursors as opaque; the format may change.
+USER_CURSOR = re.compile(r"^(-?[0-9]{1,18})\.([A-Za-z0-9_-]{1,40})$")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+_EARLIEST = (datetime.min.replace(tzinfo=UTC) - EPOCH) // MICROSECOND
+_LATEST = (datetime.max.replace(tzinfo=UTC) - EPOCH) // MICROSECOND
+
+
+def user_cursor(user: UserRow) -> str | None:
+    cursor = f"{(user.created_at - EPOCH) // MICROSECOND}.{user.id}"
+    return cursor if USER_CURSOR.match(cursor) else None
+
+
+def parse_user_cursor(parameter: str, cursor: str | None) -> UserKey | None:
+    if cursor is None:
+        return None
+    found = USER_CURSOR.match(cursor)
+    if found is None:
+        raise cursor_error(parameter)
+    micros = min(max(int(found.group(1)), _EARLIEST), _LATEST)
+    return EPOCH + micros * MICROSECOND, found.group(2)
+
+
+async def list_users(
+    limit: int, offset: int, after: str | None = None, before: str | None = None
+) -> tuple[list[Body], int, dict[str, str]]:
+    page = await services().db.read(
+        users.list_users,
+        limit=limit,
+        offset=offset,
+        after=parse_user_cursor("after", after),
+        before=parse_user_cursor("before", before),
+    )
+    cursored = after is not None or before is not None
+    headers = paging_headers(
+        page, limit=limit, offset=offset, cursored=cursored, cursor=user_cursor
+    )
+    return [_public(u) for u in page.rows], 200, headers
 
 
 async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:

@@ -3,16 +3,31 @@ Session and never commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import ColumnElement, Connection, Insert, Row, Table, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Integer,
+    Row,
+    Select,
+    Table,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from persistence.models import Product
+from persistence.paging import Page, count_rows, read_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +46,84 @@ ProductRow = Row[str, str, str, Decimal, str]
 COLUMNS = (Product.id, Product.name, Product.description, Product.price, Product.category)
 
 
-def _filters(category: str | None, search: str | None) -> list[ColumnElement[bool]]:
+#: Search terms this short have no trigram: no index serves them, and both engines scan.
+TRIGRAM = 3
+#: SQLite's FTS5 trigram index over products(name, description) (migration 0003).
+_FTS = table("products_fts", column("rowid"))
+_FTS_MATCH = literal_column("products_fts").op("MATCH")
+_ROWID: ColumnElement[int] = literal_column("products.rowid", Integer)
+#: The same, where SQLite may not use it to look rows up (a unary + disqualifies a term).
+_WALK_ROWID: ColumnElement[int] = literal_column("+products.rowid", Integer)
+#: What reading one product row by rowid costs, in steps along the id index: roughly, as
+#: measured at 10^5 and 10^6 products (bench/data_growth.py). See _rowid_filter.
+SEEK_COST = 20
+
+
+def _fts_phrase(term: str) -> str:
+    """An FTS5 query matching ``term`` as one phrase: every character literal, quotes doubled.
+
+    With the trigram tokenizer a phrase of three characters or more is a substring match."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _filters(
+    dialect: str, category: str | None, search: str | None
+) -> tuple[list[ColumnElement[bool]], str | None]:
+    """The filters, but on SQLite a search of three characters or more: its FTS5 query is
+    returned beside them."""
     where: list[ColumnElement[bool]] = []
     if category is not None:
+        # Served by ix_products_category_lower_id, which also yields the id order.
         where.append(func.lower(Product.category) == category.lower())
-    if search is not None:
-        # autoescape makes % and _ literal characters, not wildcards.
-        term = search.lower()
-        where.append(
-            or_(
-                func.lower(Product.name).contains(term, autoescape=True),
-                func.lower(Product.description).contains(term, autoescape=True),
-            )
+    if search is None:
+        return where, None
+    if dialect == "sqlite" and len(search) >= TRIGRAM:
+        return where, _fts_phrase(search)
+    # autoescape makes % and _ literal characters, not wildcards. On PostgreSQL the GIN
+    # trigram indexes on lower(name) and lower(description) serve these two predicates;
+    # terms under three characters are matched by reading the table.
+    term = search.lower()
+    where.append(
+        or_(
+            func.lower(Product.name).contains(term, autoescape=True),
+            func.lower(Product.description).contains(term, autoescape=True),
         )
-    return where
+    )
+    return where, None
+
+
+def _fts_matches(phrase: str) -> Select[tuple[int]]:
+    return select(_FTS.c.rowid).where(_FTS_MATCH(phrase))
+
+
+def count_products(
+    connection: Connection, *, category: str | None = None, search: str | None = None
+) -> int:
+    """How many products the filters match: X-Total-Count. A search alone on SQLite is
+    counted in the FTS index, without reading products."""
+    where, phrase = _filters(connection.dialect.name, category, search)
+    if phrase is None:
+        return count_rows(connection, Product.__table__, where)
+    if where:
+        return count_rows(connection, Product.__table__, [*where, _ROWID.in_(_fts_matches(phrase))])
+    return count_rows(connection, _FTS, [_FTS_MATCH(phrase)])
+
+
+def _rowid_filter(
+    connection: Connection, phrase: str, *, total: int, reads: int
+) -> ColumnElement[bool]:
+    """On SQLite, the products matching an FTS5 ``phrase``, ``total`` of them, for a page
+    that reads ``reads`` rows.
+
+    Either the matching rowids are looked up one by one and sorted by id (cheap when few
+    match), or the id index is walked, testing each entry's rowid against the matches, until
+    ``reads`` rows are found (cheap when many match: about reads * products / total entries).
+    The cheaper way is chosen from the count; SQLite's planner, which cannot know it, would
+    always take the first. A unary + keeps it from the rowid lookup.
+    """
+    products = connection.scalar(select(func.max(_ROWID)).select_from(Product)) or 0
+    walk = reads * products < SEEK_COST * total * total
+    return (_WALK_ROWID if walk else _ROWID).in_(_fts_matches(phrase))
 
 
 def list_products(
@@ -53,14 +132,32 @@ def list_products(
     category: str | None = None,
     search: str | None = None,
     limit: int,
-    offset: int,
-) -> tuple[Sequence[ProductRow], int]:
-    where = _filters(category, search)
-    total = connection.scalar(select(func.count()).select_from(Product).where(*where))
-    rows = connection.execute(
-        select(*COLUMNS).where(*where).order_by(Product.id).limit(limit).offset(offset)
+    offset: int = 0,
+    after: str | None = None,
+    before: str | None = None,
+) -> Page[ProductRow]:
+    """A page of products in id order, by offset or after/before an id (``persistence.paging``).
+
+    On SQLite a search of three characters or more is answered by the FTS5 trigram index,
+    whose case folding covers Unicode; a shorter one by LIKE on lower(), which folds ASCII
+    only, as PostgreSQL's lower() folds the characters of its locale."""
+    total = count_products(connection, category=category, search=search)
+    where, phrase = _filters(connection.dialect.name, category, search)
+    if phrase is not None:
+        reads = offset + limit + 1
+        where.append(_rowid_filter(connection, phrase, total=total, reads=reads))
+    return read_page(
+        connection,
+        source=Product.__table__,
+        columns=COLUMNS,
+        key=(Product.id,),
+        where=where,
+        limit=limit,
+        offset=offset,
+        after=None if after is None else (after,),
+        before=None if before is None else (before,),
+        total=total,
     )
-    return rows.all(), int(total or 0)
 
 
 #: Rows per INSERT … ON CONFLICT executemany: bounds the parameter list held in memory.

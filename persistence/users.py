@@ -3,17 +3,17 @@ never commit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, func, select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence._constraints import violates
 from persistence.db import PreparedQuery
 from persistence.models import User, utcnow
+from persistence.paging import Page, read_page
 from storefront.errors import EmailTaken, UserNotFound
 from storefront.security import new_id
 
@@ -72,12 +72,31 @@ def get_user(connection: Connection, *, user_id: str) -> PublicUser:
     return row
 
 
-def list_users(connection: Connection, *, limit: int, offset: int) -> tuple[Sequence[UserRow], int]:
-    total = connection.scalar(select(func.count()).select_from(User))
-    rows = connection.execute(
-        select(*PUBLIC).order_by(User.created_at, User.id).limit(limit).offset(offset)
+#: A user's place in the list order: (created_at, id).
+UserKey = tuple[datetime, str]
+
+
+def list_users(
+    connection: Connection,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: UserKey | None = None,
+    before: UserKey | None = None,
+) -> Page[UserRow]:
+    """A page of users oldest first, by offset or after/before a key (``persistence.paging``);
+    every form walks ``ix_users_created_at_id``."""
+    return read_page(
+        connection,
+        source=User.__table__,
+        columns=PUBLIC,
+        key=(User.created_at, User.id),
+        where=[],
+        limit=limit,
+        offset=offset,
+        after=after,
+        before=before,
     )
-    return rows.all(), int(total or 0)
 
 
 def update_user(

@@ -10,13 +10,18 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from httpx2 import Response
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from persistence.models import User
+from storefront import admin
+from storefront.security import new_id
 from storefront.settings import Settings
 from tests.helpers import assert_error, db_rows, parse_links
 
@@ -571,3 +576,175 @@ def test_concurrent_updates_of_one_user_all_succeed_in_order(
     assert final["name"] in {f"Name {i}" for i in range(CONCURRENCY)}
     assert final["updated_at"] == max(stamp for _, stamp in results)
     assert user_count(settings) == 1
+
+
+# --- keyset paging ------------------------------------------------------------------------
+
+
+def seed_users(settings: Settings, count: int, *, ties: int = 3) -> list[str]:
+    """``count`` users straight into the database (no password hashing), ``ties`` to a
+    timestamp so that ids decide their order; returns their ids in list order."""
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+
+    def insert(session: Session) -> list[tuple[datetime, str]]:
+        keys = []
+        for i in range(count):
+            created = start + timedelta(seconds=i // ties, microseconds=7)
+            user = User(
+                id=new_id("user_"),
+                name=f"Seeded {i}",
+                email=f"seeded{i}@example.com",
+                password_hash="not-a-hash",
+                created_at=created,
+            )
+            session.add(user)
+            keys.append((created, user.id))
+        session.flush()
+        return keys
+
+    return [user_id for _, user_id in sorted(admin.run(settings, insert))]
+
+
+def follow(api: TestClient, h: Headers, url: str | None, rel: str) -> list[list[str]]:
+    """The ids of every page from ``url`` on, following ``rel`` links."""
+    pages: list[list[str]] = []
+    while url is not None:
+        assert len(pages) < 100, "a loop in the links"
+        response = api.get(url, headers=h)
+        assert response.status_code == 200, response.text
+        pages.append([user["id"] for user in response.json()])
+        url = parse_links(response.headers.get("link")).get(rel)
+    return pages
+
+
+def test_next_links_carry_a_cursor_and_visit_every_user_once(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    expected = seed_users(settings, 23)
+    first = api.get("/users?limit=5", headers=h)
+    assert first.headers["x-total-count"] == "23"
+    next_url = parse_links(first.headers.get("link"))["next"]
+    query = parse_qs(urlsplit(next_url).query)
+    assert set(query) == {"limit", "after"}  # a cursor, not an offset
+    assert query["limit"] == ["5"]
+
+    pages = follow(api, h, "/users?limit=5", "next")
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3]
+    assert [user_id for page in pages for user_id in page] == expected
+
+    # Every cursor page keeps the total and links back with a `before` cursor.
+    second = api.get(next_url, headers=h)
+    assert second.headers["x-total-count"] == "23"
+    links = parse_links(second.headers.get("link"))
+    assert set(parse_qs(urlsplit(links["prev"]).query)) == {"limit", "before"}
+    assert [u["id"] for u in api.get(links["prev"], headers=h).json()] == expected[:5]
+
+
+def test_prev_links_walk_back_to_the_first_page(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    expected = seed_users(settings, 12)
+    last = follow(api, h, "/users?limit=5", "next")[-1]
+    assert last == expected[10:]
+    # From the last page, prev links lead back page by page; the first page has no prev.
+    response = api.get("/users?limit=5", headers=h)
+    url: str | None = parse_links(response.headers.get("link"))["next"]
+    while url is not None:
+        page = api.get(url, headers=h)
+        url = parse_links(page.headers.get("link")).get("next")
+    backwards = follow(api, h, parse_links(page.headers["link"])["prev"], "prev")
+    assert backwards == [expected[5:10], expected[0:5]]
+
+
+def test_cursor_paging_is_stable_while_users_come_and_go(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    expected = seed_users(settings, 20)
+    seen: list[str] = []
+    url: str | None = "/users?limit=4"
+    deleted: list[str] = []
+    created: list[str] = []
+    pages = 0
+    while url is not None:
+        response = api.get(url, headers=h)
+        assert response.status_code == 200, response.text
+        seen.extend(user["id"] for user in response.json())
+        url = parse_links(response.headers.get("link")).get("next")
+        pages += 1
+        if pages == 2:
+            # Users already seen go away, and a new one arrives (it sorts last): an offset
+            # would now skip two users; the cursor skips none.
+            for user_id in seen[:2]:
+                assert api.delete(f"/users/{user_id}", headers=h).status_code == 204
+                deleted.append(user_id)
+            created.append(new_user(api, h, email="late@example.com")["id"])
+    assert seen == expected + created
+    assert len(set(seen)) == len(seen)
+    assert deleted == expected[:2]
+
+
+def test_cursor_windows_and_offsets(api: TestClient, h: Headers, settings: Settings) -> None:
+    expected = seed_users(settings, 10)
+    cursors = []
+    url: str | None = "/users?limit=1"
+    while url is not None:
+        response = api.get(url, headers=h)
+        url = parse_links(response.headers.get("link")).get("next")
+        if url is not None:
+            cursors.append(parse_qs(urlsplit(url).query)["after"][0])
+    assert len(cursors) == 9  # the cursor of each user but the last, in order
+
+    def ids(query: str) -> list[str]:
+        response = api.get(f"/users?{query}", headers=h)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-total-count"] == "10"
+        return [user["id"] for user in response.json()]
+
+    assert ids(f"after={cursors[2]}&limit=3") == expected[3:6]
+    assert ids(f"after={cursors[2]}&offset=2&limit=3") == expected[5:8]
+    assert ids(f"before={cursors[5]}&limit=3") == expected[2:5]
+    assert ids(f"before={cursors[5]}&limit=3&offset=1") == expected[1:4]
+    assert ids(f"before={cursors[1]}") == expected[:1]
+    assert ids(f"after={cursors[2]}&before={cursors[6]}") == expected[3:6]
+    assert ids(f"after={cursors[6]}&before={cursors[2]}") == []
+    # Cursors beyond either end of time are clamped, not refused.
+    assert ids("after=-999999999999999999.user_a") == expected
+    assert ids("after=999999999999999999.user_a") == []
+    assert ids("before=-999999999999999999.user_a") == []
+
+
+def test_an_empty_cursor_page_links_nowhere(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    seed_users(settings, 3)
+    response = api.get("/users?after=999999999999999999.user_a", headers=h)
+    assert response.status_code == 200
+    assert response.json() == []
+    assert response.headers["x-total-count"] == "3"
+    assert parse_links(response.headers.get("link")) == {}
+
+
+def test_malformed_cursors_are_400s(
+    api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
+) -> None:
+    seed_users(settings, 3)
+    for parameter in ("after", "before"):
+        for cursor in [
+            "",
+            "abc",
+            "1",
+            "1.",
+            ".user_abc",
+            "1.user abc",
+            "1.user_abc\x00",
+            "1x.user_abc",
+            "1.5.user_abc",
+            "1234567890123456789.user_abc",  # 19 digits
+            "1." + "u" * 41,
+            "eyJjcmVhdGVkIjogMX0",  # base64 of something
+            "1.user_abc%",
+        ]:
+            with subtests.test(parameter=parameter, cursor=cursor):
+                response = api.get("/users", headers=h, params={parameter: cursor})
+                assert_error(response, 400, parameter)
+                assert "Traceback" not in response.text

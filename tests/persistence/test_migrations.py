@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.command import downgrade
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.db import async_url
-from persistence.migrate import head_revision, upgrade
-from persistence.models import Base
+from persistence.migrate import alembic_config, head_revision, upgrade
+from persistence.models import FTS_TABLES, FTS_TRIGGERS, Base
+from persistence.products import list_products
 from tests.conftest import RUN_ID, postgres_admin, postgres_database_url
 
-EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower"}
+T = TypeVar("T")
+
+EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower_id"}
+#: PostgreSQL's trigram indexes (migration 0003); SQLite has the FTS5 table instead.
+TRIGRAM_INDEXES = {"ix_products_name_lower_trgm", "ix_products_description_lower_trgm"}
+
+
+def _managed(name: str | None, type_: str, parent_names: Any) -> bool:
+    # The FTS5 table and its shadow tables (products_fts_data, …) are no model's: migration
+    # 0003 owns them, and test_search_index_objects checks them.
+    return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))
 
 
 @pytest.fixture
@@ -41,7 +53,9 @@ def _inspect(connection: Connection) -> tuple[list[Any], set[str], str]:
         # SQLite cannot reflect expression indexes; they are checked by name instead.
         warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": _managed}
+        )
         diff = compare_metadata(context, Base.metadata)
     if connection.dialect.name == "sqlite":
         query = "select name from sqlite_master where type = 'index'"
@@ -70,16 +84,100 @@ def _ignorable(change: Any) -> bool:
     return (
         isinstance(change, tuple)
         and change[0] in {"add_index", "remove_index"}
-        and change[1].name in EXPRESSION_INDEXES
+        and change[1].name in EXPRESSION_INDEXES | TRIGRAM_INDEXES
     )
 
 
-def test_migrated_schema_matches_the_models(empty_database: str) -> None:
+def expected_indexes(backend: str) -> set[str]:
+    return EXPRESSION_INDEXES | (TRIGRAM_INDEXES if backend == "postgresql" else set())
+
+
+def test_migrated_schema_matches_the_models(backend: str, empty_database: str) -> None:
     upgrade(empty_database)
     diff, indexes, version = inspect(empty_database)
     assert [change for change in diff if not _ignorable(change)] == []
-    assert indexes >= EXPRESSION_INDEXES
+    assert indexes >= expected_indexes(backend)
     assert version == head_revision()
+
+
+def search_objects(url: str) -> set[str]:
+    """The names of migration 0003's objects outside the models: on SQLite the FTS5 table
+    and its triggers, on PostgreSQL the trigram indexes and pg_trgm."""
+
+    def names(connection: Connection) -> set[str]:
+        if connection.dialect.name == "sqlite":
+            query = (
+                "select name from sqlite_master where type in ('table', 'trigger') "
+                "and name like 'products_fts%'"
+            )
+        else:
+            query = (
+                "select indexname from pg_indexes where indexname like '%trgm' "
+                "union all select extname from pg_extension where extname = 'pg_trgm'"
+            )
+        return {row[0] for row in connection.execute(text(query))}
+
+    return run(url, names)
+
+
+def run(url: str, work: Callable[[Connection], T]) -> T:
+    async def go() -> T:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_search_index_objects(backend: str, empty_database: str) -> None:
+    upgrade(empty_database)
+    if backend == "sqlite":
+        assert search_objects(empty_database) >= {*FTS_TABLES, *FTS_TRIGGERS}
+    else:
+        assert search_objects(empty_database) == {*TRIGRAM_INDEXES, "pg_trgm"}
+
+
+def _insert_products(connection: Connection) -> None:
+    connection.execute(
+        text(
+            "insert into products (id, name, description, price, category) values "
+            "('prod_a', 'Gadget Pro', 'Shiny.', 1, 'Electronics'), "
+            "('prod_b', 'Mug', 'Holds a GADGET.', 2, 'Kitchen'), "
+            "('prod_c', 'Sock', 'Warm.', 3, 'Apparel')"
+        )
+    )
+
+
+def _search(connection: Connection) -> list[str]:
+    page = list_products(connection, search="gadget", limit=10)
+    return [row.id for row in page.rows]
+
+
+def test_downgrade_and_upgrade_again_on_a_filled_catalogue(
+    backend: str, empty_database: str
+) -> None:
+    """0003 indexes the products that are already there, and goes away cleanly."""
+    upgrade(empty_database, "0002")
+    run(empty_database, _insert_products)
+    upgrade(empty_database)
+    assert run(empty_database, _search) == ["prod_a", "prod_b"]
+
+    downgrade(alembic_config(empty_database), "0002")
+    diff, indexes, version = inspect(empty_database)
+    assert version == "0002"
+    assert "ix_products_category_lower" in indexes
+    assert not indexes & (EXPRESSION_INDEXES - {"uq_users_email_lower"} | TRIGRAM_INDEXES)
+    # pg_trgm is left installed: other objects of the database may use it.
+    assert search_objects(empty_database) <= {"pg_trgm"}
+
+    upgrade(empty_database)
+    diff, indexes, version = inspect(empty_database)
+    assert [change for change in diff if not _ignorable(change)] == []
+    assert indexes >= expected_indexes(backend)
+    assert run(empty_database, _search) == ["prod_a", "prod_b"]
 
 
 def test_upgrade_is_idempotent(empty_database: str) -> None:

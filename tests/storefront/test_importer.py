@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import re
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from persistence.db import Database
+from persistence.products import list_products
 from storefront.cli import DEMO_CATALOGUE
 from storefront.errors import InvalidInput
 from storefront.importer import import_file
@@ -170,6 +173,33 @@ def test_updates_an_existing_id(settings: Settings, tmp_path: Path) -> None:
     assert len(rows) == 3
     assert rows["prod_keep1"] == ("Renamed", "Now described", 3.25, "Garden")
     assert rows["prod_keep2"] == ("Kept too", "", 2, "Home")
+
+
+def test_search_follows_every_upsert(settings: Settings, tmp_path: Path) -> None:
+    seed(settings, tmp_path)
+    path = write_json(
+        tmp_path,
+        [
+            {"id": "prod_new", "name": "Brass lantern", "price": 2, "category": "Garden"},
+            {"id": "prod_keep1", "name": "Renamed kettle", "price": 4, "category": "Home"},
+        ],
+    )
+    import_file(settings, path, progress=False)
+
+    assert products(settings)["prod_keep1"] == ("Renamed kettle", "", 4, "Home")
+
+    async def search(term: str) -> list[str]:
+        db = Database(settings.database_url)
+        try:
+            page = await db.read(list_products, search=term, limit=100)
+            return [row.id for row in page.rows]
+        finally:
+            await db.dispose()
+
+    # On SQLite through the FTS5 index, which triggers keep in step with the upserts.
+    assert asyncio.run(search("kettle")) == ["prod_keep1"]
+    assert asyncio.run(search("lantern")) == ["prod_new"]
+    assert asyncio.run(search("Kept")) == ["prod_keep2"]  # prod_keep1 is no longer "Kept"
 
 
 def test_chooses_the_format_by_content_without_a_known_extension(

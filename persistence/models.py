@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -145,3 +146,11 @@ class ApiKey(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+def modelled(name: str | None, type_: str, _parents: Any) -> bool:
+    """For Alembic's ``include_name``: whether a database object is the models' to compare.
+
+    The FTS5 table and its shadow tables (``products_fts_data``, …) are migration 0003's: left
+    in, autogenerate would propose dropping them."""
+    return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))

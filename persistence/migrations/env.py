@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from persistence.models import Base
+from persistence.models import Base, modelled
 
 config = context.config
 target_metadata = Base.metadata
@@ -21,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.db import async_url
 from persistence.migrate import alembic_config, head_revision, upgrade
-from persistence.models import FTS_TABLES, FTS_TRIGGERS, Base
+from persistence.models import FTS_TABLES, FTS_TRIGGERS, Base, modelled
 from persistence.products import list_products
 from tests.conftest import RUN_ID, postgres_admin, postgres_database_url
 
@@ -27,12 +27,6 @@ T = TypeVar("T")
 EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower_id"}
 #: PostgreSQL's trigram indexes (migration 0003); SQLite has the FTS5 table instead.
 TRIGRAM_INDEXES = {"ix_products_name_lower_trgm", "ix_products_description_lower_trgm"}
-
-
-def _managed(name: str | None, type_: str, parent_names: Any) -> bool:
-    # The FTS5 table and its shadow tables (products_fts_data, …) are no model's: migration
-    # 0003 owns them, and test_search_index_objects checks them.
-    return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ def _inspect(connection: Connection) -> tuple[list[Any], set[str], str]:
         warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "include_name": _managed}
+            connection, opts={"compare_type": True, "include_name": modelled}
         )
         diff = compare_metadata(context, Base.metadata)
     if connection.dialect.name == "sqlite":

@@ -131,9 +131,7 @@ class Database:
     async def read(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``work(connection, ...)`` in a read transaction."""
         if self.sqlite:
-            connection = self._reader()
-            with connection.begin():
-                return work(connection, *args, **kwargs)
+            return self._read_sqlite(work, *args, **kwargs)
         assert self._async_engine is not None
         async with self._async_engine.connect() as async_connection:
             # Nothing to commit: the transaction is rolled back when the connection returns.
@@ -147,11 +145,21 @@ class Database:
             return await self.read(work, *args, **kwargs)
 
         def run() -> T:
-            connection = self._reader()
-            with connection.begin():
-                return work(connection, *args, **kwargs)
+            return self._read_sqlite(work, *args, **kwargs)
 
         return await anyio.to_thread.run_sync(run, limiter=self._scan_slots)
+
+    def _read_sqlite(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        # No BEGIN up front: a read of one statement (a PreparedQuery's) is its own
+        # transaction, and BEGIN, COMMIT and SQLAlchemy's bookkeeping around them cost more
+        # than the read. A second statement through SQLAlchemy begins a transaction (the
+        # "begin" event), so that a count and its page see one snapshot; it ends here.
+        connection = self._reader()
+        try:
+            return work(connection, *args, **kwargs)
+        finally:
+            if connection.in_transaction():
+                connection.rollback()
 
     def _reader(self) -> Connection:
         """This thread's read connection (reads run on the event loop's thread)."""

@@ -33,6 +33,11 @@ def configure_logging(settings: Settings) -> None:
         )
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    # No format here names a thread or a process: not collecting them for every record is
+    # logging's own documented optimisation (multiprocessing's lookup is the dearest).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

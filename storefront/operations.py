@@ -81,6 +81,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from storefront.validators import PARSED_BODY
+
 logger = logging.getLogger(__name__)
 
 ASGICallable = Callable[[Scope, Receive, Send], Any]
@@ -361,7 +363,12 @@ class ArgumentBinder:
         return kwargs
 
     async def __call__(self, request: ConnexionRequest) -> Any:
-        body = await request.get_body() if self.wants_body else None
+        body = None
+        if self.wants_body:
+            # The body validator parsed it already (storefront.validators): not twice.
+            body = request.scope.get(PARSED_BODY, _MISSING)
+            if body is _MISSING:
+                body = await request.get_body()
         kwargs = self.bind(request, body)
         context = _context.get()
         for key, value in context.items():  # what security put there (token_info, user)

@@ -89,6 +89,11 @@ def describe(error: ValidationError) -> str:
             return f"{where} is not valid ({error.validator})"
 
 
+#: Scope key of the body a validator parsed: the handler's arguments are bound from it
+#: (storefront.operations.ArgumentBinder) instead of parsing the body a second time.
+PARSED_BODY = "storefront.parsed_body"
+
+
 class StrictJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     @cached_property
     def _validator(self) -> Draft4Validator:
@@ -100,9 +105,11 @@ class StrictJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
 
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
         try:
-            return await super()._parse(stream, scope)
+            body = await super()._parse(stream, scope)
         except UnicodeDecodeError:
             raise BadRequestProblem(detail="The request body is not valid UTF-8.") from None
+        scope[PARSED_BODY] = body
+        return body
 
     def _validate(self, body: Any) -> Any:
         if body is None:
@@ -119,6 +126,11 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**{**kwargs, "strict_validation": False})
+
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+        body = await super()._parse(stream, scope)
+        scope[PARSED_BODY] = body
+        return body
 
     @cached_property
     def _validator(self) -> Draft4Validator:

@@ -267,16 +267,20 @@ def user_list(**kwargs: Any) -> Read:
     return page
 
 
+#: User N-21, whose key the `next` link of the page ending there carries.
+DEEP_USER = (
+    select(User.created_at, User.id)
+    .order_by(User.created_at.desc(), User.id.desc())
+    .limit(1)
+    .offset(20)
+)
+
+
 async def deep_user_key(db: Database, n: int) -> users.UserKey:
     """The key of user N-21: the cursor the `next` link of the page ending there carries."""
 
     def key(connection: Connection) -> users.UserKey:
-        row = connection.execute(
-            select(User.created_at, User.id)
-            .order_by(User.created_at.desc(), User.id.desc())
-            .limit(1)
-            .offset(20)
-        ).one()
+        row = connection.execute(DEEP_USER).one()
         return (row.created_at, row.id)
 
     return await db.read(key)
@@ -386,12 +390,7 @@ def explain(url: str, n: int) -> None:
     prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
     try:
         with engine.connect() as connection:
-            row = connection.execute(
-                select(User.created_at, User.id)
-                .order_by(User.created_at.desc(), User.id.desc())
-                .limit(1)
-                .offset(20)
-            ).one()
+            row = connection.execute(DEEP_USER).one()
             user_key = (row.created_at, row.id)
             product_id = str(
                 connection.scalar(select(Product.id).order_by(Product.id.desc()).offset(20))

@@ -34,17 +34,17 @@ def paging_headers(
     *,
     limit: int,
     offset: int,
-    cursored: bool,
     cursor: Callable[[R], str | None],
 ) -> dict[str, str]:
     """``X-Total-Count`` and an RFC 8288 ``Link`` with ``next`` / ``prev`` when they exist.
 
     ``next`` carries an ``after`` cursor (the last row's, from ``cursor``): following it reads
     the index from that row on, at the same cost at any depth. ``prev`` is an offset link on
-    a page read by offset (``cursored`` false), as the contract has it, and a ``before``
-    cursor (the first row's) on a page read by cursor. The other query parameters are kept.
+    a page read by offset, as the contract has it, and a ``before`` cursor (the first row's) on
+    a page read by cursor. The other query parameters are kept.
     """
     url = request.url
+    cursored = "after" in request.query_params or "before" in request.query_params
     links = []
     if page.has_next and page.rows:
         after = cursor(page.rows[-1])

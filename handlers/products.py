@@ -57,8 +57,5 @@ async def list_products(
         after=parse_product_cursor("after", after),
         before=parse_product_cursor("before", before),
     )
-    cursored = after is not None or before is not None
-    headers = paging_headers(
-        page, limit=limit, offset=offset, cursored=cursored, cursor=product_cursor
-    )
+    headers = paging_headers(page, limit=limit, offset=offset, cursor=product_cursor)
     return [_public(p) for p in page.rows], 200, headers

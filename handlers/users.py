@@ -68,10 +68,7 @@ async def list_users(
         after=parse_user_cursor("after", after),
         before=parse_user_cursor("before", before),
     )
-    cursored = after is not None or before is not None
-    headers = paging_headers(
-        page, limit=limit, offset=offset, cursored=cursored, cursor=user_cursor
-    )
+    headers = paging_headers(page, limit=limit, offset=offset, cursor=user_cursor)
     return [_public(u) for u in page.rows], 200, headers
 
 

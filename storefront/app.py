@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import gc
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -95,25 +93,6 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
     return scopes
 
 
-@dataclass(frozen=True)
-class PathInfo:
-    pattern: re.Pattern[str]
-    template: str
-    methods: str
-
-
-def spec_paths(spec: dict[str, Any]) -> list[PathInfo]:
-    """Each path of the spec: a regex for URLs, the template, its methods ("GET, POST")."""
-    return [
-        PathInfo(
-            re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))),
-            path,
-            ", ".join(m.upper() for m in item if m in HTTP_METHODS),
-        )
-        for path, item in spec["paths"].items()
-    ]
-
-
 def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
@@ -174,12 +153,10 @@ def create_app(
             swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
         ),
     )
-    paths = spec_paths(_parsed_spec())
     # Outside Connexion's exception middleware, so that error responses get the headers too.
     app.add_middleware(
         RequestMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
-        templates=[(p.pattern, p.template) for p in paths],
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -194,7 +171,6 @@ def create_app(
     app.add_error_handler(StorefrontError, problems.storefront_error)
     app.add_error_handler(ProblemException, problems.http_error)
     app.add_error_handler(HTTPException, problems.http_error)
-    app.add_error_handler(405, problems.method_not_allowed([(p.pattern, p.methods) for p in paths]))
     app.add_error_handler(Exception, problems.unexpected_error)
     return app
 

@@ -21,6 +21,8 @@ SCOPE_KEY = "storefront.context"
 @dataclass
 class RequestContext:
     request_id: str
+    #: The spec's path this request matched (``/users/{id}``), set by the operations layer.
+    route: str = "unmatched"
     client_id: str | None = None
     key_id: str | None = None
     decision: Decision | None = None

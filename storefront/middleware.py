@@ -29,7 +29,6 @@ SECURITY_HEADERS = [
 #: Headers the app must never send (a server version helps nobody but an attacker).
 DROPPED = {b"server", b"x-powered-by"}
 
-Templates = list[tuple[re.Pattern[str], str]]
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
@@ -44,15 +43,10 @@ def request_id(scope: Scope) -> str:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, templates: Templates) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.templates = templates
         #: (method, path, status) -> its request counter and latency histogram, looked up once.
         self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    def template(self, path: str) -> str:
-        """The spec's path for this URL (``/users/{id}``): bounded label and log values."""
-        return next((t for rx, t in self.templates if rx.fullmatch(path)), "unmatched")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,7 +78,7 @@ class RequestMiddleware:
         await self.app(scope, receive, send_wrapped)
 
     def record(self, scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
-        method, path = scope["method"], self.template(scope["path"])
+        method, path = scope["method"], ctx.route
         if method not in METHODS:  # any token is a method to HTTP: keep the labels bounded
             method = "OTHER"
         key = (method, path, status)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from functools import cache
 from typing import Any, cast
@@ -81,6 +82,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from storefront.context import context
 from storefront.validators import PARSED_BODY
 
 logger = logging.getLogger(__name__)
@@ -409,11 +411,26 @@ class CompiledResponseDecorator(AsyncResponseDecorator):  # type: ignore[misc]
 
 
 class _Route:
-    __slots__ = ("convertors", "methods", "regex")
+    """A path of the spec: its operations by method, and how to recognise its URLs."""
+
+    __slots__ = ("convertors", "methods", "regex", "template")
 
     def __init__(self, path: str) -> None:
         self.regex, _, self.convertors = compile_path(path)
+        #: The spec's form of the path (``/users/{id}``): a bounded log and metric label.
+        self.template = re.sub(r"\{([^}:]+)(:[^}]*)?\}", r"{\1}", path)
         self.methods: dict[str, CompiledOperation] = {}
+
+    def operation(self, method: str) -> CompiledOperation | None:
+        found = self.methods.get(method)
+        if found is None and method == "HEAD":  # as Starlette's routes do
+            found = self.methods.get("GET")
+        return found
+
+    @property
+    def allow(self) -> str:
+        """The ``Allow`` header of a 405: every method the spec declares for the path."""
+        return ", ".join(self.methods)
 
 
 class CompiledAPI(AbstractRoutingAPI[CompiledOperation]):  # type: ignore[misc]
@@ -430,7 +447,8 @@ class CompiledAPI(AbstractRoutingAPI[CompiledOperation]):  # type: ignore[misc]
         security_map: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.static: dict[str, dict[str, CompiledOperation]] = {}
+        #: Paths without parameters, looked up whole; the others, tried in order.
+        self.static: dict[str, _Route] = {}
         self.templated: dict[str, _Route] = {}
         self._options = {
             "pythonic_params": pythonic_params,
@@ -458,33 +476,24 @@ class CompiledAPI(AbstractRoutingAPI[CompiledOperation]):  # type: ignore[misc]
         self, method: str, path: str, operation: CompiledOperation, name: str | None = None
     ) -> None:
         full = (self.base_path or "") + path
-        if "{" not in full:
-            self.static.setdefault(full, {})[method.upper()] = operation
-        else:
-            route = self.templated.get(full) or self.templated.setdefault(full, _Route(full))
-            route.methods[method.upper()] = operation
+        routes = self.templated if "{" in full else self.static
+        route = routes.get(full) or routes.setdefault(full, _Route(full))
+        route.methods[method.upper()] = operation
 
-    def match(self, path: str, method: str) -> tuple[CompiledOperation, dict[str, Any]] | bool:
-        """The operation for this request and its path parameters; else whether the path
-        exists (with other methods)."""
-        methods = self.static.get(path)
-        params: dict[str, Any] = {}
-        if methods is None:
-            for route in self.templated.values():
-                found = route.regex.match(path)
-                if found is not None:
-                    methods = route.methods
-                    params = {
-                        key: route.convertors[key].convert(value)
-                        for key, value in found.groupdict().items()
-                    }
-                    break
-            else:
-                return False
-        operation = methods.get(method)
-        if operation is None and method == "HEAD":  # as Starlette's routes do
-            operation = methods.get("GET")
-        return True if operation is None else (operation, params)
+    def match(self, path: str) -> tuple[_Route, dict[str, Any]] | None:
+        """The route of this URL path and its path parameters (None: no path of the spec)."""
+        route = self.static.get(path)
+        if route is not None:
+            return route, {}
+        for route in self.templated.values():
+            found = route.regex.match(path)
+            if found is not None:
+                params = {
+                    key: route.convertors[key].convert(value)
+                    for key, value in found.groupdict().items()
+                }
+                return route, params
+        return None
 
 
 class OperationsMiddleware(SpecMiddleware):  # type: ignore[misc]
@@ -502,26 +511,31 @@ class OperationsMiddleware(SpecMiddleware):  # type: ignore[misc]
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"][len(scope.get("root_path", "")) :] or "/"
-            path_exists = False
             for api in self.apis:
-                found = api.match(path, scope["method"])
-                if isinstance(found, tuple):
-                    operation, path_params = found
+                found = api.match(path)
+                if found is None:
+                    continue
+                route, path_params = found
+                ctx = context(scope)
+                if ctx is not None:
+                    ctx.route = route.template
+                operation = route.operation(scope["method"])
+                if operation is not None:
                     await operation(scope, receive, send, path_params)
                     return
-                path_exists = path_exists or found
-            scope[PATH_EXISTS] = path_exists
+                scope[ALLOW] = route.allow
+                break
         # Swagger UI, /openapi.json, the lifespan; else NoOperationMiddleware's 404 or 405.
         await self.app(scope, receive, send)
 
 
-#: Scope key: whether the path of a request that matched no operation has other methods.
-PATH_EXISTS = "storefront.path_exists"
+#: Scope key: the methods of a path whose request named none of them (for a 405's Allow).
+ALLOW = "storefront.allow"
 
 
 class NoOperationMiddleware:
     """The end of the line for a request no operation took and Swagger UI did not serve: a 404,
-    or a 405 when its path has other methods, as Starlette's router answers (raised to the
+    or a 405 whose ``Allow`` names every method the spec declares for the path (raised to the
     app's error handlers)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -531,7 +545,10 @@ class NoOperationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raise HTTPException(405 if scope.get(PATH_EXISTS) else 404)
+        allow = scope.get(ALLOW)
+        if allow is None:
+            raise HTTPException(404)
+        raise HTTPException(405, headers={"Allow": allow})
 
 
 #: The middleware stack ``create_app`` hands to Connexion (as a fresh list: Connexion inserts

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -162,25 +160,6 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
         else HTTPStatus(status).phrase
     )
     return error_response(status, title, message, headers)
-
-
-def method_not_allowed(
-    routes: list[tuple[re.Pattern[str], str]],
-) -> Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]:
-    """A 405 handler whose ``Allow`` lists every method the spec declares for the path.
-
-    Connexion routes each operation separately, so Starlette's own ``Allow`` names only the
-    methods of the first route that matched the path (plus HEAD).
-    """
-
-    async def handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        response = await http_error(request, exc)
-        allow = next((m for rx, m in routes if rx.fullmatch(request.url.path)), None)
-        if allow is not None:
-            response.headers["Allow"] = allow
-        return response
-
-    return handler
 
 
 def _internal_error() -> ConnexionResponse:

@@ -61,15 +61,7 @@ def _inspect(connection: Connection) -> tuple[list[Any], set[str], str]:
 
 
 def inspect(url: str) -> tuple[list[Any], set[str], str]:
-    async def run() -> tuple[list[Any], set[str], str]:
-        engine = create_async_engine(async_url(url))
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(_inspect)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return run(url, _inspect)
 
 
 def _ignorable(change: Any) -> bool:

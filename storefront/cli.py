@@ -241,9 +241,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorefrontError as exc:
         _fail(exc.message)
         return 1
+    except TimeoutError:
+        # Before OSError, of which it is a kind; it carries no text of its own.
+        _fail(
+            "database error: a database operation took longer than STOREFRONT_DATABASE_TIMEOUT "
+            "allows (the database is busy or locked by another writer)"
+        )
+        return 1
     except (SQLAlchemyError, OSError) as exc:
         # An unreachable or unwritable database: one line, not a traceback.
-        _fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        first_line = next(iter(str(exc).splitlines()), "")
+        _fail(f"database error: {type(exc).__name__}: {first_line}".rstrip(": "))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -116,6 +116,32 @@ def test_mistakes_are_one_line_errors(
 
 
 @pytest.mark.parametrize(
+    ("failure", "needle"),
+    [
+        # asyncpg's command timeout and a wait for SQLite's writer slot raise it bare.
+        (TimeoutError(), "longer than STOREFRONT_DATABASE_TIMEOUT"),
+        (PermissionError(), "database error: PermissionError"),
+    ],
+)
+def test_database_failures_without_text_are_one_line_errors(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+    needle: str,
+) -> None:
+    def fail(*_: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr("storefront.cli._dispatch", fail)
+    code, out, err = run(capsys, "db", "upgrade")
+    assert code == 1
+    assert err.startswith("storefront: ")
+    assert needle in err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("STOREFRONT_TOKEN_TTL", "soon"),

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     column,
     delete,
     func,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from persistence.models import Product
@@ -168,57 +170,62 @@ def list_products(
     )
 
 
-#: Rows per INSERT … ON CONFLICT executemany: bounds the parameter list held in memory.
+#: Rows per INSERT … ON CONFLICT statement: bounds the parameters held in memory.
 UPSERT_CHUNK = 5000
 
 _UPDATED = ("name", "description", "price", "category")
 
 
-def _upsert_statement(dialect: str) -> Insert:
-    # Core, not the ORM's bulk path: no per-row identity or event work.
+def _pg_upsert() -> Insert:
+    """One statement per chunk on PostgreSQL: the rows travel as five arrays and come out of
+    ``unnest``. An executemany would run the statement once per row, and with it the
+    counting triggers of migration 0004 (100,000 products: over 30 s instead of 13 s)."""
     table = cast(Table, Product.__table__)
-    if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(
-            index_elements=["id"], set_={c: pg.excluded[c] for c in _UPDATED}
-        )
-    if dialect == "sqlite":
-        lite = sqlite.insert(table)
-        return lite.on_conflict_do_update(
-            index_elements=["id"], set_={c: lite.excluded[c] for c in _UPDATED}
-        )
-    raise NotImplementedError(f"no upsert for the {dialect} dialect")
+    arrays = [bindparam(name, type_=ARRAY(table.c[name].type)) for name in ("id", *_UPDATED)]
+    rows = func.unnest(*arrays).table_valued("id", *_UPDATED).render_derived("given")
+    pg = postgresql.insert(table).from_select(["id", *_UPDATED], select(*rows.c))
+    return pg.on_conflict_do_update(
+        index_elements=["id"], set_={c: pg.excluded[c] for c in _UPDATED}
+    )
 
 
 def upsert_products(session: Session, *, products: Iterable[ProductData]) -> int:
     """Insert new products and update existing ones by id; returns how many were written.
 
-    One ``INSERT … ON CONFLICT (id) DO UPDATE`` executed for chunks of rows: a million rows
-    take seconds, where loading and merging ORM objects one by one takes minutes. Ids should be
-    unique within ``products``: a repeated id is written twice, the last one winning.
+    One ``INSERT … ON CONFLICT (id) DO UPDATE`` statement per chunk of rows: a million rows
+    take seconds, where loading and merging ORM objects one by one takes minutes. Ids should
+    be unique within ``products``: of a repeated id, the last row wins.
     """
     dialect = session.get_bind().dialect.name
-    statement = _upsert_statement(dialect)
-    if dialect == "sqlite":
-        statement = _staged_upsert(session)
+    if dialect not in {"sqlite", "postgresql"}:
+        raise NotImplementedError(f"no upsert for the {dialect} dialect")
+    write = _write_staged if dialect == "sqlite" else _write_arrays
     count = 0
-    chunk: list[dict[str, object]] = []
+    # By id, in the order given: a repeated id keeps its first place and its last row
+    # (PostgreSQL refuses to update one row twice in one statement).
+    chunk: dict[str, ProductData] = {}
     for data in products:
-        chunk.append(
-            {
-                "id": data.id,
-                "name": data.name,
-                "description": data.description,
-                "price": data.price,
-                "category": data.category,
-            }
-        )
+        chunk[data.id] = data
+        count += 1
         if len(chunk) >= UPSERT_CHUNK:
-            count += _write_chunk(session, statement, chunk, staged=dialect == "sqlite")
-            chunk = []
+            write(session, list(chunk.values()))
+            chunk = {}
     if chunk:
-        count += _write_chunk(session, statement, chunk, staged=dialect == "sqlite")
+        write(session, list(chunk.values()))
     return count
+
+
+def _write_arrays(session: Session, chunk: list[ProductData]) -> None:
+    session.execute(
+        _pg_upsert(),
+        {
+            "id": [p.id for p in chunk],
+            "name": [p.name for p in chunk],
+            "description": [p.description for p in chunk],
+            "price": [p.price for p in chunk],
+            "category": [p.category for p in chunk],
+        },
+    )
 
 
 #: On SQLite, rows are staged here and upserted with one statement per chunk: the FTS5
@@ -236,8 +243,7 @@ _STAGING = Table(
 )
 
 
-def _staged_upsert(session: Session) -> Insert:
-    _STAGING.create(session.connection(), checkfirst=True)
+def _staged_upsert() -> Insert:
     columns = ["id", *_UPDATED]
     # Rows in the order given, so that of a repeated id the last one wins, as without staging.
     rows = select(*(_STAGING.c[c] for c in columns)).order_by(literal_column("rowid"))
@@ -247,13 +253,20 @@ def _staged_upsert(session: Session) -> Insert:
     )
 
 
-def _write_chunk(
-    session: Session, statement: Insert, chunk: list[dict[str, object]], *, staged: bool
-) -> int:
-    if not staged:
-        session.execute(statement, chunk)
-        return len(chunk)
+def _write_staged(session: Session, chunk: list[ProductData]) -> None:
+    _STAGING.create(session.connection(), checkfirst=True)
     session.execute(delete(_STAGING))
-    session.execute(insert(_STAGING), chunk)
-    session.execute(statement)
-    return len(chunk)
+    session.execute(
+        insert(_STAGING),
+        [
+            {
+                "id": p.id,
+                "name": p.name,
+                "description": p.description,
+                "price": p.price,
+                "category": p.category,
+            }
+            for p in chunk
+        ],
+    )
+    session.execute(_staged_upsert())

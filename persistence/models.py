@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -112,6 +113,36 @@ class Product(Base):
             postgresql_ops={"description_lower": "gin_trgm_ops"},
         ).ddl_if(dialect="postgresql"),
     )
+
+
+class TableCount(Base):
+    """How many rows a table holds (``users``, ``products``): X-Total-Count of an unfiltered
+    list without COUNT(*). Kept by triggers (migration 0004), never written by the code."""
+
+    __tablename__ = "table_counts"
+
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+class CategoryCount(Base):
+    """How many products each category holds, by ``lower(category)`` as the category filter
+    compares it. Kept by triggers (migration 0004), never written by the code."""
+
+    __tablename__ = "category_counts"
+
+    category: Mapped[str] = mapped_column(Text, primary_key=True)
+    products: Mapped[int] = mapped_column(BigInteger)
+
+
+#: Triggers of migration 0004 that keep TableCount and CategoryCount.
+COUNT_TRIGGERS = (
+    "count_users_insert",
+    "count_users_delete",
+    "count_products_insert",
+    "count_products_delete",
+    "count_products_update",
+)
 
 
 #: SQLite objects of migration 0003 outside these models: the FTS5 table (its shadow tables

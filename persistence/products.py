@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from persistence.counts import category_total, table_total
 from persistence.models import Product
 from persistence.paging import Page, count_rows, read_page
 
@@ -109,8 +110,13 @@ def _fts_matches(phrase: str) -> Select[tuple[int]]:
 def count_products(
     connection: Connection, *, category: str | None = None, search: str | None = None
 ) -> int:
-    """How many products the filters match: X-Total-Count. A search alone on SQLite is
-    counted in the FTS index, without reading products."""
+    """How many products the filters match: X-Total-Count. Without a search, a counter kept by
+    the database (``persistence.counts``); a search alone on SQLite is counted in the FTS
+    index, without reading products."""
+    if search is None:
+        if category is None:
+            return table_total(connection, Product.__table__, "products")
+        return category_total(connection, category)
     where, phrase = _filters(connection.dialect.name, category, search)
     if phrase is None:
         return count_rows(connection, Product.__table__, where)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence._constraints import violates
+from persistence.counts import table_total
 from persistence.db import PreparedQuery
 from persistence.models import User, utcnow
 from persistence.paging import Page, read_page
@@ -85,7 +86,7 @@ def list_users(
     before: UserKey | None = None,
 ) -> Page[UserRow]:
     """A page of users oldest first, by offset or after/before a key (``persistence.paging``);
-    every form walks ``ix_users_created_at_id``."""
+    every form walks ``ix_users_created_at_id``. The total is the users counter."""
     return read_page(
         connection,
         source=User.__table__,
@@ -96,6 +97,7 @@ def list_users(
         offset=offset,
         after=after,
         before=before,
+        total=table_total(connection, User.__table__, "users"),
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.db import async_url
 from persistence.migrate import alembic_config, head_revision, upgrade
-from persistence.models import FTS_TABLES, FTS_TRIGGERS, Base, modelled
+from persistence.models import COUNT_TRIGGERS, FTS_TABLES, FTS_TRIGGERS, Base, modelled
 from persistence.products import list_products
 from tests.conftest import RUN_ID, postgres_admin, postgres_database_url
 
@@ -170,3 +170,46 @@ def test_upgrade_is_idempotent(empty_database: str) -> None:
     upgrade(empty_database)
     upgrade(empty_database)
     assert inspect(empty_database)[2] == head_revision()
+
+
+def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) -> None:
+    upgrade(empty_database, "0003")
+    run(empty_database, _insert_products)
+    upgrade(empty_database)
+
+    def counts(connection: Connection) -> tuple[list[Any], list[Any]]:
+        tables = connection.execute(text("select table_name, total from table_counts"))
+        categories = connection.execute(text("select category, products from category_counts"))
+        return sorted(tables.all()), sorted(categories.all())
+
+    assert run(empty_database, counts) == (
+        [("products", 3), ("users", 0)],
+        [("apparel", 1), ("electronics", 1), ("kitchen", 1)],
+    )
+    assert run(empty_database, _triggers) >= set(COUNT_TRIGGERS)
+    downgrade(alembic_config(empty_database), "0003")
+    assert not run(empty_database, _triggers) & set(COUNT_TRIGGERS)
+    diff, _, version = inspect(empty_database)
+    assert version == "0003"
+    assert {change[1].name for change in diff if change[0] == "add_table"} == {
+        "table_counts",
+        "category_counts",
+    }
+    # Writes work without the counters (no trigger is left behind to miss its table) ...
+    run(
+        empty_database,
+        lambda connection: connection.execute(
+            text("insert into products values ('prod_d', 'Dish', '', 4, 'Kitchen')")
+        ),
+    )
+    # ... and the next upgrade counts them.
+    upgrade(empty_database)
+    assert run(empty_database, counts)[0] == [("products", 4), ("users", 0)]
+
+
+def _triggers(connection: Connection) -> set[str]:
+    if connection.dialect.name == "sqlite":
+        query = "select name from sqlite_master where type = 'trigger'"
+    else:
+        query = "select tgname from pg_trigger where not tgisinternal"
+    return {row[0] for row in connection.execute(text(query))}

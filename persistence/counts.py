@@ -1,0 +1,27 @@
+"""Row counts read from the counters that migration 0004's triggers keep: X-Total-Count of an
+unfiltered list, or of a category, is one primary-key lookup at any table size."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, FromClause, select
+
+from persistence.models import CategoryCount, TableCount
+from persistence.paging import count_rows
+
+
+def table_total(connection: Connection, table: FromClause, name: str) -> int:
+    """How many rows ``table`` (named ``name`` in table_counts) holds."""
+    total = connection.scalar(select(TableCount.total).where(TableCount.table_name == name))
+    if total is None:
+        # Only if someone deleted the counter row: its triggers then count nothing either.
+        return count_rows(connection, table, [])
+    return int(total)
+
+
+def category_total(connection: Connection, category: str) -> int:
+    """How many products ``category`` holds, compared as the category filter compares it:
+    the database's lower() of the stored category against ``category.lower()``."""
+    total = connection.scalar(
+        select(CategoryCount.products).where(CategoryCount.category == category.lower())
+    )
+    return int(total or 0)

@@ -10,9 +10,9 @@ STOREFRONT_BENCH_POSTGRES_URL names another server): a fresh database (a SQLite 
 temporary directory, or a throwaway PostgreSQL database, dropped at the end) migrated as
 `storefront db upgrade` does up to 0002; N products and N users written in bulk beside the
 API (sqlite3 ``executemany`` in one transaction; PostgreSQL binary COPY); then the upgrade to
-head, so that migration 0003 builds its search indexes over the loaded catalogue, as it does
-when an existing deployment upgrades (its time is printed); on PostgreSQL ``VACUUM ANALYZE``,
-as autovacuum does after a load.
+head, so that migration 0003 builds its search indexes and 0004 its row counters over the
+loaded catalogue, as they do when an existing deployment upgrades (its time is printed);
+on PostgreSQL ``VACUUM ANALYZE``, as autovacuum does after a load.
 
 Then, in process, each scenario calls the persistence function its handler calls, through
 ``persistence.db.Database.read`` as a request does (the HTTP layer, the same at every size, is
@@ -50,10 +50,10 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from sqlalchemy import Connection, create_engine, event, func, select
+from sqlalchemy import Connection, create_engine, event, select
 from sqlalchemy.engine import make_url
 
-from persistence import products, users
+from persistence import counts, products, users
 from persistence.db import Database
 from persistence.migrate import upgrade
 from persistence.models import Product, User
@@ -250,7 +250,7 @@ def product_count(**filters: Any) -> Read:
 
 
 def user_count(connection: Connection) -> int:
-    return int(connection.scalar(select(func.count()).select_from(User)) or 0)
+    return counts.table_total(connection, User.__table__, "users")
 
 
 def product_list(**kwargs: Any) -> Read:
@@ -425,9 +425,9 @@ async def prepare(backend: str, data: Data, directory: Path) -> tuple[str, str]:
     else:
         loaded = await load_postgres(url, data)
     start = time.perf_counter()
-    await asyncio.to_thread(upgrade, url)  # 0003 indexes what is there
+    await asyncio.to_thread(upgrade, url)  # 0003 indexes, 0004 counts what is there
     upgraded = time.perf_counter() - start
-    steps = f"bulk insert {loaded:.1f} s, upgrade to head (0003) {upgraded:.1f} s"
+    steps = f"bulk insert {loaded:.1f} s, upgrade to head (0003, 0004) {upgraded:.1f} s"
     if backend == "postgresql":
         start = time.perf_counter()
         await vacuum_analyze(url)

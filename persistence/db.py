@@ -124,7 +124,14 @@ class Database:
                 echo=echo,
                 pool_pre_ping=True,
                 pool_timeout=timeout,
-                connect_args={"timeout": timeout, "command_timeout": timeout},
+                connect_args={
+                    "timeout": timeout,
+                    "command_timeout": timeout,
+                    # asyncpg prepares every statement, and PostgreSQL may then plan it once for
+                    # any parameters (a generic plan): a search plan made for a common term
+                    # would serve a rare one, or a term with no trigram. Plan each execution.
+                    "server_settings": {"plan_cache_mode": "force_custom_plan"},
+                },
             )
             self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
 

@@ -24,6 +24,7 @@ driver here.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -62,6 +63,24 @@ def is_sqlite(url: str | URL) -> bool:
 def _sqlite_url(url: str | URL) -> URL:
     # The standard library's sqlite3, whatever driver the URL named (aiosqlite included).
     return make_url(url).set(drivername="sqlite")
+
+
+#: asyncpg prepares every statement, and psycopg every one run five times; PostgreSQL may
+#: then plan a statement once for any parameters (a generic plan), and a search plan made
+#: for a common term would serve a rare one, or a term with no trigram. Plan each execution.
+POSTGRES_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
+def _postgres_connect_args(url: URL, timeout: float) -> dict[str, Any]:
+    """The driver's own names for: give up connecting, and give up on a statement, after
+    ``timeout`` seconds; and POSTGRES_SETTINGS."""
+    if url.get_driver_name() == "psycopg":
+        settings = {**POSTGRES_SETTINGS, "statement_timeout": str(round(timeout * 1000))}
+        return {
+            "connect_timeout": max(1, math.ceil(timeout)),
+            "options": " ".join(f"-c {name}={value}" for name, value in settings.items()),
+        }
+    return {"timeout": timeout, "command_timeout": timeout, "server_settings": POSTGRES_SETTINGS}
 
 
 def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
@@ -124,14 +143,7 @@ class Database:
                 echo=echo,
                 pool_pre_ping=True,
                 pool_timeout=timeout,
-                connect_args={
-                    "timeout": timeout,
-                    "command_timeout": timeout,
-                    # asyncpg prepares every statement, and PostgreSQL may then plan it once for
-                    # any parameters (a generic plan): a search plan made for a common term
-                    # would serve a rare one, or a term with no trigram. Plan each execution.
-                    "server_settings": {"plan_cache_mode": "force_custom_plan"},
-                },
+                connect_args=_postgres_connect_args(self.url, timeout),
             )
             self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
 

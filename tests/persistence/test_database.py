@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from persistence.db import Database
 from storefront.settings import Settings
@@ -33,3 +36,26 @@ def test_reads_run_on_the_loop_and_scans_off_it_on_sqlite(settings: Settings) ->
         assert scan_thread != loop_thread  # a read no index bounds must not hold the loop
     else:
         assert read_thread == scan_thread == loop_thread  # asyncpg: nothing blocks
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_postgresql_drivers_connect_with_our_settings(
+    backend: str, database_url: str, driver: str
+) -> None:
+    """Both drivers the README names connect, plan every execution for its parameters, and
+    give up on a statement after the timeout."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's drivers")
+    url = make_url(database_url).set(drivername=f"postgresql+{driver}")
+
+    async def scenario() -> tuple[str, str]:
+        db = Database(url, timeout=0.5)
+        try:
+            mode = await db.read(lambda c: str(c.scalar(text("SHOW plan_cache_mode"))))
+            with pytest.raises((TimeoutError, DBAPIError)):
+                await db.read(lambda c: c.execute(text("SELECT pg_sleep(5)")))
+            return mode, await db.read(lambda c: str(c.scalar(text("SELECT 'still here'"))))
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == ("force_custom_plan", "still here")

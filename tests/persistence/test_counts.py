@@ -3,11 +3,14 @@ engines, whichever way the rows are written."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from persistence.counts import category_total
@@ -157,3 +160,48 @@ def test_totals_read_the_counters(database_url: str) -> None:
         )
 
     assert run(database_url, totals) == (41, 5, 1, 0, 7)
+
+
+def test_concurrent_product_writers_queue_instead_of_deadlocking(
+    backend: str, database_url: str
+) -> None:
+    """Two PostgreSQL transactions writing products of two categories in opposite orders:
+    each would hold one category's count while waiting for the other's, had the products
+    counter not queued them first."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    engine = create_engine(make_url(database_url).set(drivername="postgresql+psycopg"))
+    insert = text(
+        "insert into products (id, name, description, price, category) "
+        "values (:id, 'Thing', '', 1, :category)"
+    )
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            first.execute(insert, {"id": "prod_1a", "category": "Apples"})
+            with ThreadPoolExecutor(1) as pool:
+                # Waits for the first transaction (on the products counter, before any
+                # category); with the old order it held Bananas' count while waiting.
+                waiting = pool.submit(
+                    second.execute, insert, {"id": "prod_2b", "category": "Bananas"}
+                )
+                _until_a_transaction_waits_for_a_lock(engine)
+                first.execute(insert, {"id": "prod_1b", "category": "Bananas"})
+                first.commit()
+                waiting.result(timeout=30)
+            second.execute(insert, {"id": "prod_2a", "category": "Apples"})
+            second.commit()
+    finally:
+        engine.dispose()
+    assert agree(database_url) == ({"users": 0, "products": 4}, {"apples": 2, "bananas": 2})
+
+
+def _until_a_transaction_waits_for_a_lock(engine: Engine) -> None:
+    query = text(
+        "select count(*) from pg_stat_activity "
+        "where datname = current_database() and wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    with engine.connect() as observer:
+        while not observer.scalar(query):
+            assert time.monotonic() < deadline, "the second writer never waited"
+            time.sleep(0.01)

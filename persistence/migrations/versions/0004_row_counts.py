@@ -88,8 +88,8 @@ PG_FUNCTIONS = {
         END
         $$
     """,
-    # Categories change in category order (ORDER BY), so that two concurrent imports cannot
-    # deadlock on their counts.
+    # The products counter first, always: its row lock queues concurrent writers of products
+    # before either holds a category's count, so that two imports cannot deadlock on them.
     "count_products_changed": """
         CREATE FUNCTION count_products_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
@@ -97,6 +97,13 @@ PG_FUNCTIONS = {
         BEGIN
             IF TG_OP = 'INSERT' THEN
                 SELECT count(*) INTO moved FROM new_rows;
+            ELSIF TG_OP = 'DELETE' THEN
+                SELECT -count(*) INTO moved FROM old_rows;
+            ELSE
+                moved := 0;
+            END IF;
+            UPDATE table_counts SET total = total + moved WHERE table_name = 'products';
+            IF TG_OP = 'INSERT' THEN
                 INSERT INTO category_counts (category, products)
                 SELECT category, sum(delta) FROM (
                     SELECT lower(category) AS category, 1 AS delta FROM new_rows
@@ -105,7 +112,6 @@ PG_FUNCTIONS = {
                 ON CONFLICT (category) DO UPDATE
                 SET products = category_counts.products + excluded.products;
             ELSIF TG_OP = 'DELETE' THEN
-                SELECT -count(*) INTO moved FROM old_rows;
                 INSERT INTO category_counts (category, products)
                 SELECT category, sum(delta) FROM (
                     SELECT lower(category) AS category, -1 AS delta FROM old_rows
@@ -114,7 +120,6 @@ PG_FUNCTIONS = {
                 ON CONFLICT (category) DO UPDATE
                 SET products = category_counts.products + excluded.products;
             ELSE
-                moved := 0;
                 INSERT INTO category_counts (category, products)
                 SELECT category, sum(delta) FROM (
                     SELECT lower(category) AS category, -1 AS delta FROM old_rows
@@ -123,9 +128,6 @@ PG_FUNCTIONS = {
                 GROUP BY category HAVING sum(delta) <> 0 ORDER BY category
                 ON CONFLICT (category) DO UPDATE
                 SET products = category_counts.products + excluded.products;
-            END IF;
-            IF moved <> 0 THEN
-                UPDATE table_counts SET total = total + moved WHERE table_name = 'products';
             END IF;
             RETURN NULL;
         END

@@ -250,7 +250,7 @@ def product_count(**filters: Any) -> Read:
 
 
 def user_count(connection: Connection) -> int:
-    return counts.table_total(connection, User.__table__, "users")
+    return counts.table_total(connection, User)
 
 
 def product_list(**kwargs: Any) -> Read:

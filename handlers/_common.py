@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -69,11 +70,20 @@ def paging_headers(
     return headers
 
 
-def cursor_error(parameter: str) -> InvalidInput:
-    return InvalidInput(
-        f"Invalid query parameter '{parameter}': not a cursor of this list; take cursors from "
-        "the URLs of the Link header."
-    )
+def match_cursor(
+    parameter: str, cursor: str | None, pattern: re.Pattern[str]
+) -> re.Match[str] | None:
+    """The query parameter ``parameter`` (``after`` / ``before``) matched against a list's
+    cursor ``pattern``: None when absent, a 400 naming the parameter when malformed."""
+    if cursor is None:
+        return None
+    found = pattern.match(cursor)
+    if found is None:
+        raise InvalidInput(
+            f"Invalid query parameter '{parameter}': not a cursor of this list; take cursors "
+            "from the URLs of the Link header."
+        )
+    return found
 
 
 def absolute_url(path: str) -> str:

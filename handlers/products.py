@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from handlers._common import Body, cursor_error, paging_headers, services
+from handlers._common import Body, match_cursor, paging_headers, services
 from persistence import products
 from persistence.products import ProductRow
 
@@ -29,12 +29,8 @@ def product_cursor(product: ProductRow) -> str | None:
 
 
 def parse_product_cursor(parameter: str, cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    found = PRODUCT_CURSOR.match(cursor)
-    if found is None:
-        raise cursor_error(parameter)
-    return found.group(1)
+    found = match_cursor(parameter, cursor, PRODUCT_CURSOR)
+    return None if found is None else found.group(1)
 
 
 async def list_products(

@@ -9,7 +9,7 @@ from typing import Any
 from handlers._common import (
     Body,
     absolute_url,
-    cursor_error,
+    match_cursor,
     paging_headers,
     rfc3339,
     services,
@@ -49,11 +49,9 @@ def user_cursor(user: UserRow) -> str | None:
 
 
 def parse_user_cursor(parameter: str, cursor: str | None) -> UserKey | None:
-    if cursor is None:
-        return None
-    found = USER_CURSOR.match(cursor)
+    found = match_cursor(parameter, cursor, USER_CURSOR)
     if found is None:
-        raise cursor_error(parameter)
+        return None
     micros = min(max(int(found.group(1)), _EARLIEST), _LATEST)
     return EPOCH + micros * MICROSECOND, found.group(2)
 

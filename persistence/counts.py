@@ -3,18 +3,19 @@ unfiltered list, or of a category, is one primary-key lookup at any table size."
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, FromClause, select
+from sqlalchemy import Connection, select
 
-from persistence.models import CategoryCount, TableCount
+from persistence.models import Base, CategoryCount, TableCount
 from persistence.paging import count_rows
 
 
-def table_total(connection: Connection, table: FromClause, name: str) -> int:
-    """How many rows ``table`` (named ``name`` in table_counts) holds."""
+def table_total(connection: Connection, model: type[Base]) -> int:
+    """How many rows ``model``'s table holds (``users`` and ``products`` are counted)."""
+    name = model.__tablename__
     total = connection.scalar(select(TableCount.total).where(TableCount.table_name == name))
     if total is None:
         # Only if someone deleted the counter row: its triggers then count nothing either.
-        return count_rows(connection, table, [])
+        return count_rows(connection, model.__table__, [])
     return int(total)
 
 

@@ -12,12 +12,12 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    FromClause,
     Insert,
     Integer,
     MetaData,
     Numeric,
     Row,
-    Select,
     String,
     Table,
     Text,
@@ -65,13 +65,11 @@ _FTS_MATCH = literal_column("products_fts").op("MATCH")
 _ROWID: ColumnElement[int] = literal_column("products.rowid", Integer)
 #: The same, where SQLite may not use it to look rows up (a unary + disqualifies a term).
 _WALK_ROWID: ColumnElement[int] = literal_column("+products.rowid", Integer)
-#: What reading one product row by rowid costs, in steps along the id index: roughly, as
-#: measured at 10^5 and 10^6 products (bench/data_growth.py). See _rowid_filter.
-SEEK_COST = 20
-#: On PostgreSQL, what reading one match through the trigram indexes (bitmap heap fetch,
-#: recheck, sort) costs in rows walked along the primary key and tested: about the same,
-#: 3.5-5 µs each at 10^6 products. See _pg_search_page.
-PG_SEEK_COST = 1
+#: What reading one match costs against stepping one entry along the id index and testing
+#: it, roughly, as measured at 10^5 and 10^6 products (bench/data_growth.py). On SQLite a
+#: rowid lookup against an index step; on PostgreSQL a bitmap heap fetch, recheck and sort
+#: against a primary-key step and strpos(): about the same, 3.5-5 µs each. See _walk_pays.
+SEEK_COST = {"sqlite": 20, "postgresql": 1}
 
 
 def _fts_phrase(term: str) -> str:
@@ -81,51 +79,34 @@ def _fts_phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def _filters(
-    dialect: str, category: str | None, search: str | None
-) -> tuple[list[ColumnElement[bool]], str | None]:
-    """The filters, but on SQLite a search of three characters or more: its FTS5 query is
-    returned beside them."""
-    where: list[ColumnElement[bool]] = []
-    if category is not None:
-        # Served by ix_products_category_lower_id, which also yields the id order.
-        where.append(func.lower(Product.category) == category.lower())
-    if search is None:
-        return where, None
+def _category_filter(category: str | None) -> list[ColumnElement[bool]]:
+    # Served by ix_products_category_lower_id, which also yields the id order.
+    return [] if category is None else [func.lower(Product.category) == category.lower()]
+
+
+def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnElement[bool]:
+    """Whether a product's name or description contains ``search``, case aside.
+
+    ``walk``: as a test of each row met along the id order, which no index may serve
+    (see _walk_pays); otherwise through the trigram index where the term has a trigram.
+
+    - SQLite, three characters or more: the FTS5 trigram index, whose case folding covers
+      Unicode (a unary + keeps a walk from looking the matches up by rowid).
+    - PostgreSQL: ``lower(x) LIKE '%term%'``, which the GIN trigram indexes serve, or, to
+      walk or for a term with no trigram, ``strpos(lower(x), term) > 0``, the same test that
+      no index serves (with LIKE the planner may scan a whole trigram index for such a term).
+    - SQLite, shorter terms: LIKE on lower(), which folds ASCII only, as PostgreSQL's lower()
+      folds the characters of its locale; read from the table.
+
+    autoescape makes ``%`` and ``_`` literal characters, not wildcards."""
     if dialect == "sqlite" and len(search) >= TRIGRAM:
-        return where, _fts_phrase(search)
-    if dialect == "postgresql":
-        where.append(_pg_contains(search.lower(), indexed=len(search) >= TRIGRAM))
-        return where, None
-    # SQLite, under three characters: matched by reading the table. autoescape makes % and _
-    # literal characters, not wildcards.
+        rowid = _WALK_ROWID if walk else _ROWID
+        return rowid.in_(select(_FTS.c.rowid).where(_FTS_MATCH(_fts_phrase(search))))
     term = search.lower()
-    where.append(
-        or_(
-            func.lower(Product.name).contains(term, autoescape=True),
-            func.lower(Product.description).contains(term, autoescape=True),
-        )
-    )
-    return where, None
-
-
-def _pg_contains(term: str, *, indexed: bool) -> ColumnElement[bool]:
-    """On PostgreSQL, whether lower(name) or lower(description) contains ``term``.
-
-    ``indexed``: as ``lower(x) LIKE '%term%'`` (``%`` and ``_`` escaped), which the GIN
-    trigram indexes serve. Otherwise as ``strpos(lower(x), term) > 0``, the same test that
-    no index serves: the planner then walks the id order (or reads the table) instead of
-    scanning a whole trigram index for a term that has no trigram, as it may for LIKE."""
     name, description = func.lower(Product.name), func.lower(Product.description)
-    if indexed:
-        return or_(
-            name.contains(term, autoescape=True), description.contains(term, autoescape=True)
-        )
-    return or_(func.strpos(name, term) > 0, func.strpos(description, term) > 0)
-
-
-def _fts_matches(phrase: str) -> Select[tuple[int]]:
-    return select(_FTS.c.rowid).where(_FTS_MATCH(phrase))
+    if dialect == "postgresql" and (walk or len(search) < TRIGRAM):
+        return or_(func.strpos(name, term) > 0, func.strpos(description, term) > 0)
+    return or_(name.contains(term, autoescape=True), description.contains(term, autoescape=True))
 
 
 def count_products(
@@ -136,31 +117,25 @@ def count_products(
     index, without reading products."""
     if search is None:
         if category is None:
-            return table_total(connection, Product.__table__, "products")
+            return table_total(connection, Product)
         return category_total(connection, category)
-    where, phrase = _filters(connection.dialect.name, category, search)
-    if phrase is None:
-        return count_rows(connection, Product.__table__, where)
-    if where:
-        return count_rows(connection, Product.__table__, [*where, _ROWID.in_(_fts_matches(phrase))])
-    return count_rows(connection, _FTS, [_FTS_MATCH(phrase)])
+    dialect = connection.dialect.name
+    if dialect == "sqlite" and category is None and len(search) >= TRIGRAM:
+        return count_rows(connection, _FTS, [_FTS_MATCH(_fts_phrase(search))])
+    where = [*_category_filter(category), _search_filter(dialect, search)]
+    return count_rows(connection, Product.__table__, where)
 
 
-def _rowid_filter(
-    connection: Connection, phrase: str, *, total: int, reads: int
-) -> ColumnElement[bool]:
-    """On SQLite, the products matching an FTS5 ``phrase``, ``total`` of them, for a page
-    that reads ``reads`` rows.
+def _walk_pays(connection: Connection, *, total: int, reads: int) -> bool:
+    """Whether a page that reads ``reads`` of ``total`` matching products is cheaper found by
+    walking the id index and testing each entry (about reads * products / total steps) than
+    by looking every match up and sorting them (``total`` lookups).
 
-    Either the matching rowids are looked up one by one and sorted by id (cheap when few
-    match), or the id index is walked, testing each entry's rowid against the matches, until
-    ``reads`` rows are found (cheap when many match: about reads * products / total entries).
-    The cheaper way is chosen from the count; SQLite's planner, which cannot know it, would
-    always take the first. A unary + keeps it from the rowid lookup.
-    """
-    products = connection.scalar(select(func.max(_ROWID)).select_from(Product)) or 0
-    walk = reads * products < SEEK_COST * total * total
-    return (_WALK_ROWID if walk else _ROWID).in_(_fts_matches(phrase))
+    Chosen from the exact count: left to guess, SQLite's planner always looks the matches up,
+    and PostgreSQL's once walked 100,000 products for a term with 20 matches (405 ms instead
+    of 5 ms)."""
+    products = table_total(connection, Product)
+    return reads * products < SEEK_COST[connection.dialect.name] * total * total
 
 
 def list_products(
@@ -175,92 +150,30 @@ def list_products(
 ) -> Page[ProductRow]:
     """A page of products in id order, by offset or after/before an id (``persistence.paging``).
 
-    On SQLite a search of three characters or more is answered by the FTS5 trigram index,
-    whose case folding covers Unicode; a shorter one by LIKE on lower(), which folds ASCII
-    only, as PostgreSQL's lower() folds the characters of its locale."""
+    A search's page is found as ``_walk_pays`` says is cheaper. On PostgreSQL a lookup reads
+    the matches in a MATERIALIZED CTE, which the planner cannot turn into a walk."""
     total = count_products(connection, category=category, search=search)
     dialect = connection.dialect.name
-    if dialect == "postgresql" and search is not None and len(search) >= TRIGRAM:
-        return _pg_search_page(
-            connection,
-            category=category,
-            term=search.lower(),
-            total=total,
-            limit=limit,
-            offset=offset,
-            after=after,
-            before=before,
-        )
-    where, phrase = _filters(dialect, category, search)
-    if phrase is not None:
-        reads = offset + limit + 1
-        where.append(_rowid_filter(connection, phrase, total=total, reads=reads))
+    source: FromClause = Product.__table__
+    where = _category_filter(category)
+    if search is not None:
+        # Only a term with a trigram has matches to look up; a shorter one is read from the table.
+        indexed = len(search) >= TRIGRAM
+        walk = indexed and _walk_pays(connection, total=total, reads=offset + limit + 1)
+        where.append(_search_filter(dialect, search, walk=walk))
+        if dialect == "postgresql" and indexed and not walk:
+            source = select(*COLUMNS).where(*where).cte("matches").prefix_with("MATERIALIZED")
+            where = []
     return read_page(
         connection,
-        source=Product.__table__,
-        columns=COLUMNS,
-        key=(Product.id,),
+        source=source,
+        columns=[source.c[column.key] for column in COLUMNS],
+        key=(source.c.id,),
         where=where,
         limit=limit,
         offset=offset,
         after=None if after is None else (after,),
         before=None if before is None else (before,),
-        total=total,
-    )
-
-
-def _pg_search_page(
-    connection: Connection,
-    *,
-    category: str | None,
-    term: str,
-    total: int,
-    limit: int,
-    offset: int,
-    after: str | None,
-    before: str | None,
-) -> Page[ProductRow]:
-    """On PostgreSQL, a page of the ``total`` products whose name or description contains
-    ``term`` (three characters or more), the way the count says is cheaper, as on SQLite
-    (_rowid_filter): when few match, all of them are read through the trigram indexes and
-    sorted (a MATERIALIZED CTE, which the planner cannot turn into a walk); when many do, the
-    id order is walked (or a category's part of it), testing each row, until the page is
-    full. Left to itself, the planner guesses how many rows a LIKE pattern matches, and a bad
-    guess walked 100,000 products for a term with 20 matches (405 ms instead of 5 ms)."""
-    where = _filters("postgresql", category, None)[0]
-    reads = offset + limit + 1
-    products = table_total(connection, Product.__table__, "products")
-    key_after = None if after is None else (after,)
-    key_before = None if before is None else (before,)
-    if reads * products < PG_SEEK_COST * total * total:
-        return read_page(
-            connection,
-            source=Product.__table__,
-            columns=COLUMNS,
-            key=(Product.id,),
-            where=[*where, _pg_contains(term, indexed=False)],
-            limit=limit,
-            offset=offset,
-            after=key_after,
-            before=key_before,
-            total=total,
-        )
-    matches = (
-        select(*COLUMNS)
-        .where(*where, _pg_contains(term, indexed=True))
-        .cte("matches")
-        .prefix_with("MATERIALIZED")
-    )
-    return read_page(
-        connection,
-        source=matches,
-        columns=tuple(matches.c),
-        key=(matches.c.id,),
-        where=[],
-        limit=limit,
-        offset=offset,
-        after=key_after,
-        before=key_before,
         total=total,
     )
 

@@ -97,7 +97,7 @@ def list_users(
         offset=offset,
         after=after,
         before=before,
-        total=table_total(connection, User.__table__, "users"),
+        total=table_total(connection, User),
     )
 
 

@@ -1,14 +1,18 @@
-"""Assertions the HTTP tests share."""
+"""Assertions and database access the tests share."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from httpx2 import Response
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
+from persistence.db import async_url
 from persistence.models import Base
 from storefront import admin
 from storefront.settings import Settings
@@ -61,3 +65,21 @@ def all_cells(settings: Settings) -> list[str]:
         return cells
 
     return admin.run(settings, dump)
+
+
+T = TypeVar("T")
+
+
+def in_transaction(url: str, work: Callable[[Connection], T]) -> T:
+    """``work(connection)`` in one transaction on the database at ``url``, committed when it
+    returns; through the async driver, as Alembic and the app reach the database."""
+
+    async def go() -> T:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from persistence.counts import category_total
 from persistence.products import ProductData, count_products, upsert_products
 from persistence.users import list_users
-from tests.persistence.test_migrations import run
+from tests.helpers import in_transaction
 
 
 def counters(connection: Connection) -> tuple[dict[str, int], dict[str, int]]:
@@ -42,7 +42,7 @@ def agree(url: str) -> tuple[dict[str, int], dict[str, int]]:
         assert kept == truth(connection)
         return kept
 
-    return run(url, both)
+    return in_transaction(url, both)
 
 
 def sql(*statements: str) -> Callable[[Connection], None]:
@@ -60,7 +60,7 @@ def product(id_: str, category: str, name: str = "Thing") -> ProductData:
 def test_counters_follow_inserts_updates_upserts_and_deletes(database_url: str) -> None:
     assert agree(database_url) == ({"users": 0, "products": 0}, {})
 
-    run(
+    in_transaction(
         database_url,
         sql(
             "insert into users (id, name, email, password_hash, created_at) values "
@@ -75,7 +75,7 @@ def test_counters_follow_inserts_updates_upserts_and_deletes(database_url: str) 
     assert agree(database_url) == ({"users": 3, "products": 3}, {"garden": 2, "kitchen": 1})
 
     # A category moves; a rename and a change of case only leave the counts alone.
-    run(
+    in_transaction(
         database_url,
         sql(
             "update products set category = 'garden' where id = 'prod_3'",
@@ -91,13 +91,13 @@ def test_counters_follow_inserts_updates_upserts_and_deletes(database_url: str) 
             assert upsert_products(session, products=rows) == 3
             session.flush()
 
-    run(database_url, upsert)
+    in_transaction(database_url, upsert)
     tables, categories = agree(database_url)
     assert tables == {"users": 3, "products": 5}
     assert categories["garden"] == 2
     assert categories["tools"] == 2
 
-    run(
+    in_transaction(
         database_url,
         sql(
             "delete from users where id = 'user_b'",
@@ -118,28 +118,28 @@ def test_a_rolled_back_write_leaves_the_counts(database_url: str) -> None:
         raise RuntimeError("rolled back")
 
     with pytest.raises(RuntimeError):
-        run(database_url, fail)
+        in_transaction(database_url, fail)
     assert agree(database_url) == ({"users": 0, "products": 0}, {})
 
 
 def test_truncate_resets_the_counts_on_postgresql(backend: str, database_url: str) -> None:
     if backend != "postgresql":
         pytest.skip("SQLite has no TRUNCATE (DELETE without WHERE runs the row triggers)")
-    run(
+    in_transaction(
         database_url,
         sql(
             "insert into products (id, name, description, price, category) values "
             "('prod_1', 'One', '', 1, 'Garden'), ('prod_2', 'Two', '', 1, 'Kitchen')",
         ),
     )
-    run(database_url, sql("truncate products"))
+    in_transaction(database_url, sql("truncate products"))
     assert agree(database_url) == ({"users": 0, "products": 0}, {})
 
 
 def test_totals_read_the_counters(database_url: str) -> None:
     """X-Total-Count of unfiltered lists and of categories comes from the counters (here set
     apart from the rows on purpose, to see which one is read)."""
-    run(
+    in_transaction(
         database_url,
         sql(
             "insert into products (id, name, description, price, category) values "
@@ -159,7 +159,7 @@ def test_totals_read_the_counters(database_url: str) -> None:
             list_users(connection, limit=1).total,
         )
 
-    assert run(database_url, totals) == (41, 5, 1, 0, 7)
+    assert in_transaction(database_url, totals) == (41, 5, 1, 0, 7)
 
 
 def test_concurrent_product_writers_queue_instead_of_deadlocking(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,15 +13,12 @@ from alembic.command import downgrade
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.db import async_url
 from persistence.migrate import alembic_config, head_revision, upgrade
 from persistence.models import COUNT_TRIGGERS, FTS_TABLES, FTS_TRIGGERS, Base, modelled
 from persistence.products import list_products
 from tests.conftest import RUN_ID, postgres_admin, postgres_database_url
-
-T = TypeVar("T")
+from tests.helpers import in_transaction
 
 EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower_id"}
 #: PostgreSQL's trigram indexes (migration 0003); SQLite has the FTS5 table instead.
@@ -61,7 +57,7 @@ def _inspect(connection: Connection) -> tuple[list[Any], set[str], str]:
 
 
 def inspect(url: str) -> tuple[list[Any], set[str], str]:
-    return run(url, _inspect)
+    return in_transaction(url, _inspect)
 
 
 def _ignorable(change: Any) -> bool:
@@ -103,19 +99,7 @@ def search_objects(url: str) -> set[str]:
             )
         return {row[0] for row in connection.execute(text(query))}
 
-    return run(url, names)
-
-
-def run(url: str, work: Callable[[Connection], T]) -> T:
-    async def go() -> T:
-        engine = create_async_engine(async_url(url))
-        try:
-            async with engine.begin() as connection:
-                return await connection.run_sync(work)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return in_transaction(url, names)
 
 
 def test_search_index_objects(backend: str, empty_database: str) -> None:
@@ -147,9 +131,9 @@ def test_downgrade_and_upgrade_again_on_a_filled_catalogue(
 ) -> None:
     """0003 indexes the products that are already there, and goes away cleanly."""
     upgrade(empty_database, "0002")
-    run(empty_database, _insert_products)
+    in_transaction(empty_database, _insert_products)
     upgrade(empty_database)
-    assert run(empty_database, _search) == ["prod_a", "prod_b"]
+    assert in_transaction(empty_database, _search) == ["prod_a", "prod_b"]
 
     downgrade(alembic_config(empty_database), "0002")
     diff, indexes, version = inspect(empty_database)
@@ -163,7 +147,7 @@ def test_downgrade_and_upgrade_again_on_a_filled_catalogue(
     diff, indexes, version = inspect(empty_database)
     assert [change for change in diff if not _ignorable(change)] == []
     assert indexes >= expected_indexes(backend)
-    assert run(empty_database, _search) == ["prod_a", "prod_b"]
+    assert in_transaction(empty_database, _search) == ["prod_a", "prod_b"]
 
 
 def test_upgrade_is_idempotent(empty_database: str) -> None:
@@ -174,7 +158,7 @@ def test_upgrade_is_idempotent(empty_database: str) -> None:
 
 def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) -> None:
     upgrade(empty_database, "0003")
-    run(empty_database, _insert_products)
+    in_transaction(empty_database, _insert_products)
     upgrade(empty_database)
 
     def counts(connection: Connection) -> tuple[list[Any], list[Any]]:
@@ -182,13 +166,13 @@ def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) ->
         categories = connection.execute(text("select category, products from category_counts"))
         return sorted(tables.all()), sorted(categories.all())
 
-    assert run(empty_database, counts) == (
+    assert in_transaction(empty_database, counts) == (
         [("products", 3), ("users", 0)],
         [("apparel", 1), ("electronics", 1), ("kitchen", 1)],
     )
-    assert run(empty_database, _triggers) >= set(COUNT_TRIGGERS)
+    assert in_transaction(empty_database, _triggers) >= set(COUNT_TRIGGERS)
     downgrade(alembic_config(empty_database), "0003")
-    assert not run(empty_database, _triggers) & set(COUNT_TRIGGERS)
+    assert not in_transaction(empty_database, _triggers) & set(COUNT_TRIGGERS)
     diff, _, version = inspect(empty_database)
     assert version == "0003"
     assert {change[1].name for change in diff if change[0] == "add_table"} == {
@@ -196,7 +180,7 @@ def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) ->
         "category_counts",
     }
     # Writes work without the counters (no trigger is left behind to miss its table) ...
-    run(
+    in_transaction(
         empty_database,
         lambda connection: connection.execute(
             text("insert into products values ('prod_d', 'Dish', '', 4, 'Kitchen')")
@@ -204,7 +188,7 @@ def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) ->
     )
     # ... and the next upgrade counts them.
     upgrade(empty_database)
-    assert run(empty_database, counts)[0] == [("products", 4), ("users", 0)]
+    assert in_transaction(empty_database, counts)[0] == [("products", 4), ("users", 0)]
 
 
 def _triggers(connection: Connection) -> set[str]:

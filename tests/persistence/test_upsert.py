@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from persistence import products
 from persistence.models import Product
 from persistence.products import ProductData, upsert_products
-from tests.persistence.test_migrations import run
+from tests.helpers import in_transaction
 
 
 def test_a_repeated_id_keeps_its_last_row_within_and_across_chunks(
@@ -33,7 +33,7 @@ def test_a_repeated_id_keeps_its_last_row_within_and_across_chunks(
         query = select(Product.id, Product.name, Product.price, Product.category)
         return [tuple(row) for row in connection.execute(query.order_by(Product.id))]
 
-    assert run(database_url, write) == [
+    assert in_transaction(database_url, write) == [
         ("prod_a", "Third A", Decimal("5.00"), "Kitchen"),
         ("prod_b", "B", Decimal("3.00"), "Garden"),
         ("prod_c", "C", Decimal("4.00"), "Garden"),

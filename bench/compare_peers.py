@@ -302,8 +302,8 @@ def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]
 
 def hashing_parameters(env: dict[str, str]) -> str:
     """The server's argon2id parameters and hash concurrency, as the server would set them."""
-    from storefront.security import PasswordHashing
-    from storefront.settings import Settings
+    from core.crypto import PasswordHashing
+    from core.settings import Settings
 
     variable = "STOREFRONT_PASSWORD_HASH_CONCURRENCY"
     default = Settings.model_fields["password_hash_concurrency"].default

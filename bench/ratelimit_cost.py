@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from core.crypto import SecretDigester
+from core.settings import Settings
 from persistence.migrate import upgrade
 from storefront import admin
+from storefront.access.ratelimit import STRATEGIES, Limiter
 from storefront.app import create_app
-from storefront.ratelimit import STRATEGIES, Limiter
-from storefront.security import SecretDigester
-from storefront.settings import Settings
 
 REDIS = "redis://127.0.0.1:6379"
 HUGE = "1000000000/minute"  # counted, never tripped

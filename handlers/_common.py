@@ -1,4 +1,4 @@
-"""What several handlers share: the request's services, serialisation, paging headers."""
+"""What several handlers share: serialisation, paging headers, cursors."""
 
 from __future__ import annotations
 
@@ -7,23 +7,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from connexion import request
-from connexion.context import scope as current_scope
-
+from core.errors import InvalidInput
 from persistence.paging import Page
-from storefront.errors import InvalidInput
-from storefront.services import Services, from_scope
+from storefront.http.deps import request
 
 R = TypeVar("R")
 
 #: A JSON object as handlers receive and return it.
 Body = dict[str, Any]
-
-
-def services() -> Services:
-    # The scope itself, not ``request.scope``: Connexion's request proxy builds a new request
-    # object on every access.
-    return from_scope(current_scope)
 
 
 def rfc3339(moment: datetime) -> str:

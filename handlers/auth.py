@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from connexion import request
-
-from handlers._common import Body, services
-from storefront.oauth import client_credentials_grant, credentials
+from handlers._common import Body
+from storefront.access.oauth import client_credentials_grant, credentials
+from storefront.http.deps import request, services
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from connexion import request
-
-from handlers._common import Body, services
+from core.errors import NotFound, NotReady
+from core.metrics import CONTENT_TYPE, exposition
+from handlers._common import Body
 from persistence.health import schema_revision
 from persistence.migrate import head_revision
-from storefront.authn import require_metrics_token
-from storefront.errors import NotFound, NotReady
-from storefront.metrics import CONTENT_TYPE, exposition
+from storefront.access.authn import require_metrics_token
+from storefront.http.deps import request, services
 
 HEAD = head_revision()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from handlers._common import Body, match_cursor, paging_headers, services
+from handlers._common import Body, match_cursor, paging_headers
 from persistence import products
 from persistence.products import ProductRow
+from storefront.http.deps import services
 
 
 def _public(product: ProductRow) -> Body:

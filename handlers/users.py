@@ -6,18 +6,18 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.validation import clean_email, clean_name
 from handlers._common import (
     Body,
     absolute_url,
     match_cursor,
     paging_headers,
     rfc3339,
-    services,
 )
 from persistence import users
 from persistence.models import User
 from persistence.users import PublicUser, UserKey, UserRow
-from storefront.validation import clean_email, clean_name
+from storefront.http.deps import services
 
 
 def _public(user: User | UserRow | PublicUser) -> Body:

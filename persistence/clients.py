@@ -10,10 +10,10 @@ from typing import NamedTuple
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from core.errors import NotFound
+from core.ids import new_id
 from persistence.db import PreparedQuery
 from persistence.models import ApiKey, Client, utcnow
-from storefront.errors import NotFound
-from storefront.security import new_id
 
 
 class ClientRow(NamedTuple):

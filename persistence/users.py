@@ -10,13 +10,13 @@ from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.errors import EmailTaken, UserNotFound
+from core.ids import new_id
 from persistence._constraints import violates
 from persistence.counts import table_total
 from persistence.db import PreparedQuery
 from persistence.models import User, utcnow
 from persistence.paging import Page, read_page
-from storefront.errors import EmailTaken, UserNotFound
-from storefront.security import new_id
 
 EMAIL_INDEX = "uq_users_email_lower"
 

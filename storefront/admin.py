@@ -13,12 +13,13 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from core.crypto import SecretDigester
+from core.errors import InvalidInput
+from core.ids import new_api_key, new_secret
+from core.settings import Settings
 from persistence import clients
 from persistence.db import Database
-from storefront.errors import InvalidInput
-from storefront.ratelimit import parse_limit
-from storefront.security import SecretDigester, new_api_key, new_secret
-from storefront.settings import Settings
+from storefront.access.ratelimit import parse_limit
 
 KNOWN_SCOPES = ("read", "write")
 RATE_LIMIT_MAX = 32  # the width of clients.rate_limit

@@ -6,7 +6,7 @@ import copy
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,20 @@ from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from core.cache import TTLCache
+from core.crypto import PasswordHashing, SecretDigester, TokenCodec
+from core.errors import StorefrontError
+from core.settings import Settings, jwt_signing_key, load_settings, secret_pepper
 from persistence.db import Database
-from storefront import problems
-from storefront.credentials import TTLCache
-from storefront.errors import StorefrontError
+from storefront.access.ratelimit import Limiter
+from storefront.access.services import Services
+from storefront.http import problems
+from storefront.http.compiled import SECURITY_MAP, CompiledApp
+from storefront.http.failures import AuthFailureMiddleware
+from storefront.http.middleware import RequestMiddleware
+from storefront.http.routes import HTTP_METHODS, RouteLabelMiddleware, RouteTable, handler_name
+from storefront.http.validators import validator_map
 from storefront.logs import configure_logging
-from storefront.middleware import RequestMiddleware
-from storefront.operations import MIDDLEWARES, SECURITY_MAP
-from storefront.ratelimit import Limiter
-from storefront.security import PasswordHashing, SecretDigester, TokenCodec
-from storefront.services import Services
-from storefront.settings import Settings, jwt_signing_key, load_settings, secret_pepper
-from storefront.validators import validator_map
 
 #: What a browser script may read of a cross-origin response.
 EXPOSED_HEADERS = [
@@ -44,7 +46,6 @@ EXPOSED_HEADERS = [
     "RateLimit-Policy",
     "RateLimit",
 ]
-HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
 def spec_path() -> Path:
@@ -67,18 +68,11 @@ def load_spec() -> dict[str, Any]:
     return copy.deepcopy(_parsed_spec())
 
 
-def handler_name(operation: dict[str, Any]) -> str:
-    """The function an operation routes to, as Connexion resolves it (and names it at run
-    time): ``x-openapi-router-controller`` + ``.`` + ``operationId``."""
-    controller = operation.get("x-openapi-router-controller")
-    return f"{controller}.{operation['operationId']}" if controller else operation["operationId"]
-
-
 def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
     """Handler name -> the scopes its ``OAuth2`` requirement names (the global one by default).
 
     Every operation is in the map, with [] when it needs no scope, so that a lookup that
-    misses means a bug, and is refused (storefront.authn), rather than a free pass.
+    misses means a bug, and is refused (storefront.access.authn), rather than a free pass.
     """
     default = spec.get("security", [])
     scopes: dict[str, list[str]] = {}
@@ -137,10 +131,14 @@ def create_app(
             await services.limiter.close()
             await services.db.dispose()
 
-    app = connexion.AsyncApp(
-        __name__, lifespan=lifespan, middlewares=list(MIDDLEWARES), security_map=SECURITY_MAP
-    )
     spec = load_spec()
+    compiled = settings.http_stack == "compiled"
+    app: connexion.AsyncApp
+    if compiled:
+        app = CompiledApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP)
+    else:  # Connexion's stock middleware stack, with the same validators and security functions
+        app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    routes = RouteTable(spec)
     app.add_api(
         spec,
         strict_validation=True,
@@ -154,10 +152,15 @@ def create_app(
         ),
     )
     # Outside Connexion's exception middleware, so that error responses get the headers too.
-    app.add_middleware(
-        RequestMiddleware,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-    )
+    app.add_middleware(RequestMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # After routing, around security and the handler: every failed authentication passes here.
+    app.add_middleware(AuthFailureMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
+    if not compiled:
+        app.add_middleware(
+            RouteLabelMiddleware,
+            position=MiddlewarePosition.BEFORE_SECURITY,
+            templates=routes.templates,
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -169,8 +172,9 @@ def create_app(
             max_age=600,
         )
     app.add_error_handler(StorefrontError, problems.storefront_error)
-    app.add_error_handler(ProblemException, problems.http_error)
-    app.add_error_handler(HTTPException, problems.http_error)
+    http_error = partial(problems.http_error, routes=routes)
+    app.add_error_handler(ProblemException, http_error)
+    app.add_error_handler(HTTPException, http_error)
     app.add_error_handler(Exception, problems.unexpected_error)
     return app
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.crypto import SecretDigester
+from core.errors import StorefrontError
+from core.settings import Settings, SettingsError, load_settings, secret_pepper
 from persistence import clients as clients_repo
 from persistence.migrate import upgrade
 from storefront import admin
-from storefront.errors import StorefrontError
 from storefront.logs import configure_logging
-from storefront.security import SecretDigester
-from storefront.settings import Settings, SettingsError, load_settings, secret_pepper
 
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
 
@@ -137,12 +137,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         sys.stdout.flush()
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its samples here and /metrics sums them (prometheus_client's
-        # multiprocess mode); set before any worker imports storefront.metrics.
+        # multiprocess mode); set before any worker imports core.metrics.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="storefront-metrics-")
     if settings.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        from storefront.metrics import registry
+        from core.metrics import registry
 
         start_http_server(settings.metrics_port, addr=args.host, registry=registry())
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, so that the process

@@ -27,11 +27,11 @@ from rich.progress import (
 )
 from sqlalchemy.orm import Session
 
+from core.errors import InvalidInput
+from core.ids import new_id
+from core.settings import Settings
 from persistence.db import Database
 from persistence.products import ProductData, upsert_products
-from storefront.errors import InvalidInput
-from storefront.security import new_id
-from storefront.settings import Settings
 
 if TYPE_CHECKING:
     from _csv import Reader

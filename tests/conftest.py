@@ -25,11 +25,11 @@ import pytest
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
+from core.crypto import SecretDigester
+from core.settings import Settings
 from persistence.migrate import upgrade
 from storefront import admin
 from storefront.app import create_app
-from storefront.security import SecretDigester
-from storefront.settings import Settings
 
 #: How many requests schemathesis sent, reported at the end of the run.
 SCHEMATHESIS_CASES = pytest.StashKey[int]()
@@ -92,7 +92,43 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+#: Where the HTTP tests run: the compiled stack on every backend, Connexion's stock stack on
+#: SQLite (both stacks must answer alike; tests/http/test_stacks.py compares them directly).
+PLATFORMS = [
+    (backend, stack)
+    for backend, stack in [
+        ("sqlite", "compiled"),
+        ("postgresql", "compiled"),
+        ("sqlite", "connexion"),
+    ]
+    if backend in BACKENDS
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that needs a backend runs on each; those that talk to the app (``api`` /
+    ``app``) run on every platform above."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    if {"api", "app"} & set(metafunc.fixturenames) and "http_stack" in metafunc.fixturenames:
+        metafunc.parametrize(
+            ["backend", "http_stack"],
+            PLATFORMS,
+            indirect=["backend"],
+            ids=[b if s == "compiled" else f"{b}-{s}" for b, s in PLATFORMS],
+            scope="session",
+        )
+    else:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def http_stack() -> str:
+    """The stack of tests that do not talk to the app over HTTP."""
+    return "compiled"
+
+
+@pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     if name == "postgresql":
@@ -140,7 +176,9 @@ def rate_limit_storage_url(backend: str) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, rate_limit_storage_url: str, tmp_path: Path) -> Settings:
+def settings(
+    database_url: str, rate_limit_storage_url: str, tmp_path: Path, http_stack: str
+) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
@@ -150,6 +188,7 @@ def settings(database_url: str, rate_limit_storage_url: str, tmp_path: Path) -> 
         jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
         pepper=PEPPER,  # type: ignore[arg-type]
         validate_responses=True,
+        http_stack=http_stack,
         # Short, so that tests of disabling and revoking wait little (tests/storefront/
         # test_credentials.py covers the cache itself).
         auth_cache_ttl=0.2,

@@ -12,10 +12,10 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
 from persistence.db import async_url
 from persistence.models import Base
 from storefront import admin
-from storefront.settings import Settings
 
 
 def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:

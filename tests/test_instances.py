@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storefront.settings import Settings
+from core.settings import Settings
 from tests.conftest import REDIS_URL, require_service
 from tests.servers import (
     STOREFRONT,

@@ -91,7 +91,7 @@ def test_javascript_example(server: Server, tmp_path: Path) -> None:
 
 
 def test_the_configuration_table_lists_every_setting() -> None:
-    from storefront.settings import Settings
+    from core.settings import Settings
 
     for name in Settings.model_fields:
         assert f"| `STOREFRONT_{name.upper()}` |" in README, name

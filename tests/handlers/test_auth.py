@@ -12,10 +12,10 @@ import pytest
 from httpx2 import Response
 from starlette.testclient import TestClient
 
+from core.crypto import SecretDigester
+from core.settings import Settings
 from persistence import clients
 from storefront import admin
-from storefront.security import SecretDigester
-from storefront.settings import Settings
 
 GRANT = {"grant_type": "client_credentials"}
 TOKEN_KEYS = {"access_token", "token_type", "expires_in", "scope"}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from storefront.app import create_app
-from storefront.settings import Settings
 
 
 def test_healthz_needs_nothing(api: TestClient) -> None:

@@ -15,9 +15,9 @@ from httpx2 import Response
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from storefront import admin
 from storefront.importer import import_file
-from storefront.settings import Settings
 from tests.helpers import assert_error, parse_links
 
 Headers = dict[str, str]

@@ -19,10 +19,10 @@ from httpx2 import Response
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from core.ids import new_id
+from core.settings import Settings
 from persistence.models import User
 from storefront import admin
-from storefront.security import new_id
-from storefront.settings import Settings
 from tests.helpers import assert_error, db_rows, parse_links
 
 USER_ID = re.compile(r"^user_[A-Za-z0-9_-]{12,}$")

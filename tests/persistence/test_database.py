@@ -10,8 +10,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from core.settings import Settings
 from persistence.db import Database
-from storefront.settings import Settings
 
 
 def _thread_and_answer(connection: Connection) -> tuple[int, int]:

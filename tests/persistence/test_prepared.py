@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
 from persistence.db import Database, PreparedQuery
 from persistence.models import Product, User
-from storefront.settings import Settings
 
 
 class UserView(NamedTuple):

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from persistence.migrate import head_revision
 from storefront.app import create_app
 from storefront.cli import main
-from storefront.settings import Settings
 from tests.helpers import db_rows
 
 

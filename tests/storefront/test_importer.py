@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InvalidInput
+from core.settings import Settings
 from persistence.db import Database
 from persistence.products import list_products
 from storefront.cli import DEMO_CATALOGUE
-from storefront.errors import InvalidInput
 from storefront.importer import import_file
-from storefront.settings import Settings
 from tests.helpers import db_rows
 from tests.servers import clean_env, run_storefront
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from storefront import admin
 from storefront.logs import configure_logging
-from storefront.settings import Settings
 from tests.helpers import db_rows
 
 

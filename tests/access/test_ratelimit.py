@@ -17,11 +17,11 @@ import pytest
 from httpx2 import Response
 from starlette.testclient import TestClient
 
+from core.errors import InvalidInput
+from core.settings import Settings
 from persistence import clients
 from storefront import admin
 from storefront.app import create_app
-from storefront.errors import InvalidInput
-from storefront.settings import Settings
 
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 

@@ -1,4 +1,5 @@
-"""Credentials: access tokens (RFC 9068 JWTs), keyed digests of secrets, password hashes."""
+"""Credential primitives: access tokens (RFC 9068 JWTs), keyed digests of secrets, password
+hashes. No HTTP and no storage here: the access layer decides when to use them."""
 
 from __future__ import annotations
 
@@ -17,25 +18,10 @@ from argon2 import PasswordHasher, Type
 ALGORITHM = "HS256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"]
-API_KEY_PREFIX = "sk_"
 
 
 class InvalidToken(Exception):
     """The token is not one this server issued, or no longer valid; the message says why."""
-
-
-def new_secret() -> str:
-    """A client secret: 256 random bits, URL-safe."""
-    return secrets.token_urlsafe(32)
-
-
-def new_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def new_id(prefix: str, nbytes: int = 12) -> str:
-    """``prefix`` + 16 URL-safe random characters (96 bits) for 12 bytes."""
-    return prefix + secrets.token_urlsafe(nbytes)
 
 
 class SecretDigester:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storefront.errors import InvalidInput
+from core.errors import InvalidInput
 
 NAME_MAX = 100
 #: What "surrounding whitespace" means, here and in the spec's patterns: ASCII only, because

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
     #: Check every response against openapi.yaml (the tests do; costs time per request).
     validate_responses: bool = False
+    #: How requests reach the handlers: compiled (each operation's Connexion pipeline built
+    #: once; the default) or connexion (Connexion's stock middleware stack, for comparison
+    #: and as a fallback). Clients see no difference; the tests run both.
+    http_stack: Literal["compiled", "connexion"] = "compiled"
 
     @field_validator("rate_limit", "auth_failure_limit")
     @classmethod

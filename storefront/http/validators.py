@@ -90,7 +90,7 @@ def describe(error: ValidationError) -> str:
 
 
 #: Scope key of the body a validator parsed: the handler's arguments are bound from it
-#: (storefront.operations.ArgumentBinder) instead of parsing the body a second time.
+#: (storefront.http.compiled.ArgumentBinder) instead of parsing the body a second time.
 PARSED_BODY = "storefront.parsed_body"
 
 

@@ -9,13 +9,13 @@ from urllib.parse import unquote_plus
 
 from starlette.types import Scope
 
+from core.crypto import IssuedToken
+from core.errors import OAuthError
+from core.metrics import TOKENS_ISSUED
 from persistence import clients
-from storefront.context import identify
-from storefront.errors import OAuthError
-from storefront.metrics import TOKENS_ISSUED
-from storefront.ratelimit import charge, client_ip, remember
-from storefront.security import IssuedToken
-from storefront.services import Services
+from storefront.access.ratelimit import charge, refuse_failing_source
+from storefront.access.services import Services
+from storefront.access.state import Caller, publish_caller
 
 GRANT_TYPE = "client_credentials"
 
@@ -82,14 +82,8 @@ async def client_credentials_grant(
         raise OAuthError(
             "unsupported_grant_type", f"Only the '{GRANT_TYPE}' grant type is supported."
         )
-    # A source over its failure budget is refused before its secret is looked at: answering
-    # 401 or 200 would keep it guessing at line speed.
-    over = await svc.limiter.failures(
-        ip=client_ip(asgi_scope), client_id=creds.client_id, record=False
-    )
-    if over is not None and not over.allowed:
-        remember(asgi_scope, over)
-        raise over.refusal()
+    # A source over its failure budget is refused before its secret is looked at.
+    await refuse_failing_source(svc.limiter, asgi_scope, client_id=creds.client_id)
     if not creds.client_id or creds.client_secret is None:
         raise OAuthError(
             "invalid_client",
@@ -119,7 +113,7 @@ async def client_credentials_grant(
             "invalid_scope",
             f"The requested scope exceeds the client's scopes: {' '.join(excess)}.",
         )
-    identify(asgi_scope, client_id=client.id)
+    publish_caller(asgi_scope, Caller(client.id))
     # A token request spends the client's own budget, like any request of its tokens.
     await charge(
         svc.limiter, asgi_scope, kind="client", ident=client.id, override=client.rate_limit

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from storefront import credentials
-from storefront.credentials import TTLCache
+from core import cache as credentials
+from core.cache import TTLCache
 
 
 class Loader:

@@ -1,4 +1,4 @@
-"""storefront.security: tokens, keyed digests, password hashes, and what reaches the database."""
+"""core.crypto: tokens, keyed digests, password hashes, and what reaches the database."""
 
 from __future__ import annotations
 
@@ -16,19 +16,16 @@ import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
-from storefront import admin
-from storefront.security import (
-    API_KEY_PREFIX,
+from core.crypto import (
     LEEWAY,
     InvalidToken,
     PasswordHashing,
     SecretDigester,
     TokenCodec,
-    new_api_key,
-    new_id,
-    new_secret,
 )
-from storefront.settings import Settings
+from core.ids import API_KEY_PREFIX, new_api_key, new_id, new_secret
+from core.settings import Settings
+from storefront import admin
 from tests.helpers import all_cells, db_rows
 
 KEY = b"unit-test-signing-key-0123456789abcdef0123"

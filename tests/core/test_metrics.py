@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from storefront import admin
 from storefront.app import create_app
-from storefront.settings import Settings
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -1,4 +1,4 @@
-"""Domain errors. Plain exceptions with no HTTP in them; ``storefront.problems`` maps them."""
+"""Domain errors. Plain exceptions with no HTTP in them; ``storefront.http.problems`` maps them."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """Rate limiting on ``limits``: a budget per API key or OAuth client, and one for failures.
 
 ``Limiter`` owns the storage (chosen by URI: ``memory://`` or ``redis://…``) and the strategy.
-The security functions charge identified callers; the token endpoint charges clients and
-records failed authentications; the decision rides on the request's context, and the outer
-middleware (``storefront.middleware``) writes it into the response as ``X-RateLimit-*`` and
-the IETF ``RateLimit`` fields.
+The functions at the end of this module are the only ones that spend a budget: ``charge`` for
+an identified caller (the security functions, the token grant), ``record_failure`` for a failed
+authentication (the HTTP adapter's failure layer, wherever the failure was raised). Each
+publishes its decision in the request state (``storefront.access.state``), and the outer
+middleware writes it into the response as ``X-RateLimit-*`` and the IETF ``RateLimit`` fields.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from limits.storage import storage_from_string
 from redis.asyncio import ConnectionPool
 from starlette.types import Scope
 
-from storefront.context import context
-from storefront.errors import RateLimited, RateLimitUnavailable
-from storefront.settings import Settings
+from core.errors import RateLimited, RateLimitUnavailable
+from core.settings import Settings
+from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, request_state
 
-logger = logging.getLogger("storefront.ratelimit")
+logger = logging.getLogger("storefront.access.ratelimit")
 
 STRATEGIES: dict[str, type[RateLimiter]] = {
     "fixed-window": FixedWindowRateLimiter,
@@ -239,16 +240,40 @@ async def charge(
 ) -> None:
     """Charge an identified caller's budget; its headers go on the response, or a 429."""
     decision = await limiter.charge(kind=kind, ident=ident, override=override)
-    remember(scope, decision)
+    _publish(scope, decision)
     if decision is not None and not decision.allowed:
         raise decision.refusal()
 
 
-def remember(scope: Scope, decision: Decision | None) -> None:
-    """Let the response carry this decision's headers (the middleware writes them)."""
-    ctx = context(scope)
-    if ctx is not None and decision is not None:
-        ctx.decision = decision
+async def refuse_failing_source(limiter: Limiter, scope: Scope, *, client_id: str | None) -> None:
+    """A 429 for a source already over its failed-authentication budget (nothing is counted):
+    answering 401 or 200 would keep it guessing at line speed."""
+    over = await limiter.failures(ip=client_ip(scope), client_id=client_id, record=False)
+    if over is not None and not over.allowed:
+        _publish(scope, over)
+        raise over.refusal()
+
+
+async def record_failure(
+    limiter: Limiter, scope: Scope, *, reason: str, client_id: str | None
+) -> None:
+    """Count a failed authentication against its address and (address, client id); a 429
+    (RateLimited) once the source is over budget. ``reason`` labels the failure metric."""
+    request_state(scope)[AUTH_FAILURE] = reason
+    decision = await limiter.failures(ip=client_ip(scope), client_id=client_id, record=True)
+    _publish(scope, decision)
+    if decision is not None and not decision.allowed:
+        raise decision.refusal()
+
+
+def refuse_scope(scope: Scope) -> None:
+    """Note a credential that lacks the scope (a metrics label; no budget is spent)."""
+    request_state(scope)[AUTH_FAILURE] = "insufficient_scope"
+
+
+def _publish(scope: Scope, decision: Decision | None) -> None:
+    if decision is not None:
+        request_state(scope)[RATE_LIMIT] = decision
 
 
 def client_ip(scope: Scope) -> str:

@@ -16,10 +16,10 @@ from httpx2 import Response
 from jwt.warnings import InsecureKeyLengthWarning
 from starlette.testclient import TestClient
 
+from core.crypto import REQUIRED_CLAIMS
+from core.settings import Settings
 from persistence import clients
 from storefront import admin
-from storefront.security import REQUIRED_CLAIMS
-from storefront.settings import Settings
 
 MakeClient = Callable[..., admin.NewClient]
 MakeKey = Callable[[str], admin.NewApiKey]

@@ -1,8 +1,8 @@
-"""The outermost layer of every request: its id, its context, its headers, its log line.
+"""The outermost layer of every request: its id, its headers, its log line.
 
 - ``X-Request-ID`` is kept when the client sends a sensible one, made up otherwise, and
   returned on every response.
-- The rate-limit decision the inner layers reached is written as headers.
+- The rate-limit decision the access layer published is written as headers.
 - ``X-Content-Type-Options: nosniff`` and friends go on every response.
 - One access-log line and the request metrics are recorded when the response starts.
 """
@@ -16,11 +16,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storefront import metrics
-from storefront.context import SCOPE_KEY, RequestContext
-from storefront.logs import log_access
+from core import metrics
+from storefront.access.state import auth_failure_of, caller_of, rate_limit_of, request_state
+from storefront.http.access_log import log_access
+from storefront.http.state import REQUEST_ID, route_of
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+REQUEST_ID_FORMAT = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -36,7 +37,7 @@ def request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = bytes(value).decode("latin-1")
-            if REQUEST_ID.fullmatch(text):
+            if REQUEST_ID_FORMAT.fullmatch(text):
                 return text
             break
     return os.urandom(16).hex()  # as random as uuid4().hex, at a fraction of the cost
@@ -53,8 +54,8 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        ctx = RequestContext(request_id=request_id(scope))
-        scope[SCOPE_KEY] = ctx
+        rid = request_id(scope)
+        request_state(scope)[REQUEST_ID] = rid
 
         async def send_wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -64,21 +65,22 @@ class RequestMiddleware:
                     if name.lower() not in DROPPED
                 ]
                 present = {name.lower() for name, _ in headers}
-                extra = [(b"x-request-id", ctx.request_id.encode()), *SECURITY_HEADERS]
-                if ctx.decision is not None:
+                extra = [(b"x-request-id", rid.encode()), *SECURITY_HEADERS]
+                decision = rate_limit_of(scope)
+                if decision is not None:
                     extra += [
                         (name.lower().encode(), value.encode())
-                        for name, value in ctx.decision.headers().items()
+                        for name, value in decision.headers().items()
                     ]
                 headers += [(n, v) for n, v in extra if n not in present]
                 message["headers"] = headers
-                self.record(scope, ctx, message["status"], time.perf_counter() - started)
+                self.record(scope, rid, message["status"], time.perf_counter() - started)
             await send(message)
 
         await self.app(scope, receive, send_wrapped)
 
-    def record(self, scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
-        method, path = scope["method"], ctx.route
+    def record(self, scope: Scope, rid: str, status: int, seconds: float) -> None:
+        method, path = scope["method"], route_of(scope)
         if method not in METHODS:  # any token is a method to HTTP: keep the labels bounded
             method = "OTHER"
         key = (method, path, status)
@@ -89,16 +91,19 @@ class RequestMiddleware:
             self.series[key] = series
         series[0].inc()
         series[1].observe(seconds)
-        if status == 429 and ctx.decision is not None:
-            metrics.RATE_LIMITED.labels(policy=ctx.decision.policy).inc()
-        if ctx.auth_failure is not None:
-            metrics.AUTH_FAILURES.labels(reason=ctx.auth_failure).inc()
+        decision = rate_limit_of(scope)
+        if status == 429 and decision is not None:
+            metrics.RATE_LIMITED.labels(policy=decision.policy).inc()
+        failure = auth_failure_of(scope)
+        if failure is not None:
+            metrics.AUTH_FAILURES.labels(reason=failure).inc()
+        caller = caller_of(scope)
         log_access(
             method=method,
             path=path,
             status=status,
             seconds=seconds,
-            client_id=ctx.client_id,
-            key_id=ctx.key_id,
-            request_id=ctx.request_id,
+            client_id=caller.client_id if caller else None,
+            key_id=caller.key_id if caller else None,
+            request_id=rid,
         )

@@ -1,8 +1,10 @@
 """Every error, from every layer, in the contract's shape: ``{"error", "message"}``.
 
-Domain errors (``storefront.errors``), Connexion's problems (validation, security), Starlette's
+Domain errors (``core.errors``), Connexion's problems (validation, security), Starlette's
 HTTP exceptions (routing 404/405) and crashes are all turned into JSON here, once. The token
-endpoint speaks RFC 6749 §5.2 as well, so its errors also carry ``error_description``.
+endpoint speaks RFC 6749 §5.2 as well, so its errors also carry ``error_description``. This
+module only maps: failed authentications are counted before an error reaches it
+(``storefront.http.failures``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from storefront.context import failed_authentication
-from storefront.errors import (
+from core.errors import (
     Conflict,
     InvalidInput,
     NotFound,
@@ -29,10 +30,10 @@ from storefront.errors import (
     RateLimitUnavailable,
     StorefrontError,
 )
-from storefront.ratelimit import client_ip, remember
-from storefront.services import Services
+from storefront.http.failures import presented_credentials
+from storefront.http.routes import RouteTable
 
-logger = logging.getLogger("storefront.errors")
+logger = logging.getLogger("core.errors")
 
 #: Errors here speak RFC 6749 §5.2. Matched by path: Connexion's routing extension is not
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
@@ -63,35 +64,12 @@ def _oauth_response(exc: OAuthError) -> ConnexionResponse:
 
 
 def _presented_credentials(request: ConnexionRequest) -> bool:
-    """Whether the request carried a bearer token or an API key (RFC 6750 §3.1: with no
-    such credential at all, the challenge carries no error code)."""
-    scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
-    return scheme == "bearer" or "x-api-key" in request.headers
+    """RFC 6750 §3.1: with no credential at all, the challenge carries no error code."""
+    return presented_credentials(request.scope)
 
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-async def _failed_authentication(
-    request: ConnexionRequest, client_id: str | None, reason: str
-) -> ConnexionResponse | None:
-    """Count a failed authentication against its source; a 429 once the source is over budget.
-
-    Done here because this is the one place every failure passes: Connexion raises "no
-    credentials" itself, the security functions raise bad ones, the token endpoint its own.
-    """
-    failed_authentication(request.scope, reason)
-    services: Services | None = request.scope.get("state", {}).get("services")
-    if services is None:
-        return None
-    decision = await services.limiter.failures(
-        ip=client_ip(request.scope), client_id=client_id, record=True
-    )
-    remember(request.scope, decision)
-    if decision is not None and not decision.allowed:
-        return _rate_limited(decision.refusal())
-    return None
 
 
 def _rate_limited(exc: RateLimited) -> ConnexionResponse:
@@ -101,10 +79,6 @@ def _rate_limited(exc: RateLimited) -> ConnexionResponse:
 async def storefront_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, StorefrontError)
     if isinstance(exc, OAuthError):
-        if exc.code == "invalid_client":
-            limited = await _failed_authentication(request, exc.client_id, "invalid_client")
-            if limited is not None:
-                return limited
         return _oauth_response(exc)
     if isinstance(exc, RateLimited):
         return _rate_limited(exc)
@@ -125,8 +99,12 @@ def _message(status: int, detail: Any) -> str:
     }.get(status, HTTPStatus(status).description + ".")
 
 
-async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    """Connexion's problems and Starlette's HTTP exceptions."""
+async def http_error(
+    request: ConnexionRequest, exc: Exception, *, routes: RouteTable | None = None
+) -> ConnexionResponse:
+    """Connexion's problems and Starlette's HTTP exceptions. ``routes`` gives a 405 its
+    ``Allow``: every method the spec declares for the path (Starlette's router would name only
+    the first operation's)."""
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     if status >= 500:
@@ -135,19 +113,18 @@ async def http_error(request: ConnexionRequest, exc: Exception) -> ConnexionResp
     detail = exc.detail
     message = _message(status, detail)
     headers = dict(exc.headers or {})
+    if status == 405 and routes is not None:
+        allow = routes.allow(request.url.path)
+        if allow is not None:
+            headers["Allow"] = allow
     if status == 400 and request.url.path == TOKEN_PATH:
         return _oauth_response(OAuthError("invalid_request", message))
     if status == 401:
-        reason = "invalid_credentials" if _presented_credentials(request) else "no_credentials"
-        limited = await _failed_authentication(request, None, reason)
-        if limited is not None:
-            return limited
         challenge = f"Bearer {REALM}"
         if _presented_credentials(request):
             challenge += f', error="invalid_token", error_description="{_quote(message)}"'
         headers["WWW-Authenticate"] = challenge
     elif isinstance(exc, OAuthScopeProblem):
-        failed_authentication(request.scope, "insufficient_scope")
         needed = " ".join(sorted(set(exc.required_scopes) - set(exc.token_scopes)))
         granted = " ".join(sorted(exc.token_scopes)) or "none"
         message = f"This operation needs the scope '{needed}'; the credential grants '{granted}'."

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.cache import TTLCache
+from core.crypto import PasswordHashing, SecretDigester, TokenCodec
+from core.settings import Settings
 from persistence.clients import KeyRow
 from persistence.db import Database
-from storefront.credentials import TTLCache
-from storefront.ratelimit import Limiter
-from storefront.security import PasswordHashing, SecretDigester, TokenCodec
-from storefront.settings import Settings
+from storefront.access.ratelimit import Limiter
 
 
 @dataclass

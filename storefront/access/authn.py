@@ -13,12 +13,13 @@ from typing import Any
 from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.lifecycle import ConnexionRequest
 
+from core.crypto import InvalidToken
+from core.ids import API_KEY_PREFIX
+from core.settings import Settings
 from persistence import clients
-from storefront.context import identify
-from storefront.ratelimit import charge
-from storefront.security import API_KEY_PREFIX, InvalidToken
-from storefront.services import Services, from_scope
-from storefront.settings import Settings
+from storefront.access.ratelimit import charge
+from storefront.access.services import Services, from_scope
+from storefront.access.state import Caller, publish_caller
 
 
 async def _from_api_key(
@@ -32,7 +33,7 @@ async def _from_api_key(
     )
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
-    identify(request.scope, client_id=found.client_id, key_id=found.key_id)
+    publish_caller(request.scope, Caller(found.client_id, found.key_id))
     # Each API key has its own budget (the seed: "per API key").
     await charge(
         services.limiter, request.scope, kind="key", ident=found.key_id, override=found.rate_limit
@@ -64,7 +65,7 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     )
     if not active:
         raise OAuthProblem(detail="The client of this access token is disabled.")
-    identify(request.scope, client_id=claims["sub"])
+    publish_caller(request.scope, Caller(claims["sub"]))
     # All of a client's tokens share one budget, so minting more tokens buys nothing.
     await charge(
         services.limiter, request.scope, kind="client", ident=claims["sub"], override=own_limit

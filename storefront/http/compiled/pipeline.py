@@ -1,0 +1,318 @@
+"""One operation of the spec, with everything Connexion works out per request worked out once.
+
+Connexion's stock stack runs each request through five routed middlewares (routing, security,
+request validation, response validation, context) and then its app, which routes a second
+time and *decorates the handler anew on every request* (``AsyncOperation.fn`` is a property
+that builds a ``StarletteDecorator`` per call): it inspects the handler's signature, builds a
+URI parser, a parameter validator and a body validator, per request.
+
+:class:`CompiledOperation` does the same work with the same Connexion parts, each built once,
+when the API is added:
+
+1. security: ``SecurityOperation``'s verification function (401 / 403 as Connexion raises them);
+2. request validation: parameters (strict: unknown query parameters are a 400), content type
+   (415) and body, with the validators of ``validator_map``;
+3. context: Connexion's own ``ContextOperation`` sets the ``connexion.request`` /
+   ``connexion.context`` proxies the handlers use;
+4. the handler, its arguments bound as Connexion's parameter decorator binds them
+   (:class:`ArgumentBinder`), its result made a response by Connexion's response decorator;
+5. response validation (``ResponseValidationOperation``), when ``validate_responses`` is set.
+
+The three stages run in Connexion's order, and a middleware added at ``BEFORE_SECURITY``,
+``BEFORE_VALIDATION`` or ``BEFORE_CONTEXT`` runs between them, as on the stock stack
+(``storefront.http.compiled.app``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from connexion import utils
+from connexion.datastructures import MediaTypeDict
+from connexion.decorators.parameter import (
+    CONTEXT_NAME,
+    get_arguments,
+    inspect_function_arguments,
+    pythonic,
+    sanitized,
+    unwrap_decorators,
+)
+from connexion.decorators.response import AsyncResponseDecorator
+from connexion.exceptions import UnsupportedMediaTypeProblem
+from connexion.frameworks.starlette import Starlette as StarletteFramework
+from connexion.lifecycle import ConnexionRequest
+from connexion.middleware.abstract import ROUTING_CONTEXT
+from connexion.middleware.context import ContextOperation
+from connexion.middleware.response_validation import ResponseValidationOperation
+from connexion.middleware.security import SecurityOperation
+from connexion.operations import AbstractOperation
+from connexion.security import SecurityHandlerFactory
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from storefront.http.validators import PARSED_BODY
+
+logger = logging.getLogger(__name__)
+
+ASGICallable = Callable[[Scope, Receive, Send], Any]
+
+#: Scope key of the operation a request was routed to (written by the router only), for the
+#: stages that run after a middleware added between them.
+OPERATION = "storefront.operation"
+#: Scope key of the request object the validation stage made, reused by the handler's binder.
+REQUEST = "storefront.connexion_request"
+
+_MISSING: Any = object()
+#: Parameter types the binder converts itself; anything else goes through Connexion's binder.
+_SCALARS = {"string", "integer", "number", "boolean"}
+
+
+class CompiledOperation:
+    def __init__(
+        self,
+        operation: AbstractOperation,
+        *,
+        base_path: str,
+        pythonic_params: bool,
+        jsonifier: Any,
+        strict_validation: bool,
+        validator_map: dict[str, Any],
+        validate_responses: bool,
+        security_handler_factory: SecurityHandlerFactory,
+    ) -> None:
+        self.operation = operation
+        self.operation_id: str = operation.operation_id
+        self.routing = {"api_base_path": base_path, "operation_id": self.operation_id}
+        self.uri_parser = operation.uri_parser_class(
+            operation.parameters, operation.body_definition()
+        )
+
+        # 1. Security: Connexion's own verification function, built once.
+        self.verify = (
+            SecurityOperation.from_operation(
+                operation,
+                next_app=None,
+                security_handler_factory=security_handler_factory,
+            ).verification_fn
+            if operation.security
+            else None
+        )
+
+        # 2. Request validation.
+        security_query_params = [
+            scheme["name"]
+            for requirement in operation.security or []
+            for name in requirement
+            if (scheme := operation.security_schemes[name])["type"] == "apiKey"
+            and scheme["in"] == "query"
+        ]
+        self.parameter_validator = validator_map["parameter"](
+            operation.parameters,
+            uri_parser=self.uri_parser,
+            strict_validation=strict_validation,
+            security_query_params=security_query_params,
+        )
+        self.consumes = MediaTypeDict([(c.lower(), None) for c in operation.consumes])
+        self.default_mime_type = (
+            operation.consumes[0] if operation.consumes else "application/octet-stream"
+        )
+        self.body_validators = validator_map["body"]
+        self.strict_validation = strict_validation
+        self._body_validator_cache: dict[tuple[str, str], Any] = {}
+
+        # 3-5. Context, handler and response, innermost first, as Connexion nests them.
+        self.binder = ArgumentBinder(operation, pythonic_params=pythonic_params)
+        self.response_decorator = AsyncResponseDecorator(
+            framework=StarletteFramework, jsonifier=jsonifier
+        )
+        self.endpoint = self.response_decorator(self.binder)
+        respond: ASGICallable = ContextOperation(self.call_handler, operation=operation)
+        if validate_responses:
+            respond = ResponseValidationOperation(
+                respond, operation=operation, validator_map=validator_map
+            )
+        self.respond = respond
+
+        # What follows each stage: the next stage itself, unless middlewares were added between
+        # them (then a chain that finds this operation again through the scope).
+        self.after_routing: ASGICallable = self.secure
+        self.after_security: ASGICallable = self.validate
+        self.after_validation: ASGICallable = self.respond
+
+    def body_validator(self, mime_type: str, encoding: str) -> Any | None:
+        """The body validator for this content type (None: the body is not validated)."""
+        key = (mime_type, encoding)
+        if key in self._body_validator_cache:
+            return self._body_validator_cache[key]
+        validator = None
+        schema = self.operation.body_schema(mime_type)
+        if schema:
+            try:
+                validator_cls = self.body_validators[mime_type]
+            except KeyError:
+                logger.info("no validator registered for content type %s", mime_type)
+            else:
+                validator = validator_cls(
+                    schema=schema,
+                    required=self.operation.request_body.get("required", False),
+                    nullable=utils.is_nullable(self.operation.body_definition(mime_type)),
+                    encoding=encoding,
+                    strict_validation=self.strict_validation,
+                    uri_parser=self.uri_parser,
+                )
+        self._body_validator_cache[key] = validator
+        return validator
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, path_params: dict[str, Any]
+    ) -> None:
+        # What Connexion's routing middleware leaves in the scope.
+        scope["path_params"] = path_params
+        extensions = scope.setdefault("extensions", {})
+        extensions[ROUTING_CONTEXT] = self.routing
+        scope[OPERATION] = self
+        try:
+            await self.after_routing(scope, receive, send)
+        finally:
+            # The request refers to the scope: without this the pair would be a reference
+            # cycle, left for the garbage collector instead of freed when the request ends.
+            scope.pop(REQUEST, None)
+
+    async def secure(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.verify is not None:
+            await self.verify(ConnexionRequest(scope, receive, uri_parser=self.uri_parser))
+        await self.after_security(scope, receive, send)
+
+    async def validate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        self.parameter_validator.validate_request(request)
+        body_receive, body_scope = await self.validate_body(scope, receive)
+        if body_scope is not scope or body_receive is not receive:
+            # The body validator replays the body it read through a new channel.
+            scope, receive = body_scope, body_receive
+            request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        scope[REQUEST] = request  # its parsed query and path parameters, for the binder
+        await self.after_validation(scope, receive, send)
+
+    async def validate_body(self, scope: Scope, receive: Receive) -> tuple[Receive, Scope]:
+        content_type = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None
+        )  # ASGI header names are lower-case; Connexion's helper costs ten times this
+        mime_type, encoding = utils.split_content_type(content_type)
+        mime_type = mime_type or self.default_mime_type
+        encoding = encoding or "utf-8"
+        if self.consumes and mime_type.lower() not in self.consumes:
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Invalid Content-type ({mime_type}), expected {self.operation.consumes}"
+            )
+        validator = self.body_validator(mime_type, encoding)
+        if validator is None:
+            return receive, scope
+        new_receive, new_scope = await validator.wrap_receive(receive, scope=scope)
+        return new_receive, new_scope
+
+    async def call_handler(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = scope.get(REQUEST)
+        if request is None or request.scope is not scope:  # a middleware changed the scope
+            request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        response = await self.endpoint(request)
+        await response(scope, receive, send)
+
+
+class ArgumentBinder:
+    """Connexion's parameter decorator (``connexion.decorators.parameter``), worked out once.
+
+    Connexion, per request: inspects the handler's signature, deep-copies the query defaults
+    and sanitises every parameter name with three regular expressions. Here the handler's
+    arguments, each parameter's keyword name and default are found when the API is added;
+    scalar path and query values are converted with Connexion's public ``make_type``, as its
+    binder does, and anything else (bodies, arrays) goes through its public ``get_arguments``.
+    """
+
+    def __init__(self, operation: AbstractOperation, *, pythonic_params: bool) -> None:
+        self.operation = operation
+        function = operation.function
+        self.function = function
+        self.is_coroutine = inspect.iscoroutinefunction(unwrap_decorators(function))
+        arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+        self.arguments: list[str] = arguments
+        self.has_kwargs: bool = has_kwargs
+        self.sanitize = pythonic if pythonic_params else sanitized
+
+        def wanted(name: str) -> bool:
+            return has_kwargs or self.sanitize(name) in arguments
+
+        params = operation.parameters
+        self.wants_body = (
+            operation.is_request_body_defined
+            and operation.method.upper() != "TRACE"
+            and wanted(operation.body_name(""))
+        )
+        self.simple = not self.wants_body and all(
+            p["in"] not in {"path", "query"} or p.get("schema", {}).get("type") in _SCALARS
+            for p in params
+        )
+        self.path = [(p["name"], self.sanitize(p["name"]), p) for p in params if p["in"] == "path"]
+        self.query = [
+            (p["name"], self.sanitize(p["name"]), p, p.get("schema", {}).get("default", _MISSING))
+            for p in params
+            if p["in"] == "query" and wanted(p["name"])
+        ]
+        self.wants_context = CONTEXT_NAME in arguments
+
+    @staticmethod
+    def convert(value: Any, param: dict[str, Any]) -> Any:
+        schema = param.get("schema", param)
+        if utils.is_nullable(schema) and utils.is_null(value):
+            return None
+        return utils.make_type(value, schema["type"], schema.get("format"))
+
+    async def bind(self, request: ConnexionRequest) -> dict[str, Any]:
+        if not self.simple:
+            body = None
+            if self.wants_body:
+                # The body validator parsed it already (storefront.http.validators): not twice.
+                body = request.scope.get(PARSED_BODY, _MISSING)
+                if body is _MISSING:
+                    body = await request.get_body()
+            arguments = get_arguments(
+                self.operation,
+                path_params=request.path_params,
+                query_params=request.query_params,
+                body=body,
+                files={},
+                arguments=self.arguments,
+                has_kwargs=self.has_kwargs,
+                sanitize=self.sanitize,
+                content_type=request.mimetype,
+            )
+            # As Connexion's binder: keyword names in their un-shadowed, snake_case form.
+            return {self.sanitize(k): v for k, v in arguments.items()}
+        kwargs: dict[str, Any] = {}
+        if self.path:
+            path_params = request.path_params
+            for name, keyword, param in self.path:
+                if name in path_params:
+                    kwargs[keyword] = self.convert(path_params[name], param)
+        if self.query:
+            query_params = request.query_params
+            for name, keyword, param, default in self.query:
+                value = query_params.get(name, default)
+                if value is not _MISSING:
+                    kwargs[keyword] = self.convert(value, param)
+        return kwargs
+
+    async def __call__(self, request: ConnexionRequest) -> Any:
+        kwargs = await self.bind(request)
+        context = request.context
+        for key, value in context.items():  # what security put there (token_info, user)
+            if self.has_kwargs or key in self.arguments:
+                kwargs[key] = value
+        if self.wants_context:
+            kwargs[CONTEXT_NAME] = context
+        if self.is_coroutine:
+            return await self.function(**kwargs)
+        return await run_in_threadpool(self.function, **kwargs)

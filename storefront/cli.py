@@ -176,8 +176,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if command == ("products", "import"):
         from storefront.importer import import_file
 
-        count = import_file(settings, args.file, progress=sys.stderr.isatty())
-        print(f"imported {count} products from {args.file}")
+        counts = import_file(settings, args.file, progress=sys.stderr.isatty())
+        print(
+            f"imported {counts.total} products from {args.file}: {counts.inserted} inserted, "
+            f"{counts.updated} updated, {counts.unchanged} unchanged"
+        )
         return
     if command == ("clients", "create"):
         scopes = admin.parse_scopes(args.scopes)

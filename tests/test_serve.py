@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.servers import (
     clean_env,
     demo_server,
     free_port,
+    run_storefront,
     storefront_json,
     wait_until_up,
 )
@@ -145,3 +147,57 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
             process.kill()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_port_out_of_range_is_one_line(tmp_path: Path) -> None:
+    done = run_storefront(clean_env(), "serve", "--port", "99999", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        "storefront serve: argument --port: must be from 1 to 65535, got 99999"
+        " (see storefront serve --help)\n"
+    )
+    assert not (tmp_path / "storefront.db").exists()  # stopped before anything else
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_storefront(clean_env(), "serve", "--port", str(port), cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"storefront: cannot listen on 127.0.0.1:{port}: port {port} is in use by another"
+        " program; stop it, or choose another port with --port\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        (
+            "postgresql://shop:hunter2hunter2@db.invalid:5432/shop",
+            "cannot reach the database at host db.invalid, port 5432"
+            " (STOREFRONT_DATABASE_URL=postgresql://shop:***@db.invalid:5432/shop): ",
+        ),
+        (
+            "sqlite:///{tmp}/missing/shop.db",
+            "cannot open the database file {tmp}/missing/shop.db"
+            " (STOREFRONT_DATABASE_URL=sqlite:///{tmp}/missing/shop.db): ",
+        ),
+    ],
+    ids=["postgresql", "sqlite"],
+)
+def test_an_unreachable_database_is_one_line_naming_the_setting(
+    tmp_path: Path, url: str, named: str
+) -> None:
+    tmp = tmp_path.resolve()
+    env = clean_env(STOREFRONT_DATABASE_URL=url.format(tmp=tmp))
+    done = run_storefront(env, "serve", "--port", str(free_port()), cwd=tmp_path)
+
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("storefront: " + named.format(tmp=tmp)), line
+    assert "hunter2" not in done.stderr

@@ -123,6 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        await services.limiter.warn_if_unreachable()
         if freeze_heap:
             gc.collect()
             gc.freeze()

@@ -201,3 +201,21 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(
     [line] = done.stderr.splitlines()
     assert line.startswith("storefront: " + named.format(tmp=tmp)), line
     assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize(("fail_open", "mode"), [("true", "open"), ("false", "closed")])
+def test_an_unreachable_rate_limit_store_is_a_warning_at_start(
+    tmp_path: Path, fail_open: str, mode: str
+) -> None:
+    url = f"redis://:hunter2hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = clean_env(
+        STOREFRONT_RATE_LIMIT_STORAGE_URL=url, STOREFRONT_RATE_LIMIT_FAIL_OPEN=fail_open
+    )
+    with demo_server(tmp_path, env) as server:
+        started = server.output
+
+    [warning] = [line for line in started.splitlines() if "rate-limit store" in line]
+    assert " WARNING " in warning
+    assert "STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://:***@127.0.0.1:" in warning
+    assert f"failing {mode} (STOREFRONT_RATE_LIMIT_FAIL_OPEN={fail_open})" in warning
+    assert "hunter2" not in started

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +148,23 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
             process.kill()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_start_up_prints_no_warnings(server: Server) -> None:
+    # Python's warnings ("…: StarletteDeprecationWarning: …"), and log warnings other than the
+    # first start's news that it made its keys.
+    python_warnings = re.findall(r"^.*\w+Warning: .*$", server.output, re.MULTILINE)
+    assert python_warnings == []
+    logged = [line for line in server.lines if " WARNING " in line]
+    assert all("generated a new" in line for line in logged), logged
+
+
+def test_starlettes_test_client_finds_httpx2_in_a_plain_install() -> None:
+    # Connexion imports starlette.testclient at import time; found with httpx alone, it warns
+    # (StarletteDeprecationWarning, a UserWarning: shown) on every start. This venv has the
+    # test extras, so only the declared dependencies can show the warning is avoided.
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert any(d.startswith("httpx2") for d in project["project"]["dependencies"])
 
 
 def test_a_port_out_of_range_is_one_line(tmp_path: Path) -> None:

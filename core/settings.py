@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -157,6 +158,15 @@ def load_settings(**overrides: object) -> Settings:
             raise SettingsError(f"invalid configuration: {msg}") from None
         field = str(first["loc"][0])
         raise SettingsError(f"invalid STOREFRONT_{field.upper()}: {msg}") from None
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: for messages and logs that name it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def read_or_create_secret(path: Path) -> tuple[bytes, bool]:

@@ -30,6 +30,7 @@ from storefront.http.compiled import SECURITY_MAP, CompiledApp
 from storefront.http.failures import AuthFailureMiddleware
 from storefront.http.middleware import RequestMiddleware
 from storefront.http.routes import HTTP_METHODS, RouteLabelMiddleware, RouteTable, handler_name
+from storefront.http.spec_document import SpecDocumentMiddleware
 from storefront.http.validators import validator_map
 from storefront.logs import configure_logging
 
@@ -122,6 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        await services.limiter.warn_if_unreachable()
         if freeze_heap:
             gc.collect()
             gc.freeze()
@@ -146,10 +148,17 @@ def create_app(
         pythonic_params=True,
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(
+            # SpecDocumentMiddleware serves the document as written instead (its docstring
+            # says what Connexion's own copy gets wrong).
+            serve_spec=False,
             swagger_ui=True,
             swagger_ui_path="/ui",
             swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
         ),
+    )
+    # In front of Swagger UI's routes, at the paths Connexion would serve its copy on.
+    app.add_middleware(
+        SpecDocumentMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, document=load_spec()
     )
     # Outside Connexion's exception middleware, so that error responses get the headers too.
     app.add_middleware(RequestMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)

@@ -32,7 +32,7 @@ from redis.asyncio import ConnectionPool
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
-from core.settings import Settings
+from core.settings import Settings, masked_url
 from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, request_state
 
 logger = logging.getLogger("storefront.access.ratelimit")
@@ -108,6 +108,7 @@ class Limiter:
         fail_open: bool,
     ) -> None:
         self.shared = not storage_url.startswith("memory")
+        self.shown_url = masked_url(storage_url)
         options: dict[str, Any] = {}
         self._pool: ConnectionPool | None = None
         if self.shared:
@@ -241,6 +242,22 @@ class Limiter:
         if reachable:
             self._down_until = 0.0
         return reachable
+
+    async def warn_if_unreachable(self) -> None:
+        """At start: a shared store that does not answer gets a warning naming the setting and
+        what requests will meet until it answers (the server starts either way: Redis may come
+        up after it)."""
+        if not self.shared or await self.check():
+            return
+        logger.warning(
+            "the rate-limit store STOREFRONT_RATE_LIMIT_STORAGE_URL=%s cannot be reached; %s",
+            self.shown_url,
+            "failing open (STOREFRONT_RATE_LIMIT_FAIL_OPEN=true): requests are served "
+            "without rate limits until it answers"
+            if self.fail_open
+            else "failing closed (STOREFRONT_RATE_LIMIT_FAIL_OPEN=false): requests are "
+            "answered 503 until it answers",
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

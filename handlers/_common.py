@@ -17,6 +17,12 @@ R = TypeVar("R")
 Body = dict[str, Any]
 
 
+#: On every response that carries a user: no cache, shared or private, may keep a copy (a
+#: user's email outliving its deletion in a proxy or on a shared disk), and a cache that keeps
+#: one anyway must not hand it to a caller with other credentials.
+PRIVATE = {"Cache-Control": "no-store", "Vary": "Authorization, X-API-Key"}
+
+
 def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -398,6 +398,44 @@ def test_delete_then_gone(api: TestClient, h: Headers, settings: Settings) -> No
     assert new_user(api, h)["id"] != alice["id"]
 
 
+# --- caching ------------------------------------------------------------------------------
+
+
+def assert_not_stored(response: Response) -> None:
+    """No cache may keep it, and one that does must tell callers apart by credential."""
+    assert response.headers["cache-control"] == "no-store"
+    varied = {name.strip().lower() for name in response.headers["vary"].split(",")}
+    assert {"authorization", "x-api-key"} <= varied
+
+
+def test_responses_that_carry_a_user_are_never_stored(
+    api: TestClient,
+    h: Headers,
+    make_client: Callable[..., admin.NewClient],
+    make_api_key: Callable[[str], admin.NewApiKey],
+    subtests: pytest.Subtests,
+) -> None:
+    created = api.post(
+        "/users", headers=h, json={"name": "Ann", "email": "ann@example.com", "password": PASSWORD}
+    )
+    assert created.status_code == 201
+    user_id = created.json()["id"]
+    key = {"X-API-Key": make_api_key(make_client("read write").client_id).api_key}
+    responses = {
+        "POST /users": created,
+        "GET /users": api.get("/users", headers=h),
+        "GET /users (API key)": api.get("/users", headers=key),
+        "GET /users/{id}": api.get(f"/users/{user_id}", headers=h),
+        "GET /users/{id} (API key)": api.get(f"/users/{user_id}", headers=key),
+        "PUT /users/{id}": api.put(f"/users/{user_id}", headers=h, json={"name": "Anne"}),
+    }
+    for name, response in responses.items():
+        with subtests.test(name):
+            assert response.status_code in {200, 201}, response.text
+            assert "ann@example.com" in response.text  # it does carry the user
+            assert_not_stored(response)
+
+
 # --- list and paging ----------------------------------------------------------------------
 
 

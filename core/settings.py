@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     #: text (one readable line per event) or json (one object per line, for log shippers).
     log_format: Literal["text", "json"] = "text"
+    #: The base URL clients reach the API at (https://api.example.com), for the absolute URLs
+    #: of Link and Location. Unset: they are relative references. Never taken from the request:
+    #: its Host header is whatever the client chose to send.
+    public_url: str | None = None
     #: Browser origins allowed to call the API (CORS), comma-separated; none by default.
     cors_origins: Annotated[list[str], NoDecode] = []
     #: Who may read /metrics: public, token (STOREFRONT_METRICS_TOKEN as a bearer token), off.
@@ -116,6 +121,24 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"not a base URL like https://api.example.com: {value!r}")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError(f"a base URL has no query or fragment: {value!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"a base URL has no user or password: {value!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError(f"not a valid port in {value!r}") from None
+        return value.rstrip("/")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,0 +1,38 @@
+"""core.settings: values that stop start-up, with one line naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.settings import SettingsError, load_settings
+
+
+def test_public_url_is_a_bare_http_base(subtests: pytest.Subtests) -> None:
+    for given, kept in [
+        ("https://api.example.com", "https://api.example.com"),
+        ("https://api.example.com/", "https://api.example.com"),
+        ("http://127.0.0.1:8000/shop/", "http://127.0.0.1:8000/shop"),
+        ("", None),
+    ]:
+        with subtests.test(given=given):
+            assert load_settings(_env_file=None, public_url=given).public_url == kept
+    for bad in [
+        "api.example.com",
+        "ftp://api.example.com",
+        "https://",
+        "https://api.example.com/?a=1",
+        "https://api.example.com/#top",
+        "https://api.example.com?",
+        "https://user:pw@api.example.com",
+        "https://api.example.com:99999",
+        "javascript:alert(1)",
+    ]:
+        with subtests.test(bad=bad), pytest.raises(SettingsError) as raised:
+            load_settings(_env_file=None, public_url=bad)
+        assert str(raised.value).startswith("invalid STOREFRONT_PUBLIC_URL: ")
+        assert "\n" not in str(raised.value)
+
+
+def test_public_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREFRONT_PUBLIC_URL", "https://shop.example/api/")
+    assert load_settings(_env_file=None).public_url == "https://shop.example/api"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
     #: of Link and Location. Unset: they are relative references. Never taken from the request:
     #: its Host header is whatever the client chose to send.
     public_url: str | None = None
+    #: Addresses or networks (comma-separated: 10.0.0.5, 10.1.0.0/16, or * for any) of the
+    #: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed. None by default, loopback
+    #: included: otherwise any local process could claim a new address, and with it a fresh
+    #: failed-authentication budget, on every request.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = []
     #: Browser origins allowed to call the API (CORS), comma-separated; none by default.
     cors_origins: Annotated[list[str], NoDecode] = []
     #: Who may read /metrics: public, token (STOREFRONT_METRICS_TOKEN as a bearer token), off.
@@ -140,11 +146,28 @@ class Settings(BaseSettings):
             raise ValueError(f"not a valid port in {value!r}") from None
         return value.rstrip("/")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("forwarded_allow_ips")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _valid_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            if len(value) > 1:
+                raise ValueError("* (any address) cannot be combined with other entries")
+            return value
+        for entry in value:
+            try:
+                # strict=False: 10.0.0.1/8 means the network 10.0.0.0/8, as uvicorn reads it.
+                ip_network(entry, strict=False) if "/" in entry else ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"not an IP address or network like 10.0.0.5 or 10.0.0.0/8: {entry!r}"
+                ) from None
+        return value
+
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("cors_origins")

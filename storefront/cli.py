@@ -160,6 +160,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # storefront.logs has configured logging already
         access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
+        # Explicitly, never uvicorn's default (127.0.0.1 and FORWARDED_ALLOW_IPS from the
+        # environment): a forwarded address is believed only from a proxy the operator listed.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
 

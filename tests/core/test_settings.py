@@ -36,3 +36,22 @@ def test_public_url_is_a_bare_http_base(subtests: pytest.Subtests) -> None:
 def test_public_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREFRONT_PUBLIC_URL", "https://shop.example/api/")
     assert load_settings(_env_file=None).public_url == "https://shop.example/api"
+
+
+def test_forwarded_allow_ips_are_addresses_or_networks(subtests: pytest.Subtests) -> None:
+    assert load_settings(_env_file=None).forwarded_allow_ips == []  # trust no proxy at all
+    for given, kept in [
+        ("127.0.0.1", ["127.0.0.1"]),
+        ("10.0.0.5, 10.1.0.0/16,::1", ["10.0.0.5", "10.1.0.0/16", "::1"]),
+        ("fd00::/8", ["fd00::/8"]),
+        ("*", ["*"]),
+        ("", []),
+    ]:
+        with subtests.test(given=given):
+            assert (
+                load_settings(_env_file=None, forwarded_allow_ips=given).forwarded_allow_ips == kept
+            )
+    for bad in ["localhost", "10.0.0.300", "10.0.0.0/33", "*, 10.0.0.1", "10.0.0.1 10.0.0.2"]:
+        with subtests.test(bad=bad), pytest.raises(SettingsError) as raised:
+            load_settings(_env_file=None, forwarded_allow_ips=bad)
+        assert str(raised.value).startswith("invalid STOREFRONT_FORWARDED_ALLOW_IPS: ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 logger = logging.getLogger("storefront")
 
@@ -56,7 +58,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     pepper: SecretStr | None = None
     #: Where generated secrets are kept when STOREFRONT_JWT_SECRET / STOREFRONT_PEPPER are unset.
-    key_dir: Path = Path("storefront-keys")
+    #: Unset: beside a SQLite database file (see key_directory), else ./storefront-keys.
+    key_dir: Path | None = None
     token_ttl: Annotated[int, Field(ge=60, le=86400)] = 3600
     issuer: Annotated[str, Field(min_length=1)] = "storefront-api"
     audience: Annotated[str, Field(min_length=1)] = "storefront-api"
@@ -235,27 +238,87 @@ def read_or_create_secret(path: Path) -> tuple[bytes, bool]:
     return data, True
 
 
-def _configured_or_kept(value: SecretStr | None, path: Path, what: str) -> bytes:
-    if value is not None:
-        return value.get_secret_value().encode()
+@dataclass(frozen=True)
+class SecretKind:
+    """One of the two secrets a database is bound to, and the names it goes by."""
+
+    #: How the database's record of its fingerprint is named.
+    name: str
+    #: What the messages call it.
+    what: str
+    #: The variable that sets it.
+    variable: str
+    #: Its file in the key directory, when the variable is unset.
+    filename: str
+
+
+PEPPER = SecretKind("pepper", "pepper", "STOREFRONT_PEPPER", "pepper.key")
+JWT_KEY = SecretKind(
+    "jwt-signing-key", "JWT signing key", "STOREFRONT_JWT_SECRET", "jwt-signing.key"
+)
+#: The key directory when neither STOREFRONT_KEY_DIR nor a SQLite file decides it.
+DEFAULT_KEY_DIR = Path("storefront-keys")
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL (relative to the working directory, as SQLite opens it);
+    None for an in-memory database or another engine."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:"):  # a SQLite URI filename: no plain path to speak of
+        return None
+    return Path(url.database)
+
+
+def key_directory(settings: Settings) -> Path:
+    """``STOREFRONT_KEY_DIR``; unset, the keys live beside a SQLite database file
+    (``shop.db`` -> ``shop-keys/``, so the default ``storefront.db`` keeps ``storefront-keys/``)
+    and in ``./storefront-keys`` for a server database."""
+    if settings.key_dir is not None:
+        return settings.key_dir
+    database = sqlite_file(settings.database_url)
+    if database is None:
+        return DEFAULT_KEY_DIR
+    return database.with_name(f"{database.stem}-keys")
+
+
+def key_file(settings: Settings, kind: SecretKind) -> Path:
+    return key_directory(settings) / kind.filename
+
+
+def configured_secret(settings: Settings, kind: SecretKind) -> bytes | None:
+    """The secret's variable, when it is set."""
+    value = settings.pepper if kind is PEPPER else settings.jwt_secret
+    return None if value is None else value.get_secret_value().encode()
+
+
+def read_secret(path: Path) -> bytes | None:
+    """The secret kept at ``path``; None when there is no such file."""
+    if not path.exists():
+        return None
+    return read_or_create_secret(path)[0]
+
+
+def _configured_or_kept(settings: Settings, kind: SecretKind) -> bytes:
+    configured = configured_secret(settings, kind)
+    if configured is not None:
+        return configured
+    path = key_file(settings, kind)
     secret, created = read_or_create_secret(path)
     if created:
-        logger.warning("generated a new %s and saved it to %s", what, path)
+        logger.warning("generated a new %s and saved it to %s", kind.what, path)
     return secret
 
 
 def jwt_signing_key(settings: Settings) -> bytes:
-    """``STOREFRONT_JWT_SECRET``, or the key kept in ``STOREFRONT_KEY_DIR``."""
-    return _configured_or_kept(
-        settings.jwt_secret, settings.key_dir / "jwt-signing.key", "JWT signing key"
-    )
+    """``STOREFRONT_JWT_SECRET``, or the key kept in the key directory."""
+    return _configured_or_kept(settings, JWT_KEY)
 
 
 def secret_pepper(settings: Settings) -> bytes:
-    """``STOREFRONT_PEPPER``, or the pepper kept in ``STOREFRONT_KEY_DIR``.
+    """``STOREFRONT_PEPPER``, or the pepper kept in the key directory.
 
     Changing it invalidates every client secret and API key: they are stored as HMACs under it.
     """
-    return _configured_or_kept(
-        settings.pepper, settings.key_dir / "pepper.key", "secret-digest pepper"
-    )
+    return _configured_or_kept(settings, PEPPER)

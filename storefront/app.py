@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import gc
+import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import cache, partial
 from pathlib import Path
@@ -21,7 +23,13 @@ from starlette.middleware.cors import CORSMiddleware
 from core.cache import TTLCache
 from core.crypto import PasswordHashing, SecretDigester, TokenCodec
 from core.errors import StorefrontError
-from core.settings import Settings, jwt_signing_key, load_settings, secret_pepper
+from core.settings import (
+    Settings,
+    SettingsError,
+    jwt_signing_key,
+    load_settings,
+    secret_pepper,
+)
 from persistence.db import Database
 from storefront.access.ratelimit import Limiter
 from storefront.access.services import Services
@@ -31,7 +39,10 @@ from storefront.http.failures import AuthFailureMiddleware
 from storefront.http.middleware import RequestMiddleware
 from storefront.http.routes import HTTP_METHODS, RouteLabelMiddleware, RouteTable, handler_name
 from storefront.http.validators import validator_map
+from storefront.keyring import bind_secrets
 from storefront.logs import configure_logging
+
+logger = logging.getLogger("storefront")
 
 #: What a browser script may read of a cross-origin response.
 EXPOSED_HEADERS = [
@@ -183,4 +194,17 @@ def create_app_from_env() -> connexion.AsyncApp:
     """Factory for ``uvicorn --factory`` and the workers of ``storefront serve``."""
     settings = load_settings()
     configure_logging(settings)
+    _refuse_foreign_secrets(settings)
     return create_app(settings, freeze_heap=True)
+
+
+def _refuse_foreign_secrets(settings: Settings) -> None:
+    """A server started by ``uvicorn --factory`` rather than ``storefront serve`` checks its
+    pepper and signing key against the database too (``serve`` has, before its workers start).
+    uvicorn calls the factory inside its event loop; the check runs its own, so in a thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            pool.submit(bind_secrets, settings, generate=True).result()
+        except SettingsError as exc:
+            logger.error("storefront: %s", exc)
+            raise SystemExit(2) from None

@@ -16,13 +16,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.crypto import SecretDigester
 from core.errors import StorefrontError
-from core.settings import Settings, SettingsError, load_settings, secret_pepper
+from core.settings import Settings, SettingsError, load_settings, secret_pepper, sqlite_file
 from persistence import clients as clients_repo
 from persistence.migrate import upgrade
 from storefront import admin
+from storefront.keyring import bind_secrets, require_database
 from storefront.logs import configure_logging
 
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
+#: The commands that digest a new secret under the pepper.
+MAKE_CREDENTIALS = {("clients", "create"), ("keys", "create")}
 
 
 def _fail(message: str) -> None:
@@ -105,6 +108,15 @@ def _show_once(fields: dict[str, str], as_json: bool) -> None:
     print(f"{secret_name + ':':{width}}{secret}   (shown only now)")
 
 
+def _create_database(settings: Settings) -> None:
+    """Migrate the database, which ``serve`` and ``db upgrade`` create when it is missing (a
+    SQLite file's directory too)."""
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -117,7 +129,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from storefront.importer import import_file
 
-    upgrade(settings.database_url)
+    _create_database(settings)
+    # In the main process, before any worker: a first start makes and records the keys once,
+    # and a mismatch stops here with one line rather than in every worker's log.
+    bind_secrets(settings, generate=True)
     if args.demo:
         import_file(settings, DEMO_CATALOGUE, progress=False)
         digester = _digester(settings)
@@ -173,10 +188,18 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if command == ("serve", None):
         _serve(settings, args)
         return
-    upgrade(settings.database_url)
     if command == ("db", "upgrade"):
+        _create_database(settings)
+        # Checks the secrets at hand, if any, and records them on a new database; makes none.
+        bind_secrets(settings, generate=False)
         print("database is at the latest migration")
         return
+    # Only serve and db upgrade create a database; the others say where they looked.
+    require_database(settings)
+    upgrade(settings.database_url)
+    # Every command checks the secrets at hand; those that make credentials need the pepper,
+    # and make the keys on a database that has none yet.
+    bind_secrets(settings, generate=command in MAKE_CREDENTIALS)
     if command == ("products", "import"):
         from storefront.importer import import_file
 

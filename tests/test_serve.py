@@ -18,6 +18,7 @@ from tests.servers import (
     clean_env,
     demo_server,
     free_port,
+    storefront,
     storefront_json,
     wait_until_up,
 )
@@ -98,6 +99,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
     port = free_port()
     # One argon2id hash at a time: twelve sign-ups take the better part of a second.
     env = clean_env(STOREFRONT_PASSWORD_HASH_CONCURRENCY="1", STOREFRONT_SHUTDOWN_GRACE="30")
+    storefront(env, "db", "upgrade", cwd=tmp_path)
     client = storefront_json(env, "clients", "create", "--name", "slow", cwd=tmp_path)
     process = subprocess.Popen(
         [STOREFRONT, "serve", "--port", str(port)],

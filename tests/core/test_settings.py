@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from core.settings import SettingsError, load_settings
+from core.settings import SettingsError, key_directory, load_settings
 
 
 def test_public_url_is_a_bare_http_base(subtests: pytest.Subtests) -> None:
@@ -55,3 +57,21 @@ def test_forwarded_allow_ips_are_addresses_or_networks(subtests: pytest.Subtests
         with subtests.test(bad=bad), pytest.raises(SettingsError) as raised:
             load_settings(_env_file=None, forwarded_allow_ips=bad)
         assert str(raised.value).startswith("invalid STOREFRONT_FORWARDED_ALLOW_IPS: ")
+
+
+def test_generated_keys_live_beside_a_sqlite_database(subtests: pytest.Subtests) -> None:
+    for url, key_dir in [
+        ("sqlite:///storefront.db", Path("storefront-keys")),  # the default: as before
+        ("sqlite:////srv/shop/shop.db", Path("/srv/shop/shop-keys")),
+        ("sqlite+aiosqlite:///data/a.sqlite3", Path("data/a-keys")),
+        # No file of its own: the working directory's.
+        ("sqlite://", Path("storefront-keys")),
+        ("sqlite:///:memory:", Path("storefront-keys")),
+        ("postgresql://shop@db.internal/shop", Path("storefront-keys")),
+    ]:
+        with subtests.test(url=url):
+            settings = load_settings(_env_file=None, database_url=url)
+            assert key_directory(settings) == key_dir
+    # STOREFRONT_KEY_DIR, when set, wins.
+    chosen = load_settings(_env_file=None, database_url="sqlite:////srv/a.db", key_dir="/keys")
+    assert key_directory(chosen) == Path("/keys")

@@ -196,6 +196,32 @@ def test_credentials_made_before_fingerprints_keep_their_pepper(
     assert not list(elsewhere.glob("**/pepper.key"))
 
 
+def test_keys_left_in_the_old_default_directory_are_pointed_at(
+    tmp_path: Path, elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before keys followed a SQLite file, an absolute URL kept them in ./storefront-keys of
+    # whichever directory the server ran in. Upgraded, the first start finds none beside the
+    # file, and says where the old ones are rather than making new ones.
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    old = elsewhere / "storefront-keys"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STOREFRONT_DATABASE_URL", url)
+        patch.setenv("STOREFRONT_KEY_DIR", str(old))
+        assert run(capsys, elsewhere, "db", "upgrade")[0] == 0
+        assert run(capsys, elsewhere, "clients", "create", "--name", "old")[0] == 0
+    in_transaction(url, lambda c: c.exec_driver_sql("DELETE FROM secret_fingerprints"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STOREFRONT_DATABASE_URL", url)
+        code, _, err = run(capsys, elsewhere, "clients", "create", "--name", "new")
+    assert code == 2
+    assert refusal(err).endswith(
+        "set STOREFRONT_KEY_DIR to the directory that holds its keys, or STOREFRONT_PEPPER to "
+        f"its pepper (is it {old}?)"
+    )
+    assert not (tmp_path / "shop-keys").exists()
+
+
 # --- no command but serve and db upgrade creates a database ----------------------------------
 
 

@@ -190,6 +190,20 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class SecretFingerprint(Base):
+    """A fingerprint of a secret this database was set up with (the pepper that keyed its
+    credential digests, the key that signs its tokens): an HMAC of a fixed label under the
+    secret (core.crypto.fingerprint), never the secret. Recorded on first use (migration
+    0005), compared on every start after."""
+
+    __tablename__ = "secret_fingerprints"
+
+    #: core.settings.SecretKind.name: "pepper" or "jwt-signing-key".
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 def modelled(name: str | None, type_: str, _parents: Any) -> bool:
     """For Alembic's ``include_name``: whether a database object is the models' to compare.
 

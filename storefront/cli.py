@@ -20,13 +20,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.crypto import SecretDigester
 from core.errors import StorefrontError
-from core.settings import Settings, SettingsError, load_settings, masked_url, secret_pepper
+from core.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    masked_url,
+    secret_pepper,
+    sqlite_file,
+)
 from persistence import clients as clients_repo
 from persistence.migrate import upgrade
 from storefront import admin
+from storefront.keyring import bind_secrets, require_database
 from storefront.logs import configure_logging
 
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
+#: The commands that digest a new secret under the pepper.
+MAKE_CREDENTIALS = {("clients", "create"), ("keys", "create")}
 
 
 IMPORT_HELP = """\
@@ -296,6 +306,15 @@ def _reason(exc: BaseException) -> str:
     return f"{first_line} ({type(exc).__name__})" if first_line else type(exc).__name__
 
 
+def _create_database(settings: Settings) -> None:
+    """Migrate the database, which ``serve`` and ``db upgrade`` create when it is missing (a
+    SQLite file's directory too)."""
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    _upgrade(settings)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -309,7 +328,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from storefront.importer import import_file
 
     _check_can_listen(args.host, args.port)
-    _upgrade(settings)
+    _create_database(settings)
+    # In the main process, before any worker: a first start makes and records the keys once,
+    # and a mismatch stops here with one line rather than in every worker's log.
+    bind_secrets(settings, generate=True)
     if args.demo:
         import_file(settings, DEMO_CATALOGUE, progress=False)
         digester = _digester(settings)
@@ -352,6 +374,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # storefront.logs has configured logging already
         access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
+        # Explicitly, never uvicorn's default (127.0.0.1 and FORWARDED_ALLOW_IPS from the
+        # environment): a forwarded address is believed only from a proxy the operator listed.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
 
@@ -361,10 +387,18 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if command == ("serve", None):
         _serve(settings, args)
         return
-    _upgrade(settings)
     if command == ("db", "upgrade"):
+        _create_database(settings)
+        # Checks the secrets at hand, if any, and records them on a new database; makes none.
+        bind_secrets(settings, generate=False)
         print("database is at the latest migration")
         return
+    # Only serve and db upgrade create a database; the others say where they looked.
+    require_database(settings)
+    _upgrade(settings)
+    # Every command checks the secrets at hand; those that make credentials need the pepper,
+    # and make the keys on a database that has none yet.
+    bind_secrets(settings, generate=command in MAKE_CREDENTIALS)
     if command == ("products", "import"):
         from storefront.importer import import_file
 

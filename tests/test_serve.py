@@ -21,6 +21,7 @@ from tests.servers import (
     demo_server,
     free_port,
     run_storefront,
+    storefront,
     storefront_json,
     wait_until_up,
 )
@@ -61,7 +62,7 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
         )
         assert created.status_code == 201
         location = created.headers["Location"]
-        assert location == f"{server.base}/users/{created.json()['id']}"
+        assert location == f"/users/{created.json()['id']}"  # relative: no public URL is set
         assert http.get(location, headers=auth).json() == created.json()
 
         missing = http.get("/users/user_doesnotexist", headers=auth)
@@ -101,6 +102,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
     port = free_port()
     # One argon2id hash at a time: twelve sign-ups take the better part of a second.
     env = clean_env(STOREFRONT_PASSWORD_HASH_CONCURRENCY="1", STOREFRONT_SHUTDOWN_GRACE="30")
+    storefront(env, "db", "upgrade", cwd=tmp_path)
     client = storefront_json(env, "clients", "create", "--name", "slow", cwd=tmp_path)
     process = subprocess.Popen(
         [STOREFRONT, "serve", "--port", str(port)],

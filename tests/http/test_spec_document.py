@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from starlette.testclient import TestClient
 
-from storefront.app import load_spec
+from core.settings import Settings
+from storefront.app import create_app, load_spec
 
 
 def test_the_served_json_is_the_written_document(api: TestClient) -> None:
@@ -33,3 +36,13 @@ def test_swagger_ui_reads_the_served_document(api: TestClient) -> None:
     page = api.get("/ui/")
     assert page.status_code == 200
     assert 'url: "/openapi.json"' in page.text
+
+
+def test_the_served_server_is_the_public_url_when_one_is_set(settings: Settings) -> None:
+    public = settings.model_copy(update={"public_url": "https://api.example.com/shop"})
+    with create_app(public).test_client() as api:
+        served = api.get("/openapi.json", headers={"Host": "evil.example"}).json()
+    assert served["servers"] == [
+        {"url": "https://api.example.com/shop", "description": "This Storefront API"}
+    ]
+    assert "evil.example" not in json.dumps(served)

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -21,6 +22,7 @@ from persistence.migrate import head_revision
 from storefront.app import create_app
 from storefront.cli import _parser, main
 from tests.helpers import db_rows
+from tests.servers import clean_env, serving
 
 
 @pytest.fixture
@@ -315,3 +317,39 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
     code, _, err = run(capsys, "keys", "list", "--client-id", "cli_nope")
     assert code == 1
     assert "No client with id 'cli_nope'" in err
+
+
+def failed_authentications(base: str, forwarded_for: list[str]) -> list[int]:
+    """The statuses of one request per address, each with a wrong API key, from 127.0.0.1."""
+    with httpx.Client(base_url=base, timeout=10) as http:
+        return [
+            http.get(
+                "/products",
+                headers={"X-API-Key": "sk_wrong", "X-Forwarded-For": address},
+            ).status_code
+            for address in forwarded_for
+        ]
+
+
+#: Eight addresses, as a local process rotating X-Forwarded-For would claim them.
+ROTATING = [f"203.0.113.{i}" for i in range(1, 9)]
+#: uvicorn's own variable, set to trust everyone: the server must ignore it.
+FAILURES_LIMITED = {"STOREFRONT_AUTH_FAILURE_LIMIT": "5/minute", "FORWARDED_ALLOW_IPS": "*"}
+
+
+def test_forwarded_for_from_an_unlisted_address_is_ignored(tmp_path: Path) -> None:
+    # uvicorn alone believes X-Forwarded-For from 127.0.0.1: a local process naming a new
+    # address on each request would get a fresh failure budget each time, and never a 429.
+    with serving(tmp_path, clean_env(**FAILURES_LIMITED)) as server:
+        statuses = failed_authentications(server.base, ROTATING)
+    assert statuses == [401] * 5 + [429] * 3  # all counted against 127.0.0.1
+
+
+def test_forwarded_for_from_a_listed_proxy_names_the_client(tmp_path: Path) -> None:
+    env = clean_env(**FAILURES_LIMITED, STOREFRONT_FORWARDED_ALLOW_IPS="127.0.0.1, ::1")
+    with serving(tmp_path, env) as server:
+        # Each forwarded address has a budget of its own...
+        assert failed_authentications(server.base, ROTATING) == [401] * 8
+        # ...which one address spends, and then it alone is refused.
+        assert failed_authentications(server.base, ["198.51.100.7"] * 7) == [401] * 5 + [429] * 2
+        assert failed_authentications(server.base, ["198.51.100.8"]) == [401]

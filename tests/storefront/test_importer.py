@@ -15,6 +15,7 @@ import pytest
 from core.errors import InvalidInput
 from core.settings import Settings
 from persistence.db import Database
+from persistence.migrate import upgrade
 from persistence.products import UpsertCounts, list_products
 from storefront.cli import DEMO_CATALOGUE
 from storefront.importer import derived_id, import_file
@@ -595,6 +596,8 @@ def run_import(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
         STOREFRONT_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
         STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
     )
+    # Set up as `storefront db upgrade` would: no other command creates a database.
+    upgrade(env["STOREFRONT_DATABASE_URL"])
     return run_storefront(env, "products", "import", str(path), cwd=tmp_path)
 
 

@@ -11,6 +11,7 @@ from connexion.middleware import MiddlewarePosition
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storefront.http.compiled import CompiledApp
+from storefront.http.compiled.app import SwaggerUIGate
 from storefront.http.compiled.pipeline import OPERATION, CompiledOperation
 from storefront.http.state import route_of
 from storefront.http.validators import validator_map
@@ -144,3 +145,24 @@ def test_stages_find_their_operation_again_after_a_middleware() -> None:
     assert all(isinstance(op, CompiledOperation) for op in operations)
     assert [op.operation_id for op in operations] == [f"{H}.get_thing", f"{H}.sync_thing"]
     assert [route for _, route in seen] == ["/things/{id}", "/sync"]
+
+
+def test_swagger_ui_is_asked_only_about_its_own_paths() -> None:
+    app = serve(CompiledApp)
+    with app.test_client() as client:
+        gate = next(m for m in app.middleware.middleware_stack if isinstance(m, SwaggerUIGate))
+        # This app serves Connexion's spec too (create_app turns that off and serves its own).
+        assert {"/openapi.json", "/ui", "/ui/"} <= set(gate.prefixes)
+        asked: list[str] = []
+        router = gate.router
+
+        async def spy(scope: Scope, receive: Receive, send: Send) -> None:
+            asked.append(scope["path"])
+            await router(scope, receive, send)
+
+        gate.router = spy
+        assert client.get("/things/a").status_code == 200
+        assert client.get("/nothing").status_code == 404
+        assert client.get("/ui/").status_code == 200
+        assert "swagger" in client.get("/ui/").text.lower()
+    assert asked == ["/ui/", "/ui/"]

@@ -311,7 +311,10 @@ def _create_database(settings: Settings) -> None:
     SQLite file's directory too)."""
     path = sqlite_file(settings.database_url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the directory should be, no permission, ...
+            raise StartupError(_unreachable(settings, exc)) from None
     _upgrade(settings)
 
 

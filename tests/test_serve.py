@@ -203,9 +203,10 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
             " (STOREFRONT_DATABASE_URL=postgresql://shop:***@db.invalid:5432/shop): ",
         ),
         (
-            "sqlite:///{tmp}/missing/shop.db",
-            "cannot open the database file {tmp}/missing/shop.db"
-            " (STOREFRONT_DATABASE_URL=sqlite:///{tmp}/missing/shop.db): ",
+            # serve creates a missing directory; a file standing where it should be is an error
+            "sqlite:///{tmp}/a-file/shop.db",
+            "cannot open the database file {tmp}/a-file/shop.db"
+            " (STOREFRONT_DATABASE_URL=sqlite:///{tmp}/a-file/shop.db): ",
         ),
     ],
     ids=["postgresql", "sqlite"],
@@ -214,6 +215,7 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(
     tmp_path: Path, url: str, named: str
 ) -> None:
     tmp = tmp_path.resolve()
+    (tmp / "a-file").write_text("not a directory\n")
     env = clean_env(STOREFRONT_DATABASE_URL=url.format(tmp=tmp))
     done = run_storefront(env, "serve", "--port", str(free_port()), cwd=tmp_path)
 

@@ -47,6 +47,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         for n in range(EXTRA_PRODUCTS)
     ]
     (tmp_path / "extra.json").write_text(json.dumps(extra), encoding="utf-8")
+    # Only serve and db upgrade create a database: make it, then add the products.
+    storefront(clean_env(), "db", "upgrade", cwd=tmp_path)
     storefront(clean_env(), "products", "import", "extra.json", cwd=tmp_path)
     with demo_server(tmp_path) as running:
         yield running

@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException
 
 from core.errors import (
     Conflict,
+    ContentTooLarge,
+    HeadersTooLarge,
     InvalidInput,
     NotFound,
     NotReady,
@@ -29,6 +31,7 @@ from core.errors import (
     RateLimited,
     RateLimitUnavailable,
     StorefrontError,
+    UnsupportedCharset,
 )
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
@@ -39,7 +42,14 @@ logger = logging.getLogger("core.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+_STATUS = {
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    ContentTooLarge: 413,
+    UnsupportedCharset: 415,
+    HeadersTooLarge: 431,
+}
 
 
 def error_response(

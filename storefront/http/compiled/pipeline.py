@@ -66,6 +66,8 @@ OPERATION = "storefront.operation"
 REQUEST = "storefront.connexion_request"
 
 _MISSING: Any = object()
+#: Body validators remembered per operation, one per (media type, charset) seen.
+BODY_VALIDATORS_MAX = 16
 #: Parameter types the binder converts itself; anything else goes through Connexion's binder.
 _SCALARS = {"string", "integer", "number", "boolean"}
 
@@ -144,7 +146,7 @@ class CompiledOperation:
 
     def body_validator(self, mime_type: str, encoding: str) -> Any | None:
         """The body validator for this content type (None: the body is not validated)."""
-        key = (mime_type, encoding)
+        key = (mime_type.lower(), encoding.lower())
         if key in self._body_validator_cache:
             return self._body_validator_cache[key]
         validator = None
@@ -163,7 +165,10 @@ class CompiledOperation:
                     strict_validation=self.strict_validation,
                     uri_parser=self.uri_parser,
                 )
-        self._body_validator_cache[key] = validator
+        # The client picks the charset: past a few, validators are built and not remembered,
+        # so that made-up charsets cannot grow this memory without bound.
+        if len(self._body_validator_cache) < BODY_VALIDATORS_MAX:
+            self._body_validator_cache[key] = validator
         return validator
 
     async def __call__(

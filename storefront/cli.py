@@ -160,6 +160,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # storefront.logs has configured logging already
         access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
+        # httptools, with header fields counted and malformed requests answered in the
+        # error shape (storefront.server).
+        http="storefront.server:BoundedHttpToolsProtocol",
         timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
 

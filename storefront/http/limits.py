@@ -1,4 +1,5 @@
 """Size limits every request meets before any other work: header fields, then the body.
+(And one normalisation made in the same pass over the headers: the media type's case.)
 
 The server process (``storefront.server``) refuses oversized headers while reading them, so
 that they never take memory; this middleware holds the same limits on any ASGI server (and in
@@ -22,6 +23,22 @@ from core.errors import ContentTooLarge, HeadersTooLarge, InvalidInput
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
+def _lower_media_type(scope: Scope, content_type: bytes) -> None:
+    """``Application/JSON`` is ``application/json`` (RFC 9110 §8.3.1), but Connexion looks
+    the body's schema up by the media type as sent: in any other case the body skipped
+    validation and reached the handler as it came. Parameters keep their case (a multipart
+    boundary is case-sensitive)."""
+    media_type, semicolon, parameters = content_type.partition(b";")
+    lowered = media_type.strip().lower()
+    if lowered == media_type:
+        return
+    value = lowered + semicolon + parameters
+    scope["headers"] = [
+        (name, value if name == b"content-type" else original)
+        for name, original in scope["headers"]
+    ]
+
+
 class RequestLimitsMiddleware:
     def __init__(
         self, app: ASGIApp, *, max_body_bytes: int, max_header_count: int, max_header_bytes: int
@@ -43,16 +60,20 @@ class RequestLimitsMiddleware:
             )
         # One pass: the size of the head, and the Content-Length (ASGI names are lower-case).
         size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-        length = None
+        length = content_type = None
         for name, value in headers:
             size += len(name) + len(value) + 4  # ": " and CRLF, as sent on the wire
             if name == b"content-length":
                 length = value
+            elif name == b"content-type":
+                content_type = value
         if size > self.max_header_bytes:
             raise HeadersTooLarge(
                 f"The request line and header fields take {size} bytes; at most "
                 f"{self.max_header_bytes} are accepted."
             )
+        if content_type is not None:
+            _lower_media_type(scope, content_type)
         if length is not None:
             if not length.isdigit():  # also refuses a sign, spaces and an empty value
                 raise InvalidInput("The Content-Length header must be a non-negative integer.")

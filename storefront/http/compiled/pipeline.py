@@ -146,7 +146,7 @@ class CompiledOperation:
 
     def body_validator(self, mime_type: str, encoding: str) -> Any | None:
         """The body validator for this content type (None: the body is not validated)."""
-        key = (mime_type.lower(), encoding.lower())
+        key = (mime_type, encoding.lower())
         if key in self._body_validator_cache:
             return self._body_validator_cache[key]
         validator = None
@@ -207,9 +207,10 @@ class CompiledOperation:
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None
         )  # ASGI header names are lower-case; Connexion's helper costs ten times this
         mime_type, encoding = utils.split_content_type(content_type)
-        mime_type = mime_type or self.default_mime_type
+        # Media types are case-insensitive; the spec's (and so the schema lookup's) are lower.
+        mime_type = (mime_type or self.default_mime_type).strip().lower()
         encoding = encoding or "utf-8"
-        if self.consumes and mime_type.lower() not in self.consumes:
+        if self.consumes and mime_type not in self.consumes:
             raise UnsupportedMediaTypeProblem(
                 detail=f"Invalid Content-type ({mime_type}), expected {self.operation.consumes}"
             )

@@ -19,7 +19,9 @@ import pytest
 
 from tests.servers import Server, clean_env, demo_server, wait_until_up
 
-HEAD = b"GET /healthz HTTP/1.1\r\nHost: test\r\n"
+#: A credential every refused request carries: it must not reach the log.
+CANARY = b"sk_canary0123456789abcdefghijklmnopqrstuv"
+HEAD = b"GET /healthz HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer " + CANARY + b"\r\n"
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +92,14 @@ def new_log_lines(server: Server, since: int, expect: str | None = None) -> list
             id="20000-headers",
         ),
         pytest.param(
-            b"GET /healthz HTTP/1.1\r\nHost: test\rX-Y: z\r\n\r\n",
+            HEAD + b"X-Y: z\rX-Z: y\r\n\r\n",
             400,
             "not valid HTTP/1.1",
             "Invalid HTTP request received",
             id="bare-CR",
         ),
         pytest.param(
-            b"POST /users HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+            HEAD.replace(b"GET", b"POST") + b"Content-Length: 5\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             400,
             "not valid HTTP/1.1",
@@ -105,8 +107,9 @@ def new_log_lines(server: Server, since: int, expect: str | None = None) -> list
             id="content-length-and-chunked",
         ),
         pytest.param(
-            b"POST /users HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 10485760\r\n\r\n" + b" " * 65536,
+            HEAD.replace(b"GET /healthz", b"POST /users")
+            + b"Content-Type: application/json\r\nContent-Length: 10485760\r\n\r\n"
+            + b" " * 65536,
             413,
             "larger than the 1048576 bytes",
             "POST unmatched 413",
@@ -128,6 +131,7 @@ def test_refused_in_the_error_shape_with_one_warning(
     assert any(logged in line for line in lines), lines
     assert not any("Traceback" in line or " ERROR " in line for line in lines), lines
     assert sum(" WARNING " in line for line in lines) <= 1, lines
+    assert not any(CANARY.decode() in line for line in lines)
 
 
 def test_an_unfinished_head_is_refused_once_it_passes_the_limit(server: Server) -> None:

@@ -2,19 +2,20 @@
 
 uvicorn puts no limit on header fields with httptools (its default parser when
 ``uvicorn[standard]`` is installed; ``h11_max_incomplete_event_size`` applies to h11 only): a
-2 MB header or 20,000 of them were read into memory and handed to the app. Here they are
-counted while they are parsed, against ``STOREFRONT_MAX_HEADER_COUNT`` and
-``STOREFRONT_MAX_HEADER_BYTES``, and a request past either is answered 431 and its connection
-closed before the app sees it; an unfinished head is dropped once it has taken the byte limit
-plus one read from the socket.
+2 MB header or 20,000 of them were read into memory and handed to the app. Here a request
+with more than ``STOREFRONT_MAX_HEADER_COUNT`` fields, or more than
+``STOREFRONT_MAX_HEADER_BYTES`` of request line and fields, is answered 431 as soon as its
+head is parsed, and its connection closed; the app never sees it. A head still unfinished
+once it has taken the byte limit plus one read from the socket is refused there and then.
+So a head holds at most the limit plus one read of memory.
 
 uvicorn's own answer to malformed HTTP (a bare CR, both Content-Length and
 Transfer-Encoding, ...) is a text/plain 400; here it is the API's error shape.
 
 Names of uvicorn used beyond its documented options (``http=`` takes a protocol class):
-``HttpToolsProtocol``, its parser callbacks (``on_message_begin``, ``on_url``, ``on_header``,
-``on_headers_complete``, ``on_body``, ``on_message_complete``), ``data_received``,
-``send_400_response`` and the attributes ``transport``, ``cycle``, ``client`` and
+``HttpToolsProtocol``, its callbacks ``on_message_begin``, ``on_headers_complete``,
+``on_body``, ``on_message_complete``, ``data_received`` and ``send_400_response``, and its
+attributes ``url``, ``headers``, ``transport``, ``cycle``, ``client``, ``loop`` and
 ``server_state.default_headers``. tests/test_server_limits.py fails when they change.
 """
 
@@ -50,15 +51,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.refusal: str | None = None
         self.in_head = False
         self.head_began_in_this_read = False
-        self.head_bytes = 0
-        self.head_fields = 0
         self.unfinished_head_reads = 0
+        self.read_size = 0
         #: An answer of this module went out: the connection only lingers until it closes.
         self.answered = False
 
     def data_received(self, data: bytes) -> None:
         if self.answered:
             return  # refused already: what still comes is dropped until the connection closes
+        self.read_size = len(data)
         super().data_received(data)
         if self.refusal is None and self.in_head:
             # The head is unfinished: httptools is holding its bytes. Only reads that began
@@ -76,7 +77,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _size_message(self, size: int) -> str:
         return (
             f"The request line and header fields take more than {self.max_header_bytes} "
-            f"bytes (at least {size})."
+            f"bytes ({size} at least)."
         )
 
     def _refuse(self) -> None:
@@ -121,40 +122,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn has logged the warning; only the body changes.
         self._write(400, "Bad Request", "The request is not valid HTTP/1.1.")
 
-    # Parser callbacks: each first asks whether the request is refused already.
+    # Parser callbacks. Only those that run once per request are overridden: one per header
+    # field was the dearest part of parsing a request.
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.refusal = None
         self.in_head = True
         self.head_began_in_this_read = True
-        self.head_bytes = self.head_fields = self.unfinished_head_reads = 0
-
-    def on_url(self, url: bytes) -> None:
-        if self.refusal is not None:
-            return
-        self.head_bytes += len(url)
-        if self.head_bytes > self.max_header_bytes:
-            self.refusal = self._size_message(self.head_bytes)
-            return
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.refusal is not None:
-            return
-        self.head_fields += 1
-        self.head_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self.head_fields > self.max_header_count:
-            self.refusal = f"The request has more than {self.max_header_count} header fields."
-            return
-        if self.head_bytes > self.max_header_bytes:
-            self.refusal = self._size_message(self.head_bytes)
-            return
-        super().on_header(name, value)
+        self.unfinished_head_reads = 0
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if self.refusal is None:
-            super().on_headers_complete()
+        if len(self.headers) > self.max_header_count:
+            self.refusal = f"The request has more than {self.max_header_count} header fields."
+            return
+        # A head that came whole in one read no longer than the limit is within it: only
+        # other heads (long reads, heads in pieces) are measured.
+        if not (self.head_began_in_this_read and self.read_size <= self.max_header_bytes):
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.max_header_bytes:
+                self.refusal = self._size_message(size)
+                return
+        super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         if self.refusal is None:

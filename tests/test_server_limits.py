@@ -85,11 +85,26 @@ def new_log_lines(server: Server, since: int, expect: str | None = None) -> list
             id="one-2MB-header",
         ),
         pytest.param(
+            HEAD + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n",  # in one read: measured whole
+            431,
+            "more than 8192 bytes",
+            "storefront.server",
+            id="one-9KB-header",
+        ),
+        pytest.param(
+            # 250 KB of head: the byte limit trips first, before the fields are counted.
             HEAD + b"".join(b"x-h%d: 1\r\n" % i for i in range(20_000)) + b"\r\n",
+            431,
+            "more than 8192 bytes",
+            "storefront.server",
+            id="20000-headers",
+        ),
+        pytest.param(
+            HEAD + b"".join(b"x-h%d: 1\r\n" % i for i in range(60)) + b"\r\n",
             431,
             "more than 50 header fields",
             "storefront.server",
-            id="20000-headers",
+            id="60-headers",
         ),
         pytest.param(
             HEAD + b"X-Y: z\rX-Z: y\r\n\r\n",

@@ -254,12 +254,15 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
         try:
             body = await super()._parse(stream, scope)
-        except MultiPartException:
-            # Starlette's message counts in KB; ours names the setting's own unit.
-            raise BadRequestProblem(
-                detail=f"The form has more than {self.limits.form_fields} fields, or a field "
-                f"(name and value) over {self.limits.form_field_bytes} bytes."
-            ) from None
+        except MultiPartException as exc:
+            # Starlette's messages count in KB; ours name the settings' own units.
+            if exc.message.startswith("Too many fields"):
+                detail = f"The form has more than {self.limits.form_fields} fields."
+            else:
+                detail = (
+                    f"A form field (name and value) is over {self.limits.form_field_bytes} bytes."
+                )
+            raise BadRequestProblem(detail=detail) from None
         scope[PARSED_BODY] = body
         return body
 

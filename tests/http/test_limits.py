@@ -69,7 +69,7 @@ def test_a_form_field_over_the_limit_is_an_invalid_request(
     response = api.post(
         "/auth/token", data={"grant_type": "client_credentials", "client_secret": "s" * 8200}
     )
-    assert_oauth_invalid_request(response, "8192 bytes")
+    assert_oauth_invalid_request(response, "A form field (name and value) is over 8192 bytes")
     # A field of a megabyte makes the body too large: refused before the form is parsed.
     response = api.post(
         "/auth/token",

@@ -95,6 +95,9 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    if status == 400 and request.url.path == TOKEN_PATH:
+        # Raised before routing (an unusable Content-Length): still RFC 6749's shape here.
+        return _oauth_response(OAuthError("invalid_request", exc.message))
     if status == 413:
         # The rest of the body is not wanted: closing is cheaper than reading it to the end.
         return error_response(status, exc.title, exc.message, {"Connection": "close"})

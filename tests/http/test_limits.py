@@ -236,6 +236,20 @@ def test_a_content_length_that_is_not_a_number_is_a_400(
     assert_error(response, 400, "Content-Length")
 
 
+def test_an_unusable_content_length_on_the_token_endpoint_is_an_invalid_request(
+    api: TestClient,
+) -> None:
+    response = api.post(
+        "/auth/token",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Length": "-1",
+        },
+        content=b"grant_type=client_credentials",
+    )
+    assert_oauth_invalid_request(response, "Content-Length")
+
+
 # --- headers ------------------------------------------------------------------------------
 
 

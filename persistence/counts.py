@@ -3,16 +3,25 @@ unfiltered list, or of a category, is one primary-key lookup at any table size."
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
+from persistence.db import PreparedQuery
 from persistence.models import Base, CategoryCount, TableCount
 from persistence.paging import count_rows
 
 
+def _value(value: int) -> int:
+    return value
+
+
+_TABLE_TOTAL = PreparedQuery(
+    select(TableCount.total).where(TableCount.table_name == bindparam("name")), _value
+)
+
+
 def table_total(connection: Connection, model: type[Base]) -> int:
     """How many rows ``model``'s table holds (``users`` and ``products`` are counted)."""
-    name = model.__tablename__
-    total = connection.scalar(select(TableCount.total).where(TableCount.table_name == name))
+    total = _TABLE_TOTAL.one(connection, name=model.__tablename__)
     if total is None:
         # Only if someone deleted the counter row: its triggers then count nothing either.
         return count_rows(connection, model.__table__, [])

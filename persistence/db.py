@@ -220,6 +220,24 @@ class Database:
             await self._async_engine.dispose()
 
 
+def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's result processor for a column type, or the type's own faster reader of
+    SQLite's stored text (``from_sqlite_text``), falling back to SQLAlchemy's on what it cannot
+    read."""
+    slow: Callable[[Any], Any] | None = type_.dialect_impl(dialect).result_processor(dialect, None)
+    fast = getattr(type_, "from_sqlite_text", None)
+    if dialect.name != "sqlite" or fast is None or slow is None:
+        return slow
+
+    def process(value: Any) -> Any:
+        try:
+            return fast(value)
+        except (TypeError, ValueError):
+            return slow(value)
+
+    return process
+
+
 class PreparedQuery(Generic[R]):
     """A Core SELECT, compiled once per dialect; on SQLite run straight on the driver.
 
@@ -248,8 +266,7 @@ class PreparedQuery(Generic[R]):
             # Bind values that need converting (dates, say) are not supported here.
             raise TypeError(f"bind parameters that need converting: {converted}")
         processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in self.statement.selected_columns
+            _result_processor(column.type, dialect) for column in self.statement.selected_columns
         ]
         entry = (compiled.string, names, dict(compiled.params), processors)
         self._compiled[dialect.name] = entry

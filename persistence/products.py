@@ -198,30 +198,67 @@ def _pg_upsert() -> Insert:
     )
 
 
-def upsert_products(session: Session, *, products: Iterable[ProductData]) -> int:
-    """Insert new products and update existing ones by id; returns how many were written.
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What an upsert did with the rows it was given, by id."""
+
+    inserted: int = 0
+    updated: int = 0
+    #: Rows whose id existed with the very same fields: not written at all.
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+        )
+
+
+def upsert_products(session: Session, *, products: Iterable[ProductData]) -> UpsertCounts:
+    """Insert new products and update changed ones by id; says how many of each, and how many
+    were already stored just so (those are not written: no trigger or index work for them).
 
     One ``INSERT … ON CONFLICT (id) DO UPDATE`` statement per chunk of rows: a million rows
     take seconds, where loading and merging ORM objects one by one takes minutes. Ids should
-    be unique within ``products``: of a repeated id, the last row wins.
+    be unique within ``products`` (the importer refuses repeats): of an id repeated within a
+    chunk, the last row wins and is the one counted.
     """
     dialect = session.get_bind().dialect.name
     if dialect not in {"sqlite", "postgresql"}:
         raise NotImplementedError(f"no upsert for the {dialect} dialect")
     write = _write_staged if dialect == "sqlite" else _write_arrays
-    count = 0
+    counts = UpsertCounts()
+
+    def flush(chunk: list[ProductData]) -> UpsertCounts:
+        stored = _stored(session, [p.id for p in chunk])
+        new = [p for p in chunk if p.id not in stored]
+        changed = [p for p in chunk if p.id in stored and stored[p.id] != p]
+        if new or changed:
+            write(session, new + changed)
+        return UpsertCounts(len(new), len(changed), len(chunk) - len(new) - len(changed))
+
     # By id, in the order given: a repeated id keeps its first place and its last row
     # (PostgreSQL refuses to update one row twice in one statement).
-    chunk: dict[str, ProductData] = {}
+    pending: dict[str, ProductData] = {}
     for data in products:
-        chunk[data.id] = data
-        count += 1
-        if len(chunk) >= UPSERT_CHUNK:
-            write(session, list(chunk.values()))
-            chunk = {}
-    if chunk:
-        write(session, list(chunk.values()))
-    return count
+        pending[data.id] = data
+        if len(pending) >= UPSERT_CHUNK:
+            counts += flush(list(pending.values()))
+            pending = {}
+    if pending:
+        counts += flush(list(pending.values()))
+    return counts
+
+
+def _stored(session: Session, ids: list[str]) -> dict[str, ProductData]:
+    """The stored products among ``ids``, as ``ProductData`` to compare with what is given."""
+    query = select(*(Product.__table__.c[c] for c in ("id", *_UPDATED))).where(Product.id.in_(ids))
+    return {row.id: ProductData(*row) for row in session.execute(query)}
 
 
 def _write_arrays(session: Session, chunk: list[ProductData]) -> None:

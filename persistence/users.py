@@ -51,8 +51,6 @@ def _storable(user_id: str) -> bool:
 
 #: What a reader may see of a user: everything but the password hash.
 PUBLIC = (User.id, User.name, User.email, User.created_at, User.updated_at)
-#: id, name, email, created_at, updated_at
-UserRow = Row[str, str, str, datetime, datetime | None]
 
 
 class PublicUser(NamedTuple):
@@ -63,7 +61,17 @@ class PublicUser(NamedTuple):
     updated_at: datetime | None
 
 
+#: id, name, email, created_at, updated_at
+UserRow = Row[str, str, str, datetime, datetime | None] | PublicUser
+
 _BY_ID = PreparedQuery(select(*PUBLIC).where(User.id == bindparam("user_id")), PublicUser)
+_PAGE = PreparedQuery(
+    select(*PUBLIC)
+    .order_by(User.created_at, User.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset")),
+    PublicUser,
+)
 
 
 def get_user(connection: Connection, *, user_id: str) -> PublicUser:
@@ -87,6 +95,13 @@ def list_users(
 ) -> Page[UserRow]:
     """A page of users oldest first, by offset or after/before a key (``persistence.paging``);
     every form walks ``ix_users_created_at_id``. The total is the users counter."""
+    total = table_total(connection, User)
+    if after is None and before is None:
+        # The common request (a first page, or an offset page): one prepared statement.
+        fetched = _PAGE.all(connection, limit=limit + 1, offset=offset)
+        return Page(
+            rows=fetched[:limit], total=total, has_next=len(fetched) > limit, has_prev=offset > 0
+        )
     return read_page(
         connection,
         source=User.__table__,
@@ -97,7 +112,7 @@ def list_users(
         offset=offset,
         after=after,
         before=before,
-        total=table_total(connection, User),
+        total=total,
     )
 
 

@@ -1,4 +1,5 @@
-"""The README, taken at its word: its commands and its examples are what the project does."""
+"""The README and docs/, taken at their word: their commands and examples are what the project
+does, their settings table is complete, and their links lead somewhere inside the repository."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from tests.servers import Server, demo_server
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+#: The pages the README sends readers to (the examples are in api, the settings in configuration).
+PAGES = ("api", "configuration", "operations", "development", "performance", "architecture")
+API = (DOCS / "api.md").read_text(encoding="utf-8")
+CONFIGURATION = (DOCS / "configuration.md").read_text(encoding="utf-8")
+README_MAX_LINES = 220  # the front door; depth belongs in docs/
 
 
 def example(language: str) -> str:
-    match = re.search(rf"<!-- example:{language} -->\s*```\w+\n(.*?)```", README, re.DOTALL)
-    assert match, f"no {language} example in the README"
+    match = re.search(rf"<!-- example:{language} -->\s*```\w+\n(.*?)```", API, re.DOTALL)
+    assert match, f"no {language} example in docs/api.md"
     return match.group(1)
 
 
@@ -94,4 +101,60 @@ def test_the_configuration_table_lists_every_setting() -> None:
     from core.settings import Settings
 
     for name in Settings.model_fields:
-        assert f"| `STOREFRONT_{name.upper()}` |" in README, name
+        assert f"| `STOREFRONT_{name.upper()}` |" in CONFIGURATION, name
+
+
+def test_the_readme_is_a_front_door_that_leads_to_every_page() -> None:
+    lines = README.count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move the depth into docs/"
+    for page in PAGES:
+        assert f"](docs/{page}.md" in README, f"the README does not link docs/{page}.md"
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+FENCE = re.compile(r"^ *```.*?^ *```", re.DOTALL | re.MULTILINE)
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def prose(document: Path) -> str:
+    """The text of a document outside its fenced blocks (where `#` starts a comment)."""
+    return FENCE.sub("", document.read_text(encoding="utf-8"))
+
+
+def anchors(document: Path) -> set[str]:
+    """The fragments GitHub gives the document's headings."""
+    found = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", prose(document), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_no_document_names_a_path_outside_the_repository() -> None:
+    # A clone has nothing beside it. A link may climb out of docs/ to the repository's top, never
+    # further; anywhere else (a code span, a sentence, a code block) paths are read from the
+    # repository's top, so `../` there always names something a clone does not have.
+    for document in documents():
+        text = document.read_text(encoding="utf-8")
+        for target in LINK.findall(text):
+            where = (document.parent / target.partition("#")[0]).resolve()
+            assert where.is_relative_to(ROOT), f"{document.name} links {target}, outside the repo"
+        named = re.findall(r"(?:\.\./)+[\w.\-/]*", LINK.sub("", text))
+        assert not named, f"{document.name} names {named}, outside the repository"
+
+
+def test_every_relative_link_resolves() -> None:
+    for document in documents():
+        for target in LINK.findall(prose(document)):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http://, https://, mailto:
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            name = f"{document.relative_to(ROOT)}: {target}"
+            assert linked.is_relative_to(ROOT), f"{name} leaves the repository"
+            assert linked.is_file(), f"{name} is not a file"
+            if fragment and linked.suffix == ".md":
+                assert fragment in anchors(linked), f"{name}: no such heading"

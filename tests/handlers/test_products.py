@@ -79,7 +79,7 @@ CATALOGUE: list[dict[str, Any]] = [
 def load(settings: Settings, tmp_path: Path, products: list[dict[str, Any]]) -> None:
     path = tmp_path / "catalogue.json"
     path.write_text(json.dumps(products), encoding="utf-8")
-    assert import_file(settings, path, progress=False) == len(products)
+    assert import_file(settings, path, progress=False).total == len(products)
 
 
 @pytest.fixture
@@ -319,7 +319,7 @@ def upsert(settings: Settings, tmp_path: Path) -> Callable[[list[dict[str, Any]]
     def load_more(products: list[dict[str, Any]]) -> None:
         path = tmp_path / f"import{next(imports)}.json"
         path.write_text(json.dumps(products), encoding="utf-8")
-        assert import_file(settings, path, progress=False) == len(products)
+        assert import_file(settings, path, progress=False).total == len(products)
 
     return load_more
 

@@ -88,7 +88,7 @@ def test_counters_follow_inserts_updates_upserts_and_deletes(database_url: str) 
     def upsert(connection: Connection) -> None:
         with Session(bind=connection) as session:
             rows = [product("prod_2", "Tools"), product("prod_4", "tools"), product("prod_5", "Ü")]
-            assert upsert_products(session, products=rows) == 3
+            assert upsert_products(session, products=rows).total == 3
             session.flush()
 
     in_transaction(database_url, upsert)

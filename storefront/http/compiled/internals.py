@@ -142,6 +142,13 @@ INTERNALS: tuple[Internal, ...] = (
         "BEFORE_ROUTING middleware is inserted before the operations layer) and "
         "middleware_stack (None until the app starts)",
     ),
+    Internal(
+        "connexion.middleware.swagger_ui:SwaggerUIMiddleware.add_api",
+        "undocumented",
+        ("self", "specification", "base_path", "arguments", "kwargs"),
+        "SwaggerUIGate extends it, then reads its router's routes (Starlette Mounts and Routes, "
+        "their path attributes) to learn which paths Swagger UI serves",
+    ),
     # The compiled stack's security handlers (storefront.http.compiled.security).
     Internal(
         "connexion.security:AbstractSecurityHandler._accepts_kwarg",

@@ -17,7 +17,7 @@ from connexion.security import SecurityHandlerFactory
 from connexion.spec import Specification
 from connexion.validators import VALIDATOR_MAP
 from starlette.exceptions import HTTPException
-from starlette.routing import compile_path
+from starlette.routing import Router, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storefront.http.compiled.pipeline import OPERATION, ASGICallable, CompiledOperation
@@ -167,11 +167,18 @@ class OperationsMiddleware(SpecMiddleware):  # type: ignore[misc]
 class NoOperation:
     """The end of the line for a request no operation took and Swagger UI did not serve: a
     404, raised to the app's error handlers. It is the app Connexion's middlewares wrap, in
-    place of the Starlette app that would route every request a second time."""
+    place of the Starlette app that would route every request a second time. Lifespan events
+    reach it only when the app has no lifespan handler: a bare Starlette router answers them,
+    as the stock app's does."""
+
+    def __init__(self) -> None:
+        self.lifespan = Router()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             raise HTTPException(404)
+        if scope["type"] == "lifespan":
+            await self.lifespan(scope, receive, send)
 
 
 def operations_middleware(slots: Slots) -> MiddlewareFactory:

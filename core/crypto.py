@@ -150,7 +150,15 @@ class TokenCodec:
             raise InvalidToken("The access token is invalid.")
         if not isinstance(claims["scope"], str):
             raise InvalidToken("The access token is invalid.")
+        # RFC 7519 §2: a NumericDate is a JSON number. PyJWT also takes a numeric string,
+        # which the remembered-token check (a number comparison) could not use.
+        if not all(_numeric_date(claims.get(name, 0)) for name in ("exp", "iat", "nbf")):
+            raise InvalidToken("The access token is invalid.")
         return claims
+
+
+def _numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class PasswordHashing:

@@ -40,6 +40,24 @@ class EmailTaken(Conflict):
         super().__init__("A user with this email address already exists.")
 
 
+class ContentTooLarge(StorefrontError):
+    """The request body is larger than the server accepts."""
+
+    title = "Content Too Large"
+
+
+class HeadersTooLarge(StorefrontError):
+    """The request's header fields are too many or too large."""
+
+    title = "Request Header Fields Too Large"
+
+
+class UnsupportedCharset(StorefrontError):
+    """The request body declares a character set the server cannot decode."""
+
+    title = "Unsupported Media Type"
+
+
 class OAuthError(StorefrontError):
     """An RFC 6749 §5.2 error of the token endpoint; ``code`` is the RFC's error code."""
 

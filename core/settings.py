@@ -71,6 +71,21 @@ class Settings(BaseSettings):
     #: Upper bound on argon2id hashes computed at once (each takes 19 MiB and a core).
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
+    #: Largest request body in bytes; a larger one is a 413, refused before it is read when
+    #: Content-Length says so, and as soon as the count passes it when the body is chunked.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 1024 * 1024
+    #: Most header fields a request may carry, and the most bytes its request line and header
+    #: fields may take together; past either the answer is a 431.
+    max_header_count: Annotated[int, Field(ge=16, le=1000)] = 100
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024**2)] = 16 * 1024
+    #: Most fields, and the most bytes of one field (name and value), in a form body.
+    max_form_fields: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_form_field_bytes: Annotated[int, Field(ge=64, le=1024**2)] = 8 * 1024
+    #: How deeply arrays and objects may nest in a JSON body, and the most characters one
+    #: JSON number may have.
+    max_json_depth: Annotated[int, Field(ge=2, le=500)] = 32
+    max_json_number_chars: Annotated[int, Field(ge=16, le=4000)] = 100
+
     log_level: str = "info"
     #: text (one readable line per event) or json (one object per line, for log shippers).
     log_format: Literal["text", "json"] = "text"

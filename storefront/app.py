@@ -36,10 +36,11 @@ from storefront.access.services import Services
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
 from storefront.http.failures import AuthFailureMiddleware
+from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.middleware import RequestMiddleware
 from storefront.http.routes import HTTP_METHODS, RouteLabelMiddleware, RouteTable, handler_name
 from storefront.http.spec_document import SpecDocumentMiddleware
-from storefront.http.validators import validator_map
+from storefront.http.validators import BodyLimits, validator_map
 from storefront.keyring import bind_secrets
 from storefront.logs import configure_logging
 
@@ -164,7 +165,14 @@ def create_app(
     app.add_api(
         spec,
         strict_validation=True,
-        validator_map=validator_map(),
+        validator_map=validator_map(
+            BodyLimits(
+                json_depth=settings.max_json_depth,
+                json_number_chars=settings.max_json_number_chars,
+                form_fields=settings.max_form_fields,
+                form_field_bytes=settings.max_form_field_bytes,
+            )
+        ),
         pythonic_params=True,
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(
@@ -184,6 +192,15 @@ def create_app(
     )
     # Outside Connexion's exception middleware, so that error responses get the headers too.
     app.add_middleware(RequestMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # Inside the exception middleware, so that its 413 / 431 are mapped like any error; before
+    # routing, so that an oversized request costs nothing more.
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_count=settings.max_header_count,
+        max_header_bytes=settings.max_header_bytes,
+    )
     # After routing, around security and the handler: every failed authentication passes here.
     app.add_middleware(AuthFailureMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     if not compiled:

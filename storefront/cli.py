@@ -377,6 +377,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # storefront.logs has configured logging already
         access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
+        # httptools, with header fields counted and malformed requests answered in the
+        # error shape (storefront.server).
+        http="storefront.server:BoundedHttpToolsProtocol",
         # Explicitly, never uvicorn's default (127.0.0.1 and FORWARDED_ALLOW_IPS from the
         # environment): a forwarded address is believed only from a proxy the operator listed.
         proxy_headers=bool(settings.forwarded_allow_ips),

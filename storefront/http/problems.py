@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException
 
 from core.errors import (
     Conflict,
+    ContentTooLarge,
+    HeadersTooLarge,
     InvalidInput,
     NotFound,
     NotReady,
@@ -29,6 +31,7 @@ from core.errors import (
     RateLimited,
     RateLimitUnavailable,
     StorefrontError,
+    UnsupportedCharset,
 )
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
@@ -39,7 +42,14 @@ logger = logging.getLogger("core.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+_STATUS = {
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    ContentTooLarge: 413,
+    UnsupportedCharset: 415,
+    HeadersTooLarge: 431,
+}
 
 
 def error_response(
@@ -85,6 +95,12 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    if status == 400 and request.url.path == TOKEN_PATH:
+        # Raised before routing (an unusable Content-Length): still RFC 6749's shape here.
+        return _oauth_response(OAuthError("invalid_request", exc.message))
+    if status == 413:
+        # The rest of the body is not wanted: closing is cheaper than reading it to the end.
+        return error_response(status, exc.title, exc.message, {"Connection": "close"})
     return error_response(status, exc.title, exc.message)
 
 

@@ -66,6 +66,8 @@ OPERATION = "storefront.operation"
 REQUEST = "storefront.connexion_request"
 
 _MISSING: Any = object()
+#: Body validators remembered per operation, one per (media type, charset) seen.
+BODY_VALIDATORS_MAX = 16
 #: Parameter types the binder converts itself; anything else goes through Connexion's binder.
 _SCALARS = {"string", "integer", "number", "boolean"}
 
@@ -144,7 +146,7 @@ class CompiledOperation:
 
     def body_validator(self, mime_type: str, encoding: str) -> Any | None:
         """The body validator for this content type (None: the body is not validated)."""
-        key = (mime_type, encoding)
+        key = (mime_type, encoding.lower())
         if key in self._body_validator_cache:
             return self._body_validator_cache[key]
         validator = None
@@ -163,7 +165,10 @@ class CompiledOperation:
                     strict_validation=self.strict_validation,
                     uri_parser=self.uri_parser,
                 )
-        self._body_validator_cache[key] = validator
+        # The client picks the charset: past a few, validators are built and not remembered,
+        # so that made-up charsets cannot grow this memory without bound.
+        if len(self._body_validator_cache) < BODY_VALIDATORS_MAX:
+            self._body_validator_cache[key] = validator
         return validator
 
     async def __call__(
@@ -202,9 +207,10 @@ class CompiledOperation:
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None
         )  # ASGI header names are lower-case; Connexion's helper costs ten times this
         mime_type, encoding = utils.split_content_type(content_type)
-        mime_type = mime_type or self.default_mime_type
+        # Media types are case-insensitive; the spec's (and so the schema lookup's) are lower.
+        mime_type = (mime_type or self.default_mime_type).strip().lower()
         encoding = encoding or "utf-8"
-        if self.consumes and mime_type.lower() not in self.consumes:
+        if self.consumes and mime_type not in self.consumes:
             raise UnsupportedMediaTypeProblem(
                 detail=f"Invalid Content-type ({mime_type}), expected {self.operation.consumes}"
             )

@@ -28,6 +28,7 @@ from core.errors import (
     OAuthError,
     RateLimited,
     RateLimitUnavailable,
+    SearchTooBroad,
     StorefrontError,
 )
 from storefront.http.failures import presented_credentials
@@ -39,7 +40,9 @@ logger = logging.getLogger("core.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+#: A search past its budget is well-formed (it may succeed on a smaller catalogue), understood,
+#: and not processed as it is: 422 (RFC 9110 §15.5.21), not the 400 of a malformed request.
+_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, SearchTooBroad: 422}
 
 
 def error_response(

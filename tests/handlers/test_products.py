@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from core.settings import Settings
 from storefront import admin
+from storefront.app import create_app
 from storefront.importer import import_file
 from tests.helpers import assert_error, parse_links
 
@@ -499,3 +500,43 @@ def test_unicode_case_folding_of_indexed_terms(
     assert ids(api.get("/products", headers=h, params={"search": "É"})) == []
     assert ids(api.get("/products", headers=h, params={"search": "fé"})) == []
     assert ids(api.get("/products", headers=h, params={"search": "ât"})) == ["prod_u1"]
+
+
+def test_a_search_past_its_budget_is_a_422_and_the_server_serves_on(
+    api: TestClient,
+    h: Headers,
+    settings: Settings,
+    upsert: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """A one-letter term reads every product: 5,000 take a few milliseconds, far past a
+    budget of 1 ms, and well within the default one (250 ms)."""
+    products = [
+        {
+            "id": f"prod_{i:05d}",
+            "name": f"Item {i} {'bolt' if i % 3 else 'nut'}",
+            "description": "steel" if i % 2 else "brass",
+            "price": 1,
+            "category": "Hardware",
+        }
+        for i in range(5000)
+    ]
+    upsert(products)
+    matches = sum("e" in (p["name"] + p["description"]).lower() for p in products)
+    finished = api.get("/products", headers=h, params={"search": "e", "limit": 5})
+    assert ids(finished) == ["prod_00000", "prod_00001", "prod_00002", "prod_00003", "prod_00004"]
+    assert finished.headers["x-total-count"] == str(matches)
+
+    tight = create_app(settings.model_copy(update={"search_budget": 0.001}))
+    with tight.test_client() as client:
+        for params in [{"search": "e"}, {"search": "st", "category": "hardware"}]:
+            refused = client.get("/products", headers=h, params=params)
+            body = assert_error(refused, 422, "1 ms", "longer search term", "category")
+            assert body["error"] == "Search too broad"
+            assert "x-total-count" not in refused.headers
+            assert "x-ratelimit-remaining" in refused.headers
+        # The same server answers what needs no search at once, and the next search too.
+        plain = client.get("/products", headers=h, params={"limit": 2})
+        assert ids(plain) == ["prod_00000", "prod_00001"]
+        assert plain.headers["x-total-count"] == "5000"
+        assert client.get("/users", headers=h).status_code == 200
+        assert_error(client.get("/products", headers=h, params={"search": "e"}), 422)

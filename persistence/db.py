@@ -143,8 +143,8 @@ def _statement_budget(
 
 def _over_budget(exc: BaseException, deadline: float) -> bool:
     """Whether ``exc`` is the database giving up on a scan because its deadline passed (and
-    not, say, an operator cancelling it)."""
-    if time.monotonic() < deadline:
+    not, say, an operator cancelling it: a 503). A millisecond's grace for the server's timer."""
+    if time.monotonic() < deadline - 0.001:
         return False
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     if isinstance(orig, sqlite3.OperationalError):

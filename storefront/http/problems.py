@@ -150,11 +150,21 @@ def _internal_error() -> ConnexionResponse:
     )
 
 
+def _operator_intervention(exc: Exception) -> bool:
+    """PostgreSQL's SQLSTATE class 57: a statement cancelled by an operator or a timeout, a
+    server shutting down. psycopg raises OperationalError for these; asyncpg's reach
+    SQLAlchemy as a bare DBAPIError."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(sqlstate, str) and sqlstate.startswith("57")
+
+
 async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    # Refused, timed out, reset, still starting up, "database is locked": the database is
-    # not answering, which is worth a retry (503), not a bug report (500).
-    if isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    # Refused, timed out, reset, still starting up, "database is locked", cancelled: the
+    # database is not answering, which is worth a retry (503), not a bug report (500).
+    if (
+        isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or _operator_intervention(exc)
     ):
         logger.warning("database unavailable: %s", type(exc).__name__)
         return error_response(

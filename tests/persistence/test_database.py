@@ -149,3 +149,31 @@ def test_a_scan_within_budget_answers(backend: str, database_url: str) -> None:
             await db.dispose()
 
     assert asyncio.run(scenario()) == "done"
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_the_scan_budget_holds_on_both_postgresql_drivers(
+    backend: str, database_url: str, driver: str
+) -> None:
+    """SET LOCAL statement_timeout goes through each driver's own cursor, and ends with the
+    transaction: the connection's own timeout is back for the next read."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's drivers")
+    url = make_url(database_url).set(drivername=f"postgresql+{driver}")
+
+    async def scenario() -> tuple[str, str]:
+        db = Database(url, timeout=5, scan_budget=0.1)
+        try:
+            before = await db.read(lambda c: str(c.scalar(text("SHOW statement_timeout"))))
+            with pytest.raises(SearchTooBroad):
+                await db.scan(lambda c: c.execute(text(SLOW["postgresql"])))
+            after = await db.read(lambda c: str(c.scalar(text("SHOW statement_timeout"))))
+            assert after == before
+            return before, await db.scan(lambda c: str(c.scalar(text("SELECT 'after'"))))
+        finally:
+            await db.dispose()
+
+    before, after = asyncio.run(scenario())
+    # psycopg sets the database timeout at connect; asyncpg enforces it on the client side.
+    assert before == ("5s" if driver == "psycopg" else "0")
+    assert after == "after"

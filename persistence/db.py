@@ -45,12 +45,14 @@ P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
 ReadWork = Callable[Concatenate[Connection, P], T]
-#: Unindexed SQLite reads running at once, each on a worker thread with its own connection.
+#: Searches running at once on SQLite (Database.scan), each on a worker thread with its own
+#: connection.
 SCANS_AT_ONCE = 2
 WriteWork = Callable[Concatenate[Session, P], T]
 #: SQLite calls a scan's progress handler every this many virtual-machine instructions. A
 #: scan of products runs about nine per row, so the deadline is looked at every hundred rows
-#: or so (well under a millisecond); the calls cost nothing measurable.
+#: or so (well under a millisecond); the calls cost little (a 170 ms scan took 180 ms with
+#: them, within the noise of the busy machine measured: docs/notes-h3.md).
 PROGRESS_STEPS = 1000
 #: PostgreSQL's SQLSTATE for a statement cancelled, by statement_timeout among other causes.
 QUERY_CANCELED = "57014"

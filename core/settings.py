@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     #: Seconds a request waits for a database connection or statement before a 503.
     database_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
 
+    #: Seconds of database time one product search may use; past it the client gets a 422
+    #: and is told to narrow the search. Bounds what a term too short for the trigram index
+    #: costs on a large catalogue (it reads every product: ~1.2 s at 1,000,000).
+    search_budget: Annotated[float, Field(gt=0, le=300)] = 0.25
+
     rate_limit: str = "100/minute"
     auth_failure_limit: str = "60/minute"
     rate_limit_storage_url: str = "memory://"

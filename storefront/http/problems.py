@@ -30,6 +30,7 @@ from core.errors import (
     OAuthError,
     RateLimited,
     RateLimitUnavailable,
+    SearchTooBroad,
     StorefrontError,
     UnsupportedCharset,
 )
@@ -42,12 +43,15 @@ logger = logging.getLogger("core.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
+#: A search past its budget is well-formed (it may succeed on a smaller catalogue), understood,
+#: and not processed as it is: 422 (RFC 9110 §15.5.21), not the 400 of a malformed request.
 _STATUS = {
     InvalidInput: 400,
     NotFound: 404,
     Conflict: 409,
     ContentTooLarge: 413,
     UnsupportedCharset: 415,
+    SearchTooBroad: 422,
     HeadersTooLarge: 431,
 }
 
@@ -163,11 +167,21 @@ def _internal_error() -> ConnexionResponse:
     )
 
 
+def _operator_intervention(exc: Exception) -> bool:
+    """PostgreSQL's SQLSTATE class 57: a statement cancelled by an operator or a timeout, a
+    server shutting down. psycopg raises OperationalError for these; asyncpg's reach
+    SQLAlchemy as a bare DBAPIError."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(sqlstate, str) and sqlstate.startswith("57")
+
+
 async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    # Refused, timed out, reset, still starting up, "database is locked": the database is
-    # not answering, which is worth a retry (503), not a bug report (500).
-    if isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    # Refused, timed out, reset, still starting up, "database is locked", cancelled: the
+    # database is not answering, which is worth a retry (503), not a bug report (500).
+    if (
+        isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or _operator_intervention(exc)
     ):
         logger.warning("database unavailable: %s", type(exc).__name__)
         return error_response(

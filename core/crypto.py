@@ -10,15 +10,20 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import jwt
 from argon2 import PasswordHasher, Type
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_encode
 
-ALGORITHM = "HS256"
+Algorithm = Literal["EdDSA", "ES256", "HS256"]
+#: The algorithms whose public keys the JWKS publishes.
+ASYMMETRIC: frozenset[str] = frozenset({"EdDSA", "ES256"})
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"]
 
@@ -63,6 +68,33 @@ class IssuedToken:
     scope: str
 
 
+def _derived(secret: bytes, label: str, length: int) -> bytes:
+    """``length`` bytes from ``secret`` by HKDF-SHA256 under a label per use (RFC 5869)."""
+    info = f"storefront signing key: {label}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
+
+
+def signing_keys(secret: bytes, algorithm: Algorithm) -> tuple[Any, Any]:
+    """The (signing, verifying) key of ``algorithm``, derived from the signing secret.
+
+    The asymmetric private keys are derived from the same secret as the HS256 key (at least
+    256 random bits, kept in the key directory or set by STOREFRONT_JWT_SECRET): every
+    instance given that secret signs with the same private key, and the database's
+    fingerprint of the secret binds the private key too, with no second file to keep.
+    """
+    if algorithm == "HS256":
+        return secret, secret
+    if algorithm == "EdDSA":
+        private: Any = ed25519.Ed25519PrivateKey.from_private_bytes(_derived(secret, "Ed25519", 32))
+        return private, private.public_key()
+    # A P-256 scalar: 48 bytes reduced modulo the group order minus one, so the bias is
+    # below 2**-128 (FIPS 186-5 A.2.1) and the scalar is never zero.
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    scalar = int.from_bytes(_derived(secret, "P-256", 48), "big") % (order - 1) + 1
+    private = ec.derive_private_key(scalar, ec.SECP256R1())
+    return private, private.public_key()
+
+
 #: Verified tokens remembered at most (see TokenCodec.verify); past it the memory starts over.
 VERIFIED_TOKENS_MAX = 10_000
 #: Seconds of clock skew tolerated on ``exp`` and ``iat``.
@@ -70,18 +102,37 @@ LEEWAY = 5
 
 
 class TokenCodec:
-    """Issues and verifies HS256 access tokens in the RFC 9068 profile, algorithm pinned."""
+    """Issues and verifies access tokens in the RFC 9068 profile, one algorithm pinned:
+    EdDSA (Ed25519), ES256 (P-256) or HS256."""
 
-    def __init__(self, key: bytes, *, issuer: str, audience: str, ttl: int) -> None:
-        self._key = key
-        self.kid = hashlib.sha256(b"kid:" + key).hexdigest()[:16]
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        issuer: str,
+        audience: str,
+        ttl: int,
+        algorithm: Algorithm = "HS256",
+    ) -> None:
+        self.algorithm_name: Algorithm = algorithm
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
         self._jwt = jwt.PyJWT(options={"require": REQUIRED_CLAIMS})
-        self._algorithm = get_default_algorithms()[ALGORITHM]
-        self._prepared_key = self._algorithm.prepare_key(key)
-        header = {"alg": ALGORITHM, "kid": self.kid, "typ": TOKEN_TYPE}
+        self._algorithm = get_default_algorithms()[algorithm]
+        signing, verifying = signing_keys(key, algorithm)
+        # Prepared once: PyJWT would otherwise parse and check the key on every call.
+        self._prepared_key = self._algorithm.prepare_key(signing)
+        self._key = self._algorithm.prepare_key(verifying)
+        self._public_jwk: dict[str, Any] | None = None
+        if algorithm in ASYMMETRIC:
+            jwk: dict[str, Any] = self._algorithm.to_jwk(self._key, as_dict=True)
+            # The RFC 7638 thumbprint: a kid any party can recompute from the public key.
+            self.kid = jwk_thumbprint(jwk)
+            self._public_jwk = {**jwk, "kid": self.kid, "alg": algorithm, "use": "sig"}
+        else:
+            self.kid = hashlib.sha256(b"kid:" + key).hexdigest()[:16]
+        header = {"alg": algorithm, "kid": self.kid, "typ": TOKEN_TYPE}
         self._header = base64url_encode(json.dumps(header, separators=(",", ":")).encode())
         #: token -> its claims, for tokens that passed every check.
         self._verified: dict[str, dict[str, Any]] = {}
@@ -108,6 +159,11 @@ class TokenCodec:
         token = (signing_input + b"." + signature).decode("ascii")
         return IssuedToken(access_token=token, expires_in=self.ttl, scope=scope)
 
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The JWK Set (RFC 7517 §5) of the public keys that verify this codec's tokens; empty
+        for HS256, whose key is a shared secret and never published."""
+        return {"keys": [] if self._public_jwk is None else [dict(self._public_jwk)]}
+
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token; raises InvalidToken otherwise.
 
@@ -133,7 +189,7 @@ class TokenCodec:
             decoded = self._jwt.decode_complete(
                 token,
                 self._key,
-                algorithms=[ALGORITHM],
+                algorithms=[self.algorithm_name],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY,
@@ -155,6 +211,13 @@ class TokenCodec:
         if not all(_numeric_date(claims.get(name, 0)) for name in ("exp", "iat", "nbf")):
             raise InvalidToken("The access token is invalid.")
         return claims
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url."""
+    required = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}[jwk["kty"]]
+    canonical = json.dumps({name: jwk[name] for name in required}, separators=(",", ":"))
+    return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode("ascii")
 
 
 def _numeric_date(value: object) -> bool:

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "storefront"
 
     jwt_secret: SecretStr | None = None
+    #: How access tokens are signed: HS256 (the default, a shared secret: only this server
+    #: can verify them), EdDSA (Ed25519) or ES256 (P-256), whose public key the JWKS
+    #: publishes so that other services verify tokens without asking. The private key is
+    #: derived from the signing secret (core.crypto.signing_keys).
+    jwt_algorithm: Literal["EdDSA", "ES256", "HS256"] = "HS256"
     pepper: SecretStr | None = None
     #: Where generated secrets are kept when STOREFRONT_JWT_SECRET / STOREFRONT_PEPPER are unset.
     #: Unset: beside a SQLite database file (see key_directory), else ./storefront-keys.

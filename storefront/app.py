@@ -122,6 +122,7 @@ def build_services(settings: Settings) -> Services:
             issuer=settings.issuer,
             audience=settings.audience,
             ttl=settings.token_ttl,
+            algorithm=settings.jwt_algorithm,
         ),
         digester=SecretDigester(secret_pepper(settings)),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),

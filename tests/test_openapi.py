@@ -27,13 +27,17 @@ RATE_LIMIT_HEADERS = {
 ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/OAuthError"}
 
 
+UNLIMITED_TAGS = {"health", "discovery"}
+
+
 def _operations(*, probes: bool = True) -> list[tuple[str, str, dict[str, Any]]]:
-    """Every operation; without ``probes``, not the health probes (never limited)."""
+    """Every operation; without ``probes``, not the health probes nor the discovery documents
+    (neither needs credentials, so neither is limited)."""
     return [
         (method.upper(), path, op)
         for path, item in SPEC["paths"].items()
         for method, op in item.items()
-        if method in HTTP_METHODS and (probes or "health" not in op.get("tags", []))
+        if method in HTTP_METHODS and (probes or not UNLIMITED_TAGS & set(op.get("tags", [])))
     ]
 
 

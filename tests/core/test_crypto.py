@@ -322,3 +322,49 @@ def test_user_passwords_are_stored_only_as_argon2id(
     assert PasswordHasher().verify(stored, password)
     assert not any(password in cell for cell in all_cells(settings))
     assert password.encode() not in raw_bytes(settings)
+
+
+# --- asymmetric signing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256"])
+def test_asymmetric_keys_follow_the_secret_and_publish_only_the_public_half(
+    algorithm: str,
+) -> None:
+    tokens = codec(algorithm=algorithm)
+    # The same secret gives the same key (every instance signs alike), another secret another.
+    assert codec(algorithm=algorithm).kid == tokens.kid
+    assert codec(OTHER_KEY, algorithm=algorithm).kid != tokens.kid
+    assert codec(algorithm="HS256").kid != tokens.kid
+    (jwk,) = tokens.jwks()["keys"]
+    assert jwk["kid"] == tokens.kid
+    assert (jwk["alg"], jwk["use"]) == (algorithm, "sig")
+    assert "d" not in jwk
+    issued = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    assert jwt.get_unverified_header(issued)["alg"] == algorithm
+    claims = jwt.decode(issued, jwt.PyJWK(jwk).key, algorithms=[algorithm], audience="aud-a")
+    assert claims["sub"] == "cli_abc"
+    assert tokens.verify(issued)["sub"] == "cli_abc"
+    # Tokens of another algorithm from the same secret are refused: the algorithm is pinned.
+    hs256 = codec(algorithm="HS256").issue(client_id="cli_abc", scopes=["read"]).access_token
+    with pytest.raises(InvalidToken):
+        tokens.verify(hs256)
+
+
+def test_hs256_publishes_no_key() -> None:
+    assert codec().jwks() == {"keys": []}
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256"])
+def test_a_verified_asymmetric_token_is_not_checked_again(
+    algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = codec(algorithm=algorithm)
+    token = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    tokens.verify(token)
+    checks: list[str] = []
+    original = tokens._verify
+    monkeypatch.setattr(tokens, "_verify", lambda t: checks.append(t) or original(t))
+    for _ in range(3):
+        assert tokens.verify(token)["sub"] == "cli_abc"
+    assert checks == []  # a signature check costs ~0.5 ms; the remembered claims cost none

@@ -1,0 +1,47 @@
+"""The authorization server metadata (RFC 8414): where a client or a resource server finds
+the token endpoint, the keys and the rest, and what this server supports."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from core.settings import Settings
+from storefront.access.oauth import GRANT_TYPE
+
+JWKS_PATH = "/.well-known/jwks.json"
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a path, not a password
+REVOCATION_PATH = "/auth/revoke"
+INTROSPECTION_PATH = "/auth/introspect"
+
+
+def base_url(settings: Settings) -> str:
+    """The base of the advertised endpoints: STOREFRONT_PUBLIC_URL; without it the issuer when
+    that is an http(s) URL (RFC 8414 §2 wants one); else nothing, and the endpoints are
+    relative references, resolved against the URL the document was fetched from. Never the
+    request's Host header: a client may send any host there, and a cache keeps the answer."""
+    if settings.public_url:
+        return settings.public_url
+    parts = urlsplit(settings.issuer)
+    if parts.scheme in {"http", "https"} and parts.hostname and not parts.query:
+        return settings.issuer.rstrip("/")
+    return ""
+
+
+def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
+    base = base_url(settings)
+    methods = ["client_secret_basic", "client_secret_post"]
+    return {
+        # Must be the tokens' iss exactly (RFC 8414 §3.3, RFC 9068 §4), so never rewritten.
+        "issuer": settings.issuer,
+        "token_endpoint": base + TOKEN_PATH,
+        "jwks_uri": base + JWKS_PATH,
+        "revocation_endpoint": base + REVOCATION_PATH,
+        "introspection_endpoint": base + INTROSPECTION_PATH,
+        "grant_types_supported": [GRANT_TYPE],
+        "response_types_supported": [],  # no authorization endpoint: client credentials only
+        "token_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods,
+        "scopes_supported": scopes,
+    }

@@ -51,5 +51,9 @@ class TTLCache(Generic[K, V]):
             self._entries[key] = (now + self.ttl, value)
         return value
 
+    def discard(self, key: K) -> None:
+        """Forget ``key``, so that the next get loads it (a change made by this process)."""
+        self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,15 +1,16 @@
-"""/auth/token"""
+"""/auth/token, /auth/revoke and /auth/introspect"""
 
 from __future__ import annotations
 
 from handlers._common import Body
-from storefront.access.oauth import client_credentials_grant, credentials
+from storefront.access import revocation
+from storefront.access.oauth import ClientCredentials, client_credentials_grant, credentials
 from storefront.http.deps import request, services
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
+def _form(body: Body) -> tuple[Body, ClientCredentials]:
     # RFC 6749 §3.2: a parameter sent without a value is treated as if it were omitted.
     body = {name: value for name, value in body.items() if value != ""}
     creds = credentials(
@@ -17,6 +18,11 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
         client_id=body.get("client_id"),
         client_secret=body.get("client_secret"),
     )
+    return body, creds
+
+
+async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
+    body, creds = _form(body)
     token = await client_credentials_grant(
         services(),
         request.scope,
@@ -34,3 +40,17 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
         200,
         NO_STORE,
     )
+
+
+async def revoke_token(body: Body) -> tuple[Body, int, dict[str, str]]:
+    body, creds = _form(body)
+    await revocation.revoke(services(), request.scope, creds=creds, token=body.get("token"))
+    return {}, 200, NO_STORE
+
+
+async def introspect_token(body: Body) -> tuple[Body, int, dict[str, str]]:
+    body, creds = _form(body)
+    answer = await revocation.introspect(
+        services(), request.scope, creds=creds, token=body.get("token")
+    )
+    return answer, 200, NO_STORE

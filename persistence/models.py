@@ -210,3 +210,17 @@ def modelled(name: str | None, type_: str, _parents: Any) -> bool:
     The FTS5 table and its shadow tables (``products_fts_data``, …) are migration 0003's: left
     in, autogenerate would propose dropping them."""
     return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))
+
+
+class RevokedToken(Base):
+    """An access token revoked before its expiry (RFC 7009), by its ``jti``. Kept only until
+    the token expires: past that the signature check refuses it anyway, so the row is purged
+    (persistence.revocations.revoke)."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(40))
+    #: The token's exp: the row is useless after it. Indexed, so the purge reads only old rows.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())

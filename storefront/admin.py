@@ -21,7 +21,11 @@ from persistence import clients
 from persistence.db import Database
 from storefront.access.ratelimit import parse_limit
 
-KNOWN_SCOPES = ("read", "write")
+#: read and write are the API's; introspect lets a client (a resource server) introspect any
+#: client's tokens at POST /auth/introspect, where others may introspect only their own.
+KNOWN_SCOPES = ("read", "write", "introspect")
+#: What the demo client gets: the API's scopes.
+API_SCOPES = ("read", "write")
 RATE_LIMIT_MAX = 32  # the width of clients.rate_limit
 T = TypeVar("T")
 
@@ -90,7 +94,7 @@ def ensure_demo_client(session: Session, digester: SecretDigester) -> NewClient:
     secret cannot be shown again)."""
     existing = clients.find_client_by_name(session, name="demo")
     if existing is None:
-        return create_client(session, digester, name="demo", scopes=KNOWN_SCOPES)
+        return create_client(session, digester, name="demo", scopes=API_SCOPES)
     secret = new_secret()
     clients.set_client_secret(session, client_id=existing.id, secret_digest=digester.digest(secret))
     return NewClient(existing.id, secret, existing.name, existing.scopes.split())

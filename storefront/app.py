@@ -130,6 +130,7 @@ def build_services(settings: Settings) -> Services:
         required_scopes=oauth_scopes_by_operation(_parsed_spec()),
         client_status=TTLCache(settings.auth_cache_ttl),
         api_keys=TTLCache(settings.auth_cache_ttl),
+        revoked=TTLCache(settings.auth_cache_ttl),
     )
 
 

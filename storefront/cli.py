@@ -157,7 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     create = command(clients, "create", "create a client; prints its secret once")
     create.add_argument("--name", required=True, help="a name to know the client by")
     create.add_argument(
-        "--scopes", default="read write", help="space-separated: read, write or both"
+        "--scopes",
+        default="read write",
+        help="space-separated, of: read write introspect",
     )
     json_flag(create)
     listing = command(clients, "list", "list clients, oldest first")

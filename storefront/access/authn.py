@@ -18,6 +18,7 @@ from core.ids import API_KEY_PREFIX
 from core.settings import Settings
 from persistence import clients
 from storefront.access.ratelimit import charge
+from storefront.access.revocation import is_revoked
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, publish_caller
 
@@ -65,6 +66,8 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     )
     if not active:
         raise OAuthProblem(detail="The client of this access token is disabled.")
+    if await is_revoked(services, claims):
+        raise OAuthProblem(detail="The access token has been revoked.")
     publish_caller(request.scope, Caller(claims["sub"]))
     # All of a client's tokens share one budget, so minting more tokens buys nothing.
     await charge(

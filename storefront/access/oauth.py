@@ -99,20 +99,11 @@ def _printable(token: str) -> str:
     return token.encode("unicode_escape").decode("ascii")
 
 
-async def client_credentials_grant(
-    svc: Services,
-    asgi_scope: Scope,
-    *,
-    grant_type: str | None,
-    creds: ClientCredentials,
-    scope: str | None,
-) -> IssuedToken:
-    if grant_type is None:
-        raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
-    if grant_type != GRANT_TYPE:
-        raise OAuthError(
-            "unsupported_grant_type", f"Only the '{GRANT_TYPE}' grant type is supported."
-        )
+async def authenticate_client(
+    svc: Services, asgi_scope: Scope, creds: ClientCredentials
+) -> clients.ClientRow:
+    """The enabled client whose credentials these are; ``invalid_client`` otherwise, which the
+    failure counter (storefront.http.failures) counts wherever it is raised."""
     # A source over its failure budget is refused before its secret is looked at.
     await refuse_failing_source(svc.limiter, asgi_scope, client_id=creds.client_id)
     if not creds.client_id or creds.client_secret is None:
@@ -136,6 +127,24 @@ async def client_credentials_grant(
             basic_challenge=creds.basic,
             client_id=creds.client_id,
         )
+    return client
+
+
+async def client_credentials_grant(
+    svc: Services,
+    asgi_scope: Scope,
+    *,
+    grant_type: str | None,
+    creds: ClientCredentials,
+    scope: str | None,
+) -> IssuedToken:
+    if grant_type is None:
+        raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
+    if grant_type != GRANT_TYPE:
+        raise OAuthError(
+            "unsupported_grant_type", f"Only the '{GRANT_TYPE}' grant type is supported."
+        )
+    client = await authenticate_client(svc, asgi_scope, creds)
     allowed = client.scopes.split()
     requested = allowed if scope is None else parse_scope(scope)
     excess = sorted(set(requested) - set(allowed))

@@ -27,6 +27,8 @@ class Services:
     client_status: TTLCache[str, tuple[bool, str | None]] = field(
         default_factory=lambda: TTLCache(0)
     )
+    #: access token jti -> whether it is revoked, for STOREFRONT_AUTH_CACHE_TTL seconds.
+    revoked: TTLCache[str, bool] = field(default_factory=lambda: TTLCache(0))
     #: API key digest -> its key and client, for STOREFRONT_AUTH_CACHE_TTL seconds.
     api_keys: TTLCache[str, KeyRow | None] = field(default_factory=lambda: TTLCache(0))
 

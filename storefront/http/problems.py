@@ -41,7 +41,7 @@ logger = logging.getLogger("core.errors")
 
 #: Errors here speak RFC 6749 §5.2. Matched by path: Connexion's routing extension is not
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
-TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
+OAUTH_PATHS = frozenset({"/auth/token", "/auth/revoke", "/auth/introspect"})
 REALM = 'realm="storefront"'
 #: A search past its budget is well-formed (it may succeed on a smaller catalogue), understood,
 #: and not processed as it is: 422 (RFC 9110 §15.5.21), not the 400 of a malformed request.
@@ -99,7 +99,7 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
-    if status == 400 and request.url.path == TOKEN_PATH:
+    if status == 400 and request.url.path in OAUTH_PATHS:
         # Raised before routing (an unusable Content-Length): still RFC 6749's shape here.
         return _oauth_response(OAuthError("invalid_request", exc.message))
     if status == 413:
@@ -137,7 +137,7 @@ async def http_error(
         allow = routes.allow(request.url.path)
         if allow is not None:
             headers["Allow"] = allow
-    if status == 400 and request.url.path == TOKEN_PATH:
+    if status == 400 and request.url.path in OAUTH_PATHS:
         return _oauth_response(OAuthError("invalid_request", message))
     if status == 401:
         challenge = f"Bearer {REALM}"

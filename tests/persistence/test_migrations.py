@@ -179,6 +179,7 @@ def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) ->
         "table_counts",
         "category_counts",
         "secret_fingerprints",  # 0005's, gone with it
+        "revoked_tokens",  # 0006's
     }
     # Writes work without the counters (no trigger is left behind to miss its table) ...
     in_transaction(
@@ -215,8 +216,9 @@ def test_0005_keeps_fingerprints_and_goes_away_cleanly(empty_database: str) -> N
     downgrade(alembic_config(empty_database), "0004")
     diff, _, version = inspect(empty_database)
     assert version == "0004"
-    assert [change[1].name for change in diff if change[0] == "add_table"] == [
-        "secret_fingerprints"
+    assert sorted(change[1].name for change in diff if change[0] == "add_table") == [
+        "revoked_tokens",  # 0006's, gone with it
+        "secret_fingerprints",
     ]
     # Upgraded again, it starts empty: the next start records the secrets it has.
     upgrade(empty_database)
@@ -229,3 +231,22 @@ def test_0005_keeps_fingerprints_and_goes_away_cleanly(empty_database: str) -> N
         )
         == 0
     )
+
+
+def test_0006_revoked_tokens_go_away_cleanly(empty_database: str) -> None:
+    upgrade(empty_database)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into revoked_tokens (jti, client_id, expires_at, revoked_at) "
+                "values ('j1', 'cli_a', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        ),
+    )
+    downgrade(alembic_config(empty_database), "0005")
+    diff, _, version = inspect(empty_database)
+    assert version == "0005"
+    assert [change[1].name for change in diff if change[0] == "add_table"] == ["revoked_tokens"]
+    upgrade(empty_database)
+    assert inspect(empty_database)[0] == []  # the index is back with the table

@@ -76,3 +76,18 @@ def test_the_cache_never_grows_past_its_cap() -> None:
 
     asyncio.run(scenario())
     assert 0 < len(cache) <= 5
+
+
+def test_discard_makes_the_next_get_load_again() -> None:
+    cache: TTLCache[str, object] = TTLCache(60)
+    load = Loader(1)
+
+    async def scenario() -> None:
+        assert await cache.get("k", load) == 1
+        load.value = 2
+        assert await cache.get("k", load) == 1  # remembered
+        cache.discard("k")
+        cache.discard("never there")  # no error for a key it does not hold
+        assert await cache.get("k", load) == 2
+
+    asyncio.run(scenario())

@@ -231,6 +231,22 @@ def test_secrets_cannot_be_guessed_at_line_speed_nor_lock_out_the_client(
     assert real.post("/auth/token", data=form(victim)).status_code == 200
 
 
+def test_guessing_at_revoke_and_introspect_spends_the_same_failure_budget(
+    limited: Configure, make_client: Callable[..., admin.NewClient]
+) -> None:
+    victim = make_client("read")
+    attacker = limited(auth_failure_limit="3/minute", client_address="198.51.100.8")
+    guess = {"token": "x", "client_id": victim.client_id, "client_secret": "guess"}
+    for path in ("/auth/revoke", "/auth/introspect", "/auth/token"):
+        response = attacker.post(path, data={**guess, "grant_type": "client_credentials"})
+        assert response.status_code == 401, path
+        assert response.json()["error"] == "invalid_client"
+    # Three failures across the three endpoints: the fourth attempt anywhere is refused.
+    right = {**guess, "client_secret": victim.client_secret}
+    assert_429(attacker.post("/auth/introspect", data=right))
+    assert_429(attacker.post("/auth/revoke", data=right))
+
+
 @pytest.mark.parametrize("fail_open", [True, False])
 def test_an_unreachable_store_fails_open_or_closed_as_configured(
     settings: Settings,

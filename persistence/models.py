@@ -134,6 +134,9 @@ class TableCount(Base):
 
     table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger)
+    #: Moved on by every write to the table's rows (products only; migration 0006): what a
+    #: remembered search count is valid for.
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class CategoryCount(Base):

@@ -90,7 +90,7 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
 def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
-        db=Database(settings.database_url, timeout=settings.database_timeout),
+        db=Database.from_settings(settings),
         tokens=TokenCodec(
             jwt_signing_key(settings),
             issuer=settings.issuer,

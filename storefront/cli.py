@@ -117,7 +117,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from storefront.importer import import_file
 
-    upgrade(settings.database_url)
+    upgrade(settings.migrations_url)
     if args.demo:
         import_file(settings, DEMO_CATALOGUE, progress=False)
         digester = _digester(settings)
@@ -169,7 +169,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if command == ("serve", None):
         _serve(settings, args)
         return
-    upgrade(settings.database_url)
+    upgrade(settings.migrations_url)
     if command == ("db", "upgrade"):
         print("database is at the latest migration")
         return

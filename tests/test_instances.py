@@ -1,7 +1,8 @@
 """Several server processes, one database and one Redis, behave as one API.
 
-Run on each backend: SQLite (one file, several processes) and PostgreSQL. Rate limits are in
-Redis here on both, since a global budget is what is being tested.
+Run on each backend: SQLite (one file, several processes) and PostgreSQL, and the test of one
+set of users and clients through PgBouncer as well. Rate limits are in Redis here on all, since
+a global budget is what is being tested.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ AUTH_CACHE_TTL = Settings.model_fields["auth_cache_ttl"].default
 
 
 @pytest.fixture
-def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+def env(database_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     require_service(REDIS_URL, 6379)
     base = clean_env()
     return {
         **base,
-        "STOREFRONT_DATABASE_URL": database_url,
+        **database_env,
         # Shared configuration, not generated per process: every instance verifies the
         # tokens every other one issues, and the digests of every secret.
         "STOREFRONT_JWT_SECRET": secrets.token_urlsafe(48),
@@ -127,6 +128,7 @@ def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -
     assert "STOREFRONT_RATE_LIMIT_STORAGE_URL" in lines[0]
 
 
+@pytest.mark.pgbouncer
 def test_two_instances_serve_one_set_of_users_and_clients(
     env: dict[str, str], servers: list[str]
 ) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from core.settings import Settings
 from storefront.app import create_app
+
+# A representative part of the HTTP suite also runs through PgBouncer (tests/conftest.py).
+pytestmark = pytest.mark.pgbouncer
 
 
 def test_healthz_needs_nothing(api: TestClient) -> None:

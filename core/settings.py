@@ -135,6 +135,8 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0]
         if scheme not in {"memory", "redis", "rediss", "redis+sentinel", "redis+cluster"}:
             raise ValueError("must be memory:// or a redis:// URL")
+        if scheme == "redis+sentinel" and not value.split("://", 1)[1].partition("/")[2].strip("/"):
+            raise ValueError("must name the service: redis+sentinel://host:26379/SERVICE")
         return value
 
     @field_validator("jwt_secret", "pepper")

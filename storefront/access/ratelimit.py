@@ -1,6 +1,7 @@
 """Rate limiting on ``limits``: a budget per API key or OAuth client, and one for failures.
 
-``Limiter`` owns the storage (chosen by URI: ``memory://`` or ``redis://…``) and the strategy.
+``Limiter`` owns the storage (chosen by URI: ``memory://``, ``redis://…`` or
+``redis+sentinel://…``) and the strategy.
 The functions at the end of this module are the only ones that spend a budget: ``charge`` for
 an identified caller (the security functions, the token grant), ``record_failure`` for a failed
 authentication (the HTTP adapter's failure layer, wherever the failure was raised). Each
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage as AsyncStorage
@@ -29,6 +31,7 @@ from limits.aio.strategies import (
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from redis.asyncio import ConnectionPool
+from redis.asyncio.sentinel import Sentinel
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
@@ -49,6 +52,31 @@ RETRY_STORE_AFTER = 5
 T = TypeVar("T")
 
 Policy = Literal["default", "client", "auth-failures"]
+
+
+def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool]:
+    """The Sentinel of a ``redis+sentinel://[:password@]host:port[,host:port…]/service`` URL
+    (limits' syntax) and a pool of connections to the service's current primary.
+
+    Every new connection asks the Sentinels where the primary is, so after a failover the pool
+    reaches the promoted replica by itself. Only the primary is used, never a replica (limits'
+    own Sentinel storage reads from replicas, whose counts lag behind the primary's): a budget
+    is exact or it is not a budget.
+    """
+    parts = urlsplit(url)
+    service = parts.path.strip("/")
+    if not service:
+        raise ValueError("a redis+sentinel:// URL names the service: redis+sentinel://host/NAME")
+    hosts = []
+    for location in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = location.rpartition(":") if ":" in location else (location, "", "")
+        hosts.append((host, int(port or 26379)))
+    auth = {"password": unquote(parts.password)} if parts.password else {}
+    # The Sentinels get the same timeouts as the primary: a dead Sentinel must not hang a request.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves __init__ untyped
+        hosts, sentinel_kwargs={**auth, **connection}, **auth, **connection
+    )
+    return sentinel, sentinel.master_for(service).connection_pool
 
 
 @lru_cache(maxsize=256)
@@ -110,11 +138,17 @@ class Limiter:
         self.shared = not storage_url.startswith("memory")
         options: dict[str, Any] = {}
         self._pool: ConnectionPool | None = None
+        self._sentinel: Sentinel | None = None
         if self.shared:
             # Our own pool, so that shutdown can close its connections (limits has no close()).
-            self._pool = ConnectionPool.from_url(
-                storage_url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT
-            )
+            timeouts = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+            if storage_url.startswith("redis+sentinel:"):
+                self._sentinel, self._pool = sentinel_pool(storage_url, **timeouts)
+                # limits' plain Redis storage over that pool: the URL below only picks the
+                # storage class; the pool decides where the connections go.
+                storage_url = "redis://sentinel-primary:0"
+            else:
+                self._pool = ConnectionPool.from_url(storage_url, **timeouts)
             options = {
                 "wrap_exceptions": True,
                 "key_prefix": key_prefix,
@@ -233,6 +267,8 @@ class Limiter:
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
 
 async def charge(

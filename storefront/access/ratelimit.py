@@ -30,8 +30,10 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from redis.asyncio import ConnectionPool
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
@@ -254,21 +256,41 @@ class Limiter:
             return None
         return min(decisions, key=lambda d: (d.allowed, d.remaining))
 
-    async def check(self) -> bool:
-        """Whether the store answers now (for /readyz); a success ends any back-off."""
+    async def check(self) -> str | None:
+        """None when the store answers now, else why not (for /readyz, so a few words that
+        name no address). A success ends any back-off."""
+        if self._pool is None:  # in process: always there
+            return None
         try:
-            reachable = bool(await self.storage.check())
-        except (StorageError, ConnectionError, TimeoutError, OSError):
-            return False
-        if reachable:
-            self._down_until = 0.0
-        return reachable
+            # A PING of our own: limits' check() swallows the error that says why.
+            await Redis(connection_pool=self._pool).ping()
+        except (RedisError, ConnectionError, TimeoutError, OSError) as exc:
+            return _store_failure(exc)
+        self._down_until = 0.0
+        return None
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
         if self._sentinel is not None:
             await self._sentinel.aclose()
+
+
+def _store_failure(exc: BaseException) -> str:
+    """Why the store failed, in words that name no address (redis-py's messages do)."""
+    chain = [exc]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 10:
+        chain.append(cause)
+    for error in chain:
+        if isinstance(error, MasterNotFoundError):
+            return "no primary: the Sentinels know of none that answers"
+        if isinstance(error, TimeoutError | RedisTimeoutError):
+            return f"no answer within {STORE_TIMEOUT:g} s"
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, ReadOnlyError):
+            return "read-only: connected to a replica"
+    return f"unreachable ({type(exc).__name__})"
 
 
 async def charge(

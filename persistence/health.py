@@ -50,6 +50,19 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+#: SQLSTATEs that mean "the database is not there for now": connection failures (class 08,
+#: which is also what PgBouncer answers when it cannot reach PostgreSQL, 08P01), a server
+#: shutting down or starting up, too many connections.
+_UNAVAILABLE = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether a failed database call means the database is away (worth a retry), rather
+    than a bug: a driver error whose cause carries one of the SQLSTATEs above."""
+    code = _sqlstate(exc)
+    return code is not None and code.startswith(_UNAVAILABLE)
+
+
 def describe_failure(exc: BaseException, timeout: float) -> str:
     """Why a database (or pooler) call failed, in a few words fit for a public probe."""
     chain: list[BaseException] = []

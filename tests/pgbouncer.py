@@ -26,10 +26,11 @@ from tests.servers import free_port
 POOL_SIZE = 10
 
 
-@dataclass(frozen=True)
+@dataclass
 class PgBouncer:
     port: int
     directory: Path
+    process: subprocess.Popen[bytes] | None = None
 
     def url_for(self, direct_url: str) -> str:
         """``direct_url`` (a PostgreSQL URL) rewritten to go through this PgBouncer."""
@@ -39,6 +40,31 @@ class PgBouncer:
     @property
     def log(self) -> str:
         return (self.directory / "pgbouncer.log").read_text(errors="replace")
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", "pgbouncer", str(self.directory / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("PgBouncer did not start:\n" + self.log) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def _config(directory: Path, port: int, upstream_host: str, upstream_port: int) -> str:
@@ -78,27 +104,10 @@ def pgbouncer(upstream_url: str) -> Iterator[PgBouncer]:
     shutil.chown(directory, "postgres")
     for path in directory.iterdir():
         shutil.chown(path, "postgres")
-    process = subprocess.Popen(
-        ["runuser", "-u", "postgres", "--", "pgbouncer", str(directory / "pgbouncer.ini")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     bouncer = PgBouncer(port, directory)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("PgBouncer did not start:\n" + bouncer.log) from None
-                time.sleep(0.05)
+        bouncer.start()
         yield bouncer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        bouncer.stop()
         shutil.rmtree(directory, ignore_errors=True)

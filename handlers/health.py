@@ -53,24 +53,30 @@ async def _database(svc: Services) -> tuple[Check, Check]:
     return database, _ok(f"at {HEAD}, as this code expects")
 
 
+async def _pooler(svc: Services) -> Check | None:
+    """Whether the pooler accepts connections; None when there is none."""
+    settings = svc.settings
+    if settings.database_pooler == "none":
+        return None
+    problem = await pooler_answers(settings.database_url, settings.database_timeout)
+    return (
+        _ok(f"{settings.database_pooler} accepts connections")
+        if problem is None
+        else _down(problem)
+    )
+
+
 async def readyz() -> Body:
     svc = services()
     settings = svc.settings
     checks: dict[str, Check] = {}
+    # At once: a probe waits for the slowest dependency, not for the sum of them.
     database, pooler, store = await asyncio.gather(
-        _database(svc),
-        pooler_answers(settings.database_url, settings.database_timeout)
-        if settings.database_pooler != "none"
-        else asyncio.sleep(0, "skipped"),
-        svc.limiter.check(),
+        _database(svc), _pooler(svc), svc.limiter.check()
     )
     checks["database"], checks["migrations"] = database
-    if pooler != "skipped":
-        checks["pooler"] = (
-            _ok(f"{settings.database_pooler} accepts connections")
-            if pooler is None
-            else _down(pooler)
-        )
+    if pooler is not None:
+        checks["pooler"] = pooler
     if not svc.limiter.shared:
         checks["rate_limit_store"] = _ok("in process: each process counts on its own")
     elif store is None:

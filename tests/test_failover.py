@@ -25,8 +25,15 @@ import pytest
 from storefront.access.ratelimit import RETRY_STORE_AFTER
 from tests.conftest import require_program
 from tests.sentinel import DOWN_AFTER_MS, RedisTopology, redis_with_sentinel
-from tests.servers import clean_env, storefront, storefront_json, wait_until_up
-from tests.test_instances import _burst, _start, _stop
+from tests.servers import (
+    burst,
+    clean_env,
+    start_server,
+    stop_servers,
+    storefront,
+    storefront_json,
+    wait_until_up,
+)
 
 #: Kill to counting again: the Sentinel's down-after, its election and promotion (about a
 #: second here), then the server's back-off from an unreachable store, and slack for a busy
@@ -118,14 +125,14 @@ async def _load(
 @pytest.fixture
 def servers(env: dict[str, str]) -> Iterator[list[str]]:
     storefront(env, "db", "upgrade")
-    started = [_start(env), _start(env)]
+    started = [start_server(env), start_server(env)]
     try:
         bases = [base for _, base in started]
         for base in bases:
             wait_until_up(base)
         yield bases
     finally:
-        _stop([process for process, _ in started])
+        stop_servers([process for process, _ in started])
 
 
 def test_sentinel_failover_under_load(
@@ -154,6 +161,6 @@ def test_sentinel_failover_under_load(
 
     # Counting on the promoted primary is exact across both processes: a fresh budget of 20,
     # 60 requests at once over both, exactly 20 served.
-    statuses_after = asyncio.run(_burst(servers, _key(env, "20/minute"), 60))
+    statuses_after = asyncio.run(burst(servers, _key(env, "20/minute"), 60))
     assert statuses_after.count(200) == 20
     assert statuses_after.count(429) == 40

@@ -13,9 +13,6 @@ from handlers.health import HEAD
 from storefront.app import create_app
 from tests.pgbouncer import pgbouncer
 
-# A representative part of the HTTP suite also runs through PgBouncer (tests/conftest.py).
-pytestmark = pytest.mark.pgbouncer
-
 
 def test_healthz_needs_nothing(api: TestClient) -> None:
     response = api.get("/healthz")
@@ -24,6 +21,7 @@ def test_healthz_needs_nothing(api: TestClient) -> None:
     assert "X-RateLimit-Limit" not in response.headers
 
 
+@pytest.mark.pgbouncer  # also through PgBouncer: the pooler check
 def test_readyz_reports_each_dependency(api: TestClient, backend: str) -> None:
     response = api.get("/readyz")
     assert response.status_code == 200, response.text
@@ -79,6 +77,7 @@ def test_readyz_without_the_rate_limit_store_is_degraded_or_503_as_configured(
     }
 
 
+@pytest.mark.pgbouncer  # also through PgBouncer: the pooler check
 def test_readyz_is_503_without_the_database(settings: Settings) -> None:
     gone = settings.model_copy(
         update={"database_url": "postgresql://nobody@127.0.0.1:1/none", "database_timeout": 1}

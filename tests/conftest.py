@@ -137,11 +137,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("pgbouncer")
+    only = marker is not None and bool(marker.kwargs.get("only"))
     pooled = [POOLED] if marker is not None and POOLED[0] in BACKENDS else []
     if {"api", "app"} & set(metafunc.fixturenames) and "http_stack" in metafunc.fixturenames:
-        platforms = [p for p in PLATFORMS if p[0] != POOLED[0]]
-        platforms = pooled if marker is not None and marker.kwargs.get("only") else platforms
-        platforms = platforms + [p for p in pooled if p not in platforms]
+        platforms = pooled if only else PLATFORMS + pooled
         metafunc.parametrize(
             ["backend", "http_stack"],
             platforms,
@@ -150,9 +149,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             scope="session",
         )
     else:
-        backends = [b for b in BACKENDS if b != POOLED[0]] + [b for b, _ in pooled]
-        if marker is not None and marker.kwargs.get("only"):
-            backends = [b for b, _ in pooled]
+        unpooled = [b for b in BACKENDS if b != POOLED[0]]
+        backends = ([] if only else unpooled) + [b for b, _ in pooled]
         metafunc.parametrize("backend", backends, indirect=True, scope="session")
 
 

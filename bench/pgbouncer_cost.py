@@ -1,7 +1,7 @@
 """What PgBouncer in transaction mode costs, against a direct connection. Prints figures.
 
     apt-get install pgbouncer wrk
-    .venv/bin/python bench/pgbouncer_cost.py [--seconds 8] [--rounds 3]
+    .venv/bin/python bench/pgbouncer_cost.py [--seconds 8] [--rounds 3] [--store redis://…]
 
 One database on the PostgreSQL at 127.0.0.1:5432 with 1,000 users, and a copy of it (so that
 each server's connections can be counted apart); two ``storefront serve`` processes (one
@@ -11,7 +11,8 @@ as the tests start theirs, ``tests/pgbouncer.py``) with ``STOREFRONT_DATABASE_PO
 wrk -t1 -c32 on GET /users/{id} and GET /users?limit=20, alternating direct and pooled, so that
 a machine whose load drifts weighs on both alike. Also printed: the PostgreSQL connections
 each server holds under load, and each server's resident memory after the runs (the sizing
-table of docs/operations.md).
+table of docs/operations.md). With ``--store redis://…`` the servers count in Redis, as
+several instances must, and the Redis connections each holds under load are printed too.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ async def backends(database: str) -> int:
         await connection.close()
 
 
+def sockets_to(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` to ``port`` (from /proc, no tools)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+                found += 1
+    return found
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -91,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store", default="memory://", help="STOREFRONT_RATE_LIMIT_STORAGE_URL")
     args = parser.parse_args()
 
     database = f"sf_bench_pgbouncer_{os.getpid()}"
@@ -106,6 +125,8 @@ def main() -> None:
                 "STOREFRONT_DATABASE_URL": direct_url,
                 "STOREFRONT_KEY_DIR": str(Path(tmp) / "keys"),
                 "STOREFRONT_RATE_LIMIT": HUGE,
+                "STOREFRONT_RATE_LIMIT_STORAGE_URL": args.store,
+                "STOREFRONT_RATE_LIMIT_KEY_PREFIX": f"bench-{os.getpid()}",
                 "STOREFRONT_LOG_LEVEL": "warning",
             }
             storefront(base_env, "db", "upgrade")
@@ -151,6 +172,7 @@ def main() -> None:
             }
             results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
             connections: dict[str, int] = {}
+            redis_connections: dict[str, int] = {}
             for route, path in routes.items():
                 for mode in modes:  # warm up each server's pool and caches
                     wrk(Load(bases[mode] + path, headers), 2)
@@ -169,6 +191,9 @@ def main() -> None:
                 )
                 time.sleep(1.5)
                 connections[mode] = asyncio.run(backends(databases[mode]))
+                if args.store.startswith("redis://"):
+                    redis_port = int(args.store.rsplit(":", 1)[1].split("/")[0])
+                    redis_connections[mode] = sockets_to(pids[mode], redis_port)
                 runner.wait()
             machine_state("end")
 
@@ -191,6 +216,8 @@ def main() -> None:
             print("\nPostgreSQL connections under load (pg_stat_activity):")
             print(f"  direct server:            {connections['direct']}")
             print(f"  through PgBouncer (pool): {connections['pgbouncer']} (default_pool_size)")
+            for mode, count in redis_connections.items():
+                print(f"  Redis connections of the {mode} server: {count}")
             print("\nresident memory after the runs:")
             for mode, pid in pids.items():
                 print(f"  {mode:10} {rss_mib(pid):6.1f} MiB")

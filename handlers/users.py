@@ -8,6 +8,7 @@ from typing import Any
 
 from core.validation import clean_email, clean_name
 from handlers._common import (
+    PRIVATE,
     Body,
     absolute_url,
     match_cursor,
@@ -67,7 +68,7 @@ async def list_users(
         before=parse_user_cursor("before", before),
     )
     headers = paging_headers(page, limit=limit, offset=offset, cursor=user_cursor)
-    return [_public(u) for u in page.rows], 200, headers
+    return [_public(u) for u in page.rows], 200, headers | PRIVATE
 
 
 async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
@@ -77,14 +78,14 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     user = await svc.db.write(
         users.create_user, name=name, email=email, password_hash=password_hash
     )
-    return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")}
+    return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")} | PRIVATE
 
 
-async def get_user(id_: str) -> Body:
-    return _public(await services().db.read(users.get_user, user_id=id_))
+async def get_user(id_: str) -> tuple[Body, int, dict[str, str]]:
+    return _public(await services().db.read(users.get_user, user_id=id_)), 200, PRIVATE
 
 
-async def update_user(id_: str, body: Body) -> Body:
+async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
     changes: dict[str, Any] = {}
     if "name" in body:
@@ -94,7 +95,7 @@ async def update_user(id_: str, body: Body) -> Body:
     if "password" in body:
         changes["password_hash"] = await svc.passwords.hash(body["password"])
     user = await svc.db.write(users.update_user, user_id=id_, **changes)
-    return _public(user)
+    return _public(user), 200, PRIVATE
 
 
 async def delete_user(id_: str) -> tuple[None, int]:

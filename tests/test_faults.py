@@ -21,7 +21,14 @@ import pytest
 
 from tests.conftest import require_program
 from tests.pgbouncer import PgBouncer, pgbouncer
-from tests.servers import STOREFRONT, clean_env, free_port, storefront_json, wait_until_up
+from tests.servers import (
+    STOREFRONT,
+    clean_env,
+    free_port,
+    storefront,
+    storefront_json,
+    wait_until_up,
+)
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 TIMEOUT = 2  # STOREFRONT_DATABASE_TIMEOUT for the server under test
@@ -139,6 +146,7 @@ def test_database_outage_is_503_then_service_resumes(
 
 
 def _outage(postgres: Postgres, bouncer: PgBouncer | None, env: dict[str, str]) -> None:
+    storefront(env, "db", "upgrade")  # only serve and db upgrade create a database
     client = storefront_json(env, "clients", "create", "--name", "ops")
     port = free_port()
     server = _serve(env, port)

@@ -178,6 +178,7 @@ def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) ->
     assert {change[1].name for change in diff if change[0] == "add_table"} == {
         "table_counts",
         "category_counts",
+        "secret_fingerprints",  # 0005's, gone with it
     }
     # Writes work without the counters (no trigger is left behind to miss its table) ...
     in_transaction(
@@ -197,3 +198,34 @@ def _triggers(connection: Connection) -> set[str]:
     else:
         query = "select tgname from pg_trigger where not tgisinternal"
     return {row[0] for row in connection.execute(text(query))}
+
+
+def test_0005_keeps_fingerprints_and_goes_away_cleanly(empty_database: str) -> None:
+    upgrade(empty_database)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into secret_fingerprints (name, fingerprint, recorded_at) "
+                "values ('pepper', :fingerprint, CURRENT_TIMESTAMP)"
+            ),
+            {"fingerprint": "ab" * 32},
+        ),
+    )
+    downgrade(alembic_config(empty_database), "0004")
+    diff, _, version = inspect(empty_database)
+    assert version == "0004"
+    assert [change[1].name for change in diff if change[0] == "add_table"] == [
+        "secret_fingerprints"
+    ]
+    # Upgraded again, it starts empty: the next start records the secrets it has.
+    upgrade(empty_database)
+    assert (
+        in_transaction(
+            empty_database,
+            lambda connection: connection.execute(
+                text("select count(*) from secret_fingerprints")
+            ).scalar_one(),
+        )
+        == 0
+    )

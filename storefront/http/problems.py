@@ -34,6 +34,7 @@ from core.errors import (
     StorefrontError,
     UnsupportedCharset,
 )
+from persistence.health import unavailable
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
 
@@ -178,9 +179,13 @@ def _operator_intervention(exc: Exception) -> bool:
 async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     # Refused, timed out, reset, still starting up, "database is locked", cancelled: the
     # database is not answering, which is worth a retry (503), not a bug report (500).
+    # Behind PgBouncer, PostgreSQL's absence arrives as PgBouncer's own error (08P01, "server
+    # login has been failing") on a connection it then closes, and SQLAlchemy may pass the
+    # driver's error on unwrapped (when it surfaces while a connection is being reset).
     if (
         isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError)
         or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or unavailable(exc)
         or _operator_intervention(exc)
     ):
         logger.warning("database unavailable: %s", type(exc).__name__)

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
     #: Seconds in-flight requests get to finish after SIGTERM before the server stops anyway.
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
+    #: Refuse PUT and DELETE of a user without If-Match (428), so that no client can
+    #: overwrite a change it has not seen.
+    require_if_match: bool = False
     #: Check every response against openapi.yaml (the tests do; costs time per request).
     validate_responses: bool = False
     #: How requests reach the handlers: compiled (each operation's Connexion pipeline built

@@ -17,7 +17,8 @@ from handlers._common import (
 from persistence import users
 from persistence.models import User
 from persistence.users import PublicUser, UserKey, UserRow
-from storefront.http.deps import services
+from storefront.http import conditional
+from storefront.http.deps import request, services
 
 
 def _public(user: User | UserRow | PublicUser) -> Body:
@@ -77,15 +78,30 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     user = await svc.db.write(
         users.create_user, name=name, email=email, password_hash=password_hash
     )
-    return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")}
+    headers = {
+        "Location": absolute_url(f"/users/{user.id}"),
+        "ETag": conditional.etag(user.version),
+    }
+    return _public(user), 201, headers
 
 
-async def get_user(id_: str) -> Body:
-    return _public(await services().db.read(users.get_user, user_id=id_))
+async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:
+    user = await services().db.read(users.get_user, user_id=id_)
+    headers = {"ETag": conditional.etag(user.version)}
+    if conditional.not_modified(request.headers.get("if-none-match"), user.version):
+        return None, 304, headers
+    return _public(user), 200, headers
 
 
-async def update_user(id_: str, body: Body) -> Body:
+def _write_condition() -> conditional.WriteCondition:
+    return conditional.write_condition(
+        request.headers.get("if-match"), required=services().settings.require_if_match
+    )
+
+
+async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
+    condition = _write_condition()
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = clean_name(body["name"])
@@ -93,10 +109,13 @@ async def update_user(id_: str, body: Body) -> Body:
         changes["email"] = clean_email(body["email"])
     if "password" in body:
         changes["password_hash"] = await svc.passwords.hash(body["password"])
-    user = await svc.db.write(users.update_user, user_id=id_, **changes)
-    return _public(user)
+    user = await svc.db.write(
+        users.update_user, user_id=id_, versions=condition.versions, **changes
+    )
+    return _public(user), 200, {"ETag": conditional.etag(user.version)}
 
 
 async def delete_user(id_: str) -> tuple[None, int]:
-    await services().db.write(users.delete_user, user_id=id_)
+    condition = _write_condition()
+    await services().db.write(users.delete_user, user_id=id_, versions=condition.versions)
     return None, 204

@@ -22,10 +22,14 @@ from starlette.exceptions import HTTPException
 
 from core.errors import (
     Conflict,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidInput,
     NotFound,
     NotReady,
     OAuthError,
+    PreconditionFailed,
+    PreconditionRequired,
     RateLimited,
     RateLimitUnavailable,
     StorefrontError,
@@ -39,7 +43,14 @@ logger = logging.getLogger("core.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
-_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+_STATUS = {
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    IdempotencyKeyReused: 422,
+    PreconditionRequired: 428,
+}
 
 
 def error_response(
@@ -82,6 +93,8 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         return _oauth_response(exc)
     if isinstance(exc, RateLimited):
         return _rate_limited(exc)
+    if isinstance(exc, IdempotencyInProgress):
+        return error_response(409, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)

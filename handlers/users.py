@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from core.validation import clean_email, clean_name
 from handlers._common import (
@@ -17,7 +20,7 @@ from handlers._common import (
 from persistence import users
 from persistence.models import User
 from persistence.users import PublicUser, UserKey, UserRow
-from storefront.http import conditional
+from storefront.http import conditional, idempotency
 from storefront.http.deps import request, services
 
 
@@ -74,15 +77,22 @@ async def list_users(
 async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
     name, email = clean_name(body["name"]), clean_email(body["email"])
-    password_hash = await svc.passwords.hash(body["password"])
-    user = await svc.db.write(
-        users.create_user, name=name, email=email, password_hash=password_hash
+    key = idempotency.key_of(request.headers.get(idempotency.HEADER))
+    location = absolute_url("/users/")  # read here: create runs on a worker thread on SQLite
+
+    def create(session: Session, password_hash: str) -> tuple[Body, int, dict[str, str]]:
+        user = users.create_user(session, name=name, email=email, password_hash=password_hash)
+        headers = {"Location": location + user.id, "ETag": conditional.etag(user.version)}
+        return _public(user), 201, headers
+
+    def hash_password() -> Awaitable[str]:
+        return svc.passwords.hash(body["password"])
+
+    if key is None:
+        return await svc.db.write(create, await hash_password())
+    return await idempotency.run_once(
+        key, operation="create_user", request_body=body, prepare=hash_password, perform=create
     )
-    headers = {
-        "Location": absolute_url(f"/users/{user.id}"),
-        "ETag": conditional.etag(user.version),
-    }
-    return _public(user), 201, headers
 
 
 async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:

@@ -43,6 +43,7 @@ def script(client_id: str, secret: str, api_key: str) -> Callable[[Any], list[Re
 
     def build(token: str) -> list[Request]:
         bearer = {"Authorization": f"Bearer {token}"}
+        keyed = {**bearer, "Idempotency-Key": "stack-diff-1"}
         user = {"name": "Ada Lovelace", "email": "ada@example.com", "password": "analytical1"}
         return [
             ("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}),
@@ -80,6 +81,10 @@ def script(client_id: str, secret: str, api_key: str) -> Callable[[Any], list[Re
             ("POST", "/users", {"headers": bearer, "json": user}),
             ("POST", "/users", {"headers": bearer, "json": {**user, "email": "b@example.com"}}),
             ("POST", "/users", {"headers": bearer, "json": {**user, "id": "user_mine"}}),
+            ("POST", "/users", {"headers": keyed, "json": {**user, "email": "c@example.com"}}),
+            ("POST", "/users", {"headers": keyed, "json": {**user, "email": "c@example.com"}}),
+            ("POST", "/users", {"headers": keyed, "json": {**user, "email": "d@example.com"}}),
+            ("POST", "/users", {"headers": {**bearer, "Idempotency-Key": "a b"}, "json": user}),
             ("POST", "/users", {"headers": bearer, "json": {"name": "x"}}),
             ("POST", "/users", {"headers": bearer, "content": b"{", "ctype": "application/json"}),
             ("POST", "/users", {"headers": bearer, "content": b"a=b", "ctype": "text/plain"}),
@@ -225,6 +230,6 @@ def test_both_stacks_answer_every_request_alike(copies: list[Settings]) -> None:
     statuses = set(re.findall(r'"status": (\d+)', compiled))
     # The script reached every kind of answer it means to compare.
     assert {
-        *("200", "201", "204", "304", "400", "401", "403", "404", "405", "409", "412", "415")
+        *("200", "201", "204", "304", "400", "401", "403", "404", "405", "409", "412", "415", "422")
     } <= statuses
     assert compiled == stock

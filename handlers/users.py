@@ -21,7 +21,7 @@ from persistence import users
 from persistence.models import User
 from persistence.users import PublicUser, UserKey, UserRow
 from storefront.http import conditional, idempotency
-from storefront.http.deps import request, services
+from storefront.http.deps import header, services
 
 
 def _public(user: User | UserRow | PublicUser) -> Body:
@@ -77,7 +77,7 @@ async def list_users(
 async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
     name, email = clean_name(body["name"]), clean_email(body["email"])
-    key = idempotency.key_of(request.headers.get(idempotency.HEADER))
+    key = idempotency.key_of(header(idempotency.HEADER))
     location = absolute_url("/users/")  # read here: create runs on a worker thread on SQLite
 
     def create(session: Session, password_hash: str) -> tuple[Body, int, dict[str, str]]:
@@ -98,14 +98,14 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
 async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:
     user = await services().db.read(users.get_user, user_id=id_)
     headers = {"ETag": conditional.etag(user.version)}
-    if conditional.not_modified(request.headers.get("if-none-match"), user.version):
+    if conditional.not_modified(header("if-none-match"), user.version):
         return None, 304, headers
     return _public(user), 200, headers
 
 
 def _write_condition() -> conditional.WriteCondition:
     return conditional.write_condition(
-        request.headers.get("if-match"), required=services().settings.require_if_match
+        header("if-match"), required=services().settings.require_if_match
     )
 
 

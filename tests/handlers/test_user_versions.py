@@ -188,3 +188,14 @@ def test_if_match_can_be_required(
             assert put.status_code == 200
             deleted = api.delete(f"/users/{user_id}", headers={**h, "If-Match": "*"})
             assert deleted.status_code == 204
+
+
+def test_if_match_sent_as_several_fields_is_one_list(api: TestClient, h: Headers) -> None:
+    user_id, tag = create(api, h)
+    # Two header lines are one list (RFC 9110 §5.3): the second names the current version.
+    response = api.put(
+        f"/users/{user_id}",
+        headers=[*h.items(), ("If-Match", '"41"'), ("If-Match", tag)],
+        json={"name": "Listed"},
+    )
+    assert response.status_code == 200, response.text

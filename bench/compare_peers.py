@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -80,6 +80,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     requests: int
+    #: The server's CPU time (user + system) per request, in microseconds: unlike req/s, it
+    #: hardly moves when other processes compete for the cores.
+    cpu_us: float = float("nan")
     output: str = field(default="", repr=False)
 
 
@@ -90,6 +93,14 @@ class Load:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     script: Path | None = None
+    #: The server process, whose CPU time each run reads (None: not measured).
+    pid: int | None = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -137,7 +148,13 @@ def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
         command += ["-H", f"{name}: {value}"]
     if load.script is not None:
         command += ["-s", str(load.script)]
+    cpu_before = cpu_seconds(load.pid) if load.pid is not None else None
     done = subprocess.run([*command, load.url], capture_output=True, text=True, check=False)
+    cpu = (
+        cpu_seconds(load.pid) - cpu_before
+        if load.pid is not None and cpu_before is not None
+        else None
+    )
     out = done.stdout
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}\n{out}")
@@ -147,11 +164,13 @@ def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if check_status and non2xx:
         raise RuntimeError(f"{load.url}: {non2xx.group(1)} non-2xx responses:\n{out}")
+    requests = int(_find(r"(\d+) requests in", out))
     return Result(
         rps=float(_find(r"Requests/sec:\s+([\d.]+)", out)),
         p50_ms=millis(_find(r"\s50%\s+(\S+)", out)),
         p99_ms=millis(_find(r"\s99%\s+(\S+)", out)),
-        requests=int(_find(r"(\d+) requests in", out)),
+        requests=requests,
+        cpu_us=cpu / requests * 1e6 if cpu is not None and requests else float("nan"),
         output=out,
     )
 
@@ -396,7 +415,9 @@ def peer_loads(
         processes.append(
             subprocess.Popen(
                 [
-                    BIN / "uvicorn",
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
                     f"{name}:app",
                     "--port",
                     str(port),
@@ -410,13 +431,15 @@ def peer_loads(
                 stderr=subprocess.DEVNULL,
             )
         )
-        base = f"http://127.0.0.1:{port}"
-        loads["users-id"][name] = Load(f"{base}/users/{USER_ID}", bearer)
+        base, pid = f"http://127.0.0.1:{port}", processes[-1].pid
+        loads["users-id"][name] = Load(f"{base}/users/{USER_ID}", bearer, pid=pid)
         if name == "connexion_ref":
             continue
-        loads["users-list"][name] = Load(f"{base}/users?limit=20&offset=0", bearer)
-        loads["products-search"][name] = Load(f"{base}/products?search={SEARCH_TERM}", bearer)
-        loads["auth-token"][name] = Load(f"{base}/auth/token", script=token_script)
+        loads["users-list"][name] = Load(f"{base}/users?limit=20&offset=0", bearer, pid=pid)
+        loads["products-search"][name] = Load(
+            f"{base}/products?search={SEARCH_TERM}", bearer, pid=pid
+        )
+        loads["auth-token"][name] = Load(f"{base}/auth/token", script=token_script, pid=pid)
     for load in loads["users-id"].values():
         wait_until_up(load.url, load.headers)
     return loads
@@ -457,7 +480,7 @@ def bare_asgi(directory: Path, processes: list[subprocess.Popen[bytes]]) -> Load
             stderr=subprocess.DEVNULL,
         )
     )
-    load = Load(f"http://127.0.0.1:{port}/")
+    load = Load(f"http://127.0.0.1:{port}/", pid=processes[-1].pid)
     wait_until_up(load.url, {})
     return load
 
@@ -481,10 +504,12 @@ def parse_scenarios(text: str) -> list[str]:
 
 @dataclass
 class Series:
-    """One row of the final table: its runs, and per round the ratio against the base."""
+    """One row of the final table: its runs, and per pair of runs the ratio project / this
+    server in requests per second, and in CPU time per request (this server's / ours)."""
 
     results: list[Result] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
+    cpu_ratios: list[float] = field(default_factory=list)
 
     def median(self, name: str) -> float:
         return statistics.median(float(getattr(r, name)) for r in self.results)
@@ -519,20 +544,25 @@ def main() -> None:
         try:
             peers = {} if args.no_peers else peer_loads(directory, processes)
             ceiling = None if args.no_peers else bare_asgi(directory, processes)
-            with serving(env) as (_, base), ExitStack() as stock:
-                loads = project_loads(directory, env, base, scenarios)
+            with serving(env) as (server, base), ExitStack() as stock:
+                loads = {
+                    name: replace(load, pid=server.pid)
+                    for name, load in project_loads(directory, env, base, scenarios).items()
+                }
                 others: dict[str, dict[str, Load]] = {
                     name: dict(peers.get(name, {})) for name in loads
                 }
                 if not args.no_stock:
                     # The same app, data and credentials on Connexion's stock middleware stack.
-                    _, stock_base = stock.enter_context(
+                    stock_server, stock_base = stock.enter_context(
                         serving(env | {"STOREFRONT_HTTP_STACK": "connexion"})
                     )
                     for name, load in loads.items():
                         if name != "users-create":
-                            others[name][STOCK] = Load(
-                                load.url.replace(base, stock_base, 1), load.headers, load.script
+                            others[name][STOCK] = replace(
+                                load,
+                                url=load.url.replace(base, stock_base, 1),
+                                pid=stock_server.pid,
                             )
                 for round_ in range(args.rounds):
                     if ceiling is not None:
@@ -552,6 +582,7 @@ def main() -> None:
                             series = runs.setdefault((name, peer), Series())
                             series.results.append(theirs)
                             series.ratios.append(ours.rps / theirs.rps)
+                            series.cpu_ratios.append(theirs.cpu_us / ours.cpu_us)
                             time.sleep(1.0)
                     print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         finally:
@@ -579,20 +610,25 @@ def report(
         print(f"POST /users hashes with {hashing_parameters(env)}")
     header = (
         f"{'scenario':28} {'server':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'p99/p50':>8} {'ratio':>7}"
+        f" {'p99/p50':>8} {'CPU µs':>7} {'ratio':>7} {'CPU ratio':>9}"
     )
     print(header)
     print("-" * len(header))
     for (scenario, server), series in runs.items():
         ratio = f"{statistics.median(series.ratios):.2f}x" if series.ratios else ""
+        cpu_ratio = f"{statistics.median(series.cpu_ratios):.2f}x" if series.cpu_ratios else ""
         p50, p99 = series.median("p50_ms"), series.median("p99_ms")
         label = "bare ASGI (ceiling)" if scenario == "ceiling" else SCENARIOS[scenario]
         print(
             f"{label:28} {server:24} {series.median('rps'):8.0f} {p50:8.2f} {p99:8.2f}"
-            f" {p99 / p50:8.1f} {ratio:>7}".rstrip()
+            f" {p99 / p50:8.1f} {series.median('cpu_us'):7.0f} {ratio:>7} {cpu_ratio:>9}".rstrip()
         )
     print()
-    print(f"{'scenario':28} {'vs Starlette':>12} {'vs FastAPI':>11}  targets")
+    print(
+        "targets on req/s ratios; in brackets the CPU-per-request ratios (peer's CPU µs / ours),"
+        " which a busy machine disturbs far less"
+    )
+    print(f"{'scenario':28} {'vs Starlette':>16} {'vs FastAPI':>16}  targets")
     for scenario in SCENARIOS:
         if (scenario, "storefront") not in runs or scenario == "users-create":
             continue
@@ -605,10 +641,16 @@ def report(
         if not ratios:
             continue
         star, fast = ratios.get("starlette_ref", 0.0), ratios.get("fastapi_ref", 0.0)
+        cpu = {
+            peer: statistics.median(runs[(scenario, peer)].cpu_ratios)
+            for peer in ("starlette_ref", "fastapi_ref")
+            if (scenario, peer) in runs
+        }
         floor = star >= FLOOR["starlette_ref"] and fast >= FLOOR["fastapi_ref"]
         tail = ours.median("p99_ms") <= TAIL * ours.median("p50_ms")
         print(
-            f"{SCENARIOS[scenario]:28} {star:11.2f}x {fast:10.2f}x  floor "
+            f"{SCENARIOS[scenario]:28} {star:5.2f}x ({cpu.get('starlette_ref', 0.0):.2f}x)"
+            f" {fast:8.2f}x ({cpu.get('fastapi_ref', 0.0):.2f}x)  floor "
             f"{'met' if floor else 'NOT met'}; aim (>= 1.0x Starlette) "
             f"{'met' if star >= 1.0 else 'not met'}; p99 <= {TAIL:g}x p50 "
             f"{'met' if tail else 'NOT met'}"

@@ -4,6 +4,7 @@ Prints figures; asserts nothing.
 
     .venv/bin/python bench/data_growth.py [--sizes 10000,100000,1000000]
         [--backends sqlite,postgresql] [--quick] [--runs 30] [--explain]
+        [--only TEXT] [--budget SECONDS]
 
 For each size N and each backend (PostgreSQL when 127.0.0.1:5432 answers;
 STOREFRONT_BENCH_POSTGRES_URL names another server): a fresh database (a SQLite file in a
@@ -15,16 +16,21 @@ loaded catalogue, as they do when an existing deployment upgrades (its time is p
 on PostgreSQL ``VACUUM ANALYZE``, as autovacuum does after a load.
 
 Then, in process, each scenario calls the persistence function its handler calls, through
-``persistence.db.Database.read`` as a request does (the HTTP layer, the same at every size, is
-left out), ``--runs`` times after a warm-up. The table shows p50 and p90, the matches
+``persistence.db.Database.read`` as a request does, or ``Database.scan`` for a search (the
+HTTP layer, the same at every size, is left out), ``--runs`` times after a warm-up. A search
+has the server's budget (STOREFRONT_SEARCH_BUDGET's default, or ``--budget``): one that
+overruns it is stopped and refused (the API's 422), and its row says "422" instead of the
+matches, with the time it took to be refused. The table shows p50 and p90, the matches
 (X-Total-Count), the p50 of the X-Total-Count query alone, and p50 over the same backend's
-p50 at the smallest N. ``--explain`` prints the plan of every statement of every scenario at
-the largest N.
+p50 at the smallest N. ``--only`` keeps the scenarios whose name contains that text (e.g.
+``--only search=`` for the searches). ``--explain`` prints the plan of every statement of
+every scenario at the largest N.
 
 The catalogue: names and descriptions from a vocabulary of random words; ten categories of
 about 10% each and one of exactly 20 products; "waterproof" in 1% of descriptions (a term
 whose matches grow with the catalogue), "stratocaster" in the names of exactly 20 products
-(a term whose matches do not), "qz" as a two-letter term (no trigram: the fallback scan).
+(a term whose matches do not), "qz" as a two-letter term and "e" as a one-letter one (no
+trigram: they read every product, or every product of the category they are narrowed to).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ import asyncpg
 from sqlalchemy import Connection, create_engine, event, select
 from sqlalchemy.engine import make_url
 
+from core.errors import SearchTooBroad
+from core.settings import Settings
 from persistence import counts, products, users
 from persistence.db import Database
 from persistence.migrate import upgrade
@@ -65,6 +73,9 @@ SIZES = (10_000, 100_000, 1_000_000)
 SCALING_TERM = "waterproof"
 SELECTIVE_TERM = "stratocaster"
 SHORT_TERM = "qz"
+ONE_LETTER = "e"
+#: What a search may cost unless --budget says otherwise: the server's default.
+BUDGET: float = Settings.model_fields["search_budget"].default
 BIG_CATEGORIES = (
     "Electronics",
     "Apparel",
@@ -240,6 +251,7 @@ class Scenario:
     page: Read  # what the handler's read does
     count: Read  # the X-Total-Count query alone
     runs: int | None = None  # fewer runs for the slow fallback
+    search: bool = False  # run through Database.scan, within the search budget, as the handler does
 
 
 def product_count(**filters: Any) -> Read:
@@ -301,17 +313,34 @@ def scenarios(n: int, user_key: users.UserKey, product_id: str) -> list[Scenario
             f"products?search={SCALING_TERM} (1%)",
             product_list(search=SCALING_TERM),
             product_count(category=None, search=SCALING_TERM),
+            search=True,
         ),
         Scenario(
             f"products?search={SELECTIVE_TERM} ({FIXED})",
             product_list(search=SELECTIVE_TERM),
             product_count(category=None, search=SELECTIVE_TERM),
+            search=True,
         ),
         Scenario(
             f"products?search={SHORT_TERM} (2 chars, scan)",
             product_list(search=SHORT_TERM),
             product_count(category=None, search=SHORT_TERM),
             runs=5,
+            search=True,
+        ),
+        Scenario(
+            f"products?search={ONE_LETTER} (1 char, scan)",
+            product_list(search=ONE_LETTER),
+            product_count(category=None, search=ONE_LETTER),
+            runs=5,
+            search=True,
+        ),
+        Scenario(
+            f"products?search={SHORT_TERM}&category=Garden",
+            product_list(search=SHORT_TERM, category="garden"),
+            product_count(category="garden", search=SHORT_TERM),
+            runs=5,
+            search=True,
         ),
         Scenario(
             "products?category=Garden (10%)",
@@ -334,13 +363,22 @@ def scenarios(n: int, user_key: users.UserKey, product_id: str) -> list[Scenario
     ]
 
 
-async def timed(db: Database, work: Read, runs: int) -> tuple[float, float, Any]:
-    result = await db.read(work)  # warm-up: caches, prepared statements
+async def timed(
+    db: Database, work: Read, runs: int, *, search: bool = False
+) -> tuple[float, float, Any]:
+    """p50 and p90 in ms, and the last result: None when the search budget stopped it (the
+    times are then those of the refusals)."""
+    run = db.scan if search else db.read
+    result = None
     samples = []
-    for _ in range(runs):
+    for i in range(runs + 1):  # the first is a warm-up: caches, prepared statements
         start = time.perf_counter()
-        await db.read(work)
-        samples.append((time.perf_counter() - start) * 1000)
+        try:
+            result = await run(work)
+        except SearchTooBroad:
+            result = None
+        if i:
+            samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
     p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
     return statistics.median(samples), p90, result
@@ -351,24 +389,29 @@ class Figure:
     backend: str
     n: int
     scenario: str
-    matches: int
+    matches: int | None  # None: refused, past the search budget (the API's 422)
     p50: float
     p90: float
     count_p50: float
 
 
-async def measure(backend: str, url: str, n: int, runs: int) -> list[Figure]:
-    db = Database(url)
+async def measure(
+    backend: str, url: str, n: int, runs: int, *, only: str, budget: float
+) -> list[Figure]:
+    db = Database(url, scan_budget=budget)
     figures = []
     try:
         user_key = await deep_user_key(db, n)
         product_id = await deep_product_id(db)
         for scenario in scenarios(n, user_key, product_id):
+            if only not in scenario.name:
+                continue
             times = scenario.runs or runs
-            p50, p90, page = await timed(db, scenario.page, times)
-            count_p50, _, _ = await timed(db, scenario.count, times)
-            assert len(page.rows) > 0, scenario.name
-            figures.append(Figure(backend, n, scenario.name, page.total, p50, p90, count_p50))
+            p50, p90, page = await timed(db, scenario.page, times, search=scenario.search)
+            count_p50, _, _ = await timed(db, scenario.count, times, search=scenario.search)
+            assert page is None or len(page.rows) > 0, scenario.name
+            matches = None if page is None else page.total
+            figures.append(Figure(backend, n, scenario.name, matches, p50, p90, count_p50))
     finally:
         await db.dispose()
     return figures
@@ -464,8 +507,9 @@ def print_table(figures: list[Figure]) -> None:
     print("-" * len(header))
     for f in sorted(figures, key=lambda f: (f.backend != "sqlite", f.backend, f.n)):
         ratio = f.p50 / base[(f.backend, f.scenario)]
+        matches = "422" if f.matches is None else f"{f.matches:,}"
         print(
-            f"{f.backend:<10} {f.n:>9,}  {f.scenario:<38} {f.matches:>9,} {f.p50:>8.2f} "
+            f"{f.backend:<10} {f.n:>9,}  {f.scenario:<38} {matches:>9} {f.p50:>8.2f} "
             f"{f.p90:>8.2f} {f.count_p50:>9.2f} {ratio:>7.1f}"
         )
 
@@ -477,6 +521,10 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10k and 100k only")
     parser.add_argument("--runs", type=int, default=30, help="timed calls per scenario")
     parser.add_argument("--explain", action="store_true", help="plans at the largest N")
+    parser.add_argument("--only", default="", help="only scenarios whose name contains this")
+    parser.add_argument(
+        "--budget", type=float, default=BUDGET, help=f"a search's budget, seconds ({BUDGET})"
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if args.quick:
@@ -486,7 +534,10 @@ async def main() -> None:
         print(f"PostgreSQL at {POSTGRES_URL} is not reachable: skipped")
         backends.remove("postgresql")
 
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}, SQLite {sqlite3.sqlite_version}")
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}, SQLite {sqlite3.sqlite_version}, "
+        f"search budget {args.budget * 1000:g} ms"
+    )
     started = time.perf_counter()
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="sf_growth_") as directory:
@@ -498,7 +549,9 @@ async def main() -> None:
                 url, steps = await prepare(backend, data, Path(directory))
                 try:
                     print(f"  {backend}: {steps}", flush=True)
-                    figures += await measure(backend, url, n, args.runs)
+                    figures += await measure(
+                        backend, url, n, args.runs, only=args.only, budget=args.budget
+                    )
                     if args.explain and n == sizes[-1]:
                         await asyncio.to_thread(explain, url, n)
                 finally:
@@ -510,6 +563,7 @@ async def main() -> None:
     print(
         f"x{sizes[0] // 1000}k: p50 over the same backend's p50 at N={sizes[0]:,}. "
         "count p50: the X-Total-Count query alone (a part of p50). "
+        f"422: refused past the search budget ({args.budget * 1000:g} ms), in the time shown. "
         f"{time.perf_counter() - started:.0f} s in all; now {machine()}."
     )
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import jwt
 from argon2 import PasswordHasher, Type
+from jwt.algorithms import get_default_algorithms
+from jwt.utils import base64url_encode
 
 ALGORITHM = "HS256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type
@@ -43,6 +46,16 @@ class SecretDigester:
         return hmac.compare_digest(self.digest(secret), digest)
 
 
+def fingerprint(secret: bytes, label: str) -> str:
+    """HMAC-SHA256 of a fixed ``label`` under ``secret``, hex.
+
+    Tells whether two secrets are the same without storing either: the database keeps it to
+    recognise the pepper and signing key it was set up with. A MAC, not a plain hash of the
+    secret, and under a label per purpose, so that it is useless as a digest of anything else.
+    """
+    return hmac.new(secret, f"storefront fingerprint: {label}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     access_token: str
@@ -66,6 +79,10 @@ class TokenCodec:
         self.audience = audience
         self.ttl = ttl
         self._jwt = jwt.PyJWT(options={"require": REQUIRED_CLAIMS})
+        self._algorithm = get_default_algorithms()[ALGORITHM]
+        self._prepared_key = self._algorithm.prepare_key(key)
+        header = {"alg": ALGORITHM, "kid": self.kid, "typ": TOKEN_TYPE}
+        self._header = base64url_encode(json.dumps(header, separators=(",", ":")).encode())
         #: token -> its claims, for tokens that passed every check.
         self._verified: dict[str, dict[str, Any]] = {}
 
@@ -78,13 +95,17 @@ class TokenCodec:
             "aud": self.audience,
             "iat": now,
             "exp": now + self.ttl,
-            "jti": uuid.uuid4().hex,
+            "jti": os.urandom(16).hex(),  # as random as uuid4().hex, a fifth of the cost
             "client_id": client_id,
             "scope": scope,
         }
-        token = jwt.encode(
-            claims, self._key, algorithm=ALGORITHM, headers={"typ": TOKEN_TYPE, "kid": self.kid}
-        )
+        # The JWS compact serialisation (RFC 7515 §7.1) of a header fixed per key, signed with
+        # PyJWT's own algorithm and a key prepared once: jwt.encode re-checks on every call that
+        # the key is no PEM, SSH or DER key (parsing it with cryptography), half its cost.
+        payload = base64url_encode(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = self._header + b"." + payload
+        signature = base64url_encode(self._algorithm.sign(signing_input, self._prepared_key))
+        token = (signing_input + b"." + signature).decode("ascii")
         return IssuedToken(access_token=token, expires_in=self.ttl, scope=scope)
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -129,7 +150,15 @@ class TokenCodec:
             raise InvalidToken("The access token is invalid.")
         if not isinstance(claims["scope"], str):
             raise InvalidToken("The access token is invalid.")
+        # RFC 7519 §2: a NumericDate is a JSON number. PyJWT also takes a numeric string,
+        # which the remembered-token check (a number comparison) could not use.
+        if not all(_numeric_date(claims.get(name, 0)) for name in ("exp", "iat", "nbf")):
+            raise InvalidToken("The access token is invalid.")
         return claims
+
+
+def _numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class PasswordHashing:

@@ -90,6 +90,39 @@ class IdempotencyInProgress(Conflict):
         self.retry_after = retry_after
 
 
+class ContentTooLarge(StorefrontError):
+    """The request body is larger than the server accepts."""
+
+    title = "Content Too Large"
+
+
+class HeadersTooLarge(StorefrontError):
+    """The request's header fields are too many or too large."""
+
+    title = "Request Header Fields Too Large"
+
+
+class UnsupportedCharset(StorefrontError):
+    """The request body declares a character set the server cannot decode."""
+
+    title = "Unsupported Media Type"
+
+
+class SearchTooBroad(StorefrontError):
+    """A search would cost more than one request may (``STOREFRONT_SEARCH_BUDGET``): the same
+    request may succeed on a smaller catalogue, so it is not malformed, but the client must
+    narrow it (a longer term, a category) rather than retry it as it is."""
+
+    title = "Search too broad"
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(
+            f"This search would take more than the {budget * 1000:g} ms one request may use: "
+            "narrow it with a longer search term (3 characters or more) or a category."
+        )
+        self.budget = budget
+
+
 class OAuthError(StorefrontError):
     """An RFC 6749 §5.2 error of the token endpoint; ``code`` is the RFC's error code."""
 

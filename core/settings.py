@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 logger = logging.getLogger("storefront")
 
@@ -35,6 +39,11 @@ class Settings(BaseSettings):
     #: Seconds a request waits for a database connection or statement before a 503.
     database_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
 
+    #: Seconds of database time one product search may use; past it the client gets a 422
+    #: and is told to narrow the search. Bounds what a term too short for the trigram index
+    #: costs on a large catalogue (it reads every product: ~1.2 s at 1,000,000).
+    search_budget: Annotated[float, Field(gt=0, le=300)] = 0.25
+
     rate_limit: str = "100/minute"
     auth_failure_limit: str = "60/minute"
     rate_limit_storage_url: str = "memory://"
@@ -54,7 +63,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     pepper: SecretStr | None = None
     #: Where generated secrets are kept when STOREFRONT_JWT_SECRET / STOREFRONT_PEPPER are unset.
-    key_dir: Path = Path("storefront-keys")
+    #: Unset: beside a SQLite database file (see key_directory), else ./storefront-keys.
+    key_dir: Path | None = None
     token_ttl: Annotated[int, Field(ge=60, le=86400)] = 3600
     issuer: Annotated[str, Field(min_length=1)] = "storefront-api"
     audience: Annotated[str, Field(min_length=1)] = "storefront-api"
@@ -66,9 +76,33 @@ class Settings(BaseSettings):
     #: Upper bound on argon2id hashes computed at once (each takes 19 MiB and a core).
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
+    #: Largest request body in bytes; a larger one is a 413, refused before it is read when
+    #: Content-Length says so, and as soon as the count passes it when the body is chunked.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 1024 * 1024
+    #: Most header fields a request may carry, and the most bytes its request line and header
+    #: fields may take together; past either the answer is a 431.
+    max_header_count: Annotated[int, Field(ge=16, le=1000)] = 100
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024**2)] = 16 * 1024
+    #: Most fields, and the most bytes of one field (name and value), in a form body.
+    max_form_fields: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_form_field_bytes: Annotated[int, Field(ge=64, le=1024**2)] = 8 * 1024
+    #: How deeply arrays and objects may nest in a JSON body, and the most characters one
+    #: JSON number may have.
+    max_json_depth: Annotated[int, Field(ge=2, le=500)] = 32
+    max_json_number_chars: Annotated[int, Field(ge=16, le=4000)] = 100
+
     log_level: str = "info"
     #: text (one readable line per event) or json (one object per line, for log shippers).
     log_format: Literal["text", "json"] = "text"
+    #: The base URL clients reach the API at (https://api.example.com), for the absolute URLs
+    #: of Link and Location. Unset: they are relative references. Never taken from the request:
+    #: its Host header is whatever the client chose to send.
+    public_url: str | None = None
+    #: Addresses or networks (comma-separated: 10.0.0.5, 10.1.0.0/16, or * for any) of the
+    #: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed. None by default, loopback
+    #: included: otherwise any local process could claim a new address, and with it a fresh
+    #: failed-authentication budget, on every request.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = []
     #: Browser origins allowed to call the API (CORS), comma-separated; none by default.
     cors_origins: Annotated[list[str], NoDecode] = []
     #: Who may read /metrics: public, token (STOREFRONT_METRICS_TOKEN as a bearer token), off.
@@ -122,11 +156,46 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("public_url")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"not a base URL like https://api.example.com: {value!r}")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError(f"a base URL has no query or fragment: {value!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"a base URL has no user or password: {value!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError(f"not a valid port in {value!r}") from None
+        return value.rstrip("/")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _valid_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            if len(value) > 1:
+                raise ValueError("* (any address) cannot be combined with other entries")
+            return value
+        for entry in value:
+            try:
+                # strict=False: 10.0.0.1/8 means the network 10.0.0.0/8, as uvicorn reads it.
+                ip_network(entry, strict=False) if "/" in entry else ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"not an IP address or network like 10.0.0.5 or 10.0.0.0/8: {entry!r}"
+                ) from None
+        return value
+
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("cors_origins")
@@ -164,6 +233,15 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(f"invalid STOREFRONT_{field.upper()}: {msg}") from None
 
 
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: for messages and logs that name it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def read_or_create_secret(path: Path) -> tuple[bytes, bool]:
     """Return the secret kept at ``path``, creating it (mode 0600) when missing.
 
@@ -194,27 +272,87 @@ def read_or_create_secret(path: Path) -> tuple[bytes, bool]:
     return data, True
 
 
-def _configured_or_kept(value: SecretStr | None, path: Path, what: str) -> bytes:
-    if value is not None:
-        return value.get_secret_value().encode()
+@dataclass(frozen=True)
+class SecretKind:
+    """One of the two secrets a database is bound to, and the names it goes by."""
+
+    #: How the database's record of its fingerprint is named.
+    name: str
+    #: What the messages call it.
+    what: str
+    #: The variable that sets it.
+    variable: str
+    #: Its file in the key directory, when the variable is unset.
+    filename: str
+
+
+PEPPER = SecretKind("pepper", "pepper", "STOREFRONT_PEPPER", "pepper.key")
+JWT_KEY = SecretKind(
+    "jwt-signing-key", "JWT signing key", "STOREFRONT_JWT_SECRET", "jwt-signing.key"
+)
+#: The key directory when neither STOREFRONT_KEY_DIR nor a SQLite file decides it.
+DEFAULT_KEY_DIR = Path("storefront-keys")
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL (relative to the working directory, as SQLite opens it);
+    None for an in-memory database or another engine."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:"):  # a SQLite URI filename: no plain path to speak of
+        return None
+    return Path(url.database)
+
+
+def key_directory(settings: Settings) -> Path:
+    """``STOREFRONT_KEY_DIR``; unset, the keys live beside a SQLite database file
+    (``shop.db`` -> ``shop-keys/``, so the default ``storefront.db`` keeps ``storefront-keys/``)
+    and in ``./storefront-keys`` for a server database."""
+    if settings.key_dir is not None:
+        return settings.key_dir
+    database = sqlite_file(settings.database_url)
+    if database is None:
+        return DEFAULT_KEY_DIR
+    return database.with_name(f"{database.stem}-keys")
+
+
+def key_file(settings: Settings, kind: SecretKind) -> Path:
+    return key_directory(settings) / kind.filename
+
+
+def configured_secret(settings: Settings, kind: SecretKind) -> bytes | None:
+    """The secret's variable, when it is set."""
+    value = settings.pepper if kind is PEPPER else settings.jwt_secret
+    return None if value is None else value.get_secret_value().encode()
+
+
+def read_secret(path: Path) -> bytes | None:
+    """The secret kept at ``path``; None when there is no such file."""
+    if not path.exists():
+        return None
+    return read_or_create_secret(path)[0]
+
+
+def _configured_or_kept(settings: Settings, kind: SecretKind) -> bytes:
+    configured = configured_secret(settings, kind)
+    if configured is not None:
+        return configured
+    path = key_file(settings, kind)
     secret, created = read_or_create_secret(path)
     if created:
-        logger.warning("generated a new %s and saved it to %s", what, path)
+        logger.warning("generated a new %s and saved it to %s", kind.what, path)
     return secret
 
 
 def jwt_signing_key(settings: Settings) -> bytes:
-    """``STOREFRONT_JWT_SECRET``, or the key kept in ``STOREFRONT_KEY_DIR``."""
-    return _configured_or_kept(
-        settings.jwt_secret, settings.key_dir / "jwt-signing.key", "JWT signing key"
-    )
+    """``STOREFRONT_JWT_SECRET``, or the key kept in the key directory."""
+    return _configured_or_kept(settings, JWT_KEY)
 
 
 def secret_pepper(settings: Settings) -> bytes:
-    """``STOREFRONT_PEPPER``, or the pepper kept in ``STOREFRONT_KEY_DIR``.
+    """``STOREFRONT_PEPPER``, or the pepper kept in the key directory.
 
     Changing it invalidates every client secret and API key: they are stored as HMACs under it.
     """
-    return _configured_or_kept(
-        settings.pepper, settings.key_dir / "pepper.key", "secret-digest pepper"
-    )
+    return _configured_or_kept(settings, PEPPER)

@@ -7,14 +7,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from starlette.datastructures import URL
+
 from core.errors import InvalidInput
 from persistence.paging import Page
-from storefront.http.deps import request
+from storefront.http.deps import request, services
 
 R = TypeVar("R")
 
 #: A JSON object as handlers receive and return it.
 Body = dict[str, Any]
+
+
+#: On every response that carries a user: no cache, shared or private, may keep a copy (a
+#: user's email outliving its deletion in a proxy or on a shared disk), and a cache that keeps
+#: one anyway must not hand it to a caller with other credentials.
+PRIVATE = {"Cache-Control": "no-store", "Vary": "Authorization, X-API-Key"}
 
 
 def rfc3339(moment: datetime) -> str:
@@ -37,29 +45,31 @@ def paging_headers(
     a page read by offset, as the contract has it, and a ``before`` cursor (the first row's) on
     a page read by cursor. The other query parameters are kept.
     """
-    url = request.url
+    # The path and query of this request, without scheme or host: the targets differ from it
+    # only in the query, and absolute_url puts them under the configured base.
+    here = URL(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     cursored = "after" in request.query_params or "before" in request.query_params
-    links = []
+    targets: list[tuple[URL, str]] = []
     if page.has_next and page.rows:
         after = cursor(page.rows[-1])
         if after is not None:
-            target = url.remove_query_params(["offset", "before"])
-            links.append(f'<{target.include_query_params(limit=limit, after=after)}>; rel="next"')
+            target = here.remove_query_params(["offset", "before"])
+            targets.append((target.include_query_params(limit=limit, after=after), "next"))
         elif not cursored:  # a key no cursor can carry: page on by offset instead
-            links.append(
-                f'<{url.include_query_params(limit=limit, offset=offset + limit)}>; rel="next"'
-            )
+            targets.append((here.include_query_params(limit=limit, offset=offset + limit), "next"))
     if cursored:
         before = cursor(page.rows[0]) if page.has_prev and page.rows else None
         if before is not None:
-            target = url.remove_query_params(["offset", "after"])
-            links.append(f'<{target.include_query_params(limit=limit, before=before)}>; rel="prev"')
+            target = here.remove_query_params(["offset", "after"])
+            targets.append((target.include_query_params(limit=limit, before=before), "prev"))
     elif offset > 0:
         prev = max(offset - limit, 0)
-        links.append(f'<{url.include_query_params(limit=limit, offset=prev)}>; rel="prev"')
+        targets.append((here.include_query_params(limit=limit, offset=prev), "prev"))
     headers = {"X-Total-Count": str(page.total)}
-    if links:
-        headers["Link"] = ", ".join(links)
+    if targets:
+        headers["Link"] = ", ".join(
+            f'<{absolute_url(str(target))}>; rel="{rel}"' for target, rel in targets
+        )
     return headers
 
 
@@ -80,5 +90,9 @@ def match_cursor(
 
 
 def absolute_url(path: str) -> str:
-    base: str = str(request.base_url).rstrip("/")
-    return base + path
+    """``path`` (with its query) under ``STOREFRONT_PUBLIC_URL``; without one, ``path`` as it
+    is: a relative reference, which RFC 8288 §3.1 and RFC 9110 §10.2.2 allow, resolved by the
+    client against the URL it called. Never the request's Host header: a client may send any
+    host it likes there, and a cache or a log could hand the link to someone else."""
+    base = services().settings.public_url
+    return path if base is None else base + path

@@ -43,8 +43,9 @@ async def list_products(
     before: str | None = None,
 ) -> tuple[list[Body], int, dict[str, str]]:
     db = services().db
-    # A term too short for the trigram index reads the whole catalogue: off the event loop.
-    read = db.scan if search is not None and len(search) < products.TRIGRAM else db.read
+    # Any search may read far more than a page (a term too short for the trigram index reads
+    # the whole catalogue, a common one counts every match): bounded, and off the event loop.
+    read = db.read if search is None else db.scan
     page = await read(
         products.list_products,
         category=category,

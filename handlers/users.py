@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.validation import clean_email, clean_name
 from handlers._common import (
+    PRIVATE,
     Body,
     absolute_url,
     match_cursor,
@@ -71,7 +72,7 @@ async def list_users(
         before=parse_user_cursor("before", before),
     )
     headers = paging_headers(page, limit=limit, offset=offset, cursor=user_cursor)
-    return [_public(u) for u in page.rows], 200, headers
+    return [_public(u) for u in page.rows], 200, headers | PRIVATE
 
 
 async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
@@ -83,7 +84,7 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     def create(session: Session, password_hash: str) -> tuple[Body, int, dict[str, str]]:
         user = users.create_user(session, name=name, email=email, password_hash=password_hash)
         headers = {"Location": location + user.id, "ETag": conditional.etag(user.version)}
-        return _public(user), 201, headers
+        return _public(user), 201, headers | PRIVATE
 
     def hash_password() -> Awaitable[str]:
         return svc.passwords.hash(body["password"])
@@ -97,7 +98,8 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
 
 async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:
     user = await services().db.read(users.get_user, user_id=id_)
-    headers = {"ETag": conditional.etag(user.version)}
+    # A 304 carries what the 200 would: the tag, and that it must not be stored.
+    headers = {"ETag": conditional.etag(user.version)} | PRIVATE
     if conditional.not_modified(header("if-none-match"), user.version):
         return None, 304, headers
     return _public(user), 200, headers
@@ -122,7 +124,7 @@ async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
     user = await svc.db.write(
         users.update_user, user_id=id_, versions=condition.versions, **changes
     )
-    return _public(user), 200, {"ETag": conditional.etag(user.version)}
+    return _public(user), 200, {"ETag": conditional.etag(user.version)} | PRIVATE
 
 
 async def delete_user(id_: str) -> tuple[None, int]:

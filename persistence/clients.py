@@ -143,6 +143,17 @@ def create_api_key(session: Session, *, client_id: str, digest: str) -> ApiKey:
     return key
 
 
+def list_api_keys(session: Session, *, client_id: str | None = None) -> Sequence[ApiKey]:
+    """Every API key, revoked ones too, oldest first; only ``client_id``'s when given (a client
+    that does not exist is an error, not an empty list)."""
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if client_id is not None:
+        if session.get(Client, client_id) is None:
+            raise ClientNotFound(client_id)
+        query = query.where(ApiKey.client_id == client_id)
+    return session.scalars(query).all()
+
+
 def find_active_key(connection: Connection, *, digest: str) -> KeyRow | None:
     """The unrevoked key with this digest and its enabled client: ``key_id``, ``client_id``,
     ``scopes``, ``rate_limit``."""

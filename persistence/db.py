@@ -25,24 +25,39 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine, Select, create_engine, event
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, ExecutionContext, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import SearchTooBroad
 
 P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
 ReadWork = Callable[Concatenate[Connection, P], T]
-#: Unindexed SQLite reads running at once, each on a worker thread with its own connection.
+#: Searches running at once on SQLite (Database.scan), each on a worker thread with its own
+#: connection.
 SCANS_AT_ONCE = 2
 WriteWork = Callable[Concatenate[Session, P], T]
+#: SQLite calls a scan's progress handler every this many virtual-machine instructions. A
+#: scan of products runs about nine per row, so the deadline is looked at every hundred rows
+#: or so (well under a millisecond); the calls cost little (a 170 ms scan took 180 ms with
+#: them, within the noise of the busy machine measured: docs/notes-h3.md).
+PROGRESS_STEPS = 1000
+#: PostgreSQL's SQLSTATE for a statement cancelled, by statement_timeout among other causes.
+QUERY_CANCELED = "57014"
+#: The execution option that carries a scan's deadline (time.monotonic()) on PostgreSQL.
+_DEADLINE = "storefront_scan_deadline"
 
 
 def async_url(url: str | URL) -> URL:
@@ -102,6 +117,43 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         conn.connection.dbapi_connection.execute(begin)
 
 
+def _statement_budget(
+    conn: Connection,
+    _cursor: Any,
+    _statement: str,
+    _parameters: Any,
+    context: ExecutionContext | None,
+    _executemany: bool,
+) -> None:
+    """On PostgreSQL, before each statement of a scan: what is left of its budget becomes the
+    statement's timeout. statement_timeout bounds one statement, and a search runs several
+    (its count, then its page): each gets what the earlier ones left, so that together they
+    stay within the budget. SET LOCAL lasts until the transaction ends."""
+    deadline = None if context is None else context.execution_options.get(_DEADLINE)
+    if deadline is None:
+        return
+    # At least 1: statement_timeout = 0 means no timeout.
+    left = max(1, math.ceil((deadline - time.monotonic()) * 1000))
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(f"SET LOCAL statement_timeout = {left}")
+    finally:
+        cursor.close()
+
+
+def _over_budget(exc: BaseException, deadline: float) -> bool:
+    """Whether ``exc`` is the database giving up on a scan because its deadline passed (and
+    not, say, an operator cancelling it: a 503). A millisecond's grace for the server's timer."""
+    if time.monotonic() < deadline - 0.001:
+        return False
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, sqlite3.OperationalError):
+        return orig.sqlite_errorname == "SQLITE_INTERRUPT"
+    return getattr(orig, "sqlstate", None) == QUERY_CANCELED
+
+
 class Database:
     """Owns the engines; runs units of work where they belong.
 
@@ -115,11 +167,19 @@ class Database:
     Readers keep deferred transactions, which WAL lets run beside a writer.
     """
 
-    def __init__(self, url: str | URL, *, timeout: float = 10.0, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        timeout: float = 10.0,
+        scan_budget: float = 0.25,
+        echo: bool = False,
+    ) -> None:
         # aiosqlite (Alembic's driver here) logs every statement with its parameters at
         # DEBUG, password hashes among them; no log level may let those through.
         logging.getLogger("aiosqlite").setLevel(logging.INFO)
         self.timeout = timeout
+        self.scan_budget = scan_budget
         self.sqlite = is_sqlite(url)
         self.url = _sqlite_url(url) if self.sqlite else async_url(url)
         self._read_engine: Engine | None = None
@@ -146,6 +206,7 @@ class Database:
                 connect_args=_postgres_connect_args(self.url, timeout),
             )
             self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
+            event.listen(self._async_engine.sync_engine, "before_cursor_execute", _statement_budget)
 
     async def read(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``work(connection, ...)`` in a read transaction."""
@@ -157,14 +218,47 @@ class Database:
             return await async_connection.run_sync(lambda c: work(c, *args, **kwargs))
 
     async def scan(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Like :meth:`read`, for a read no index bounds (a search too short for the trigram
-        index reads every product): on SQLite it runs on a worker thread, at most
-        ``SCANS_AT_ONCE`` at a time, so that the event loop keeps serving meanwhile."""
+        """Like :meth:`read`, for a search, which may read far more than a page (a term too
+        short for the trigram index reads every product), bounded by ``scan_budget`` seconds
+        of database time: past it the database gives up and this raises
+        :class:`~core.errors.SearchTooBroad`, with nothing half-read returned.
+
+        On SQLite it runs on a worker thread, at most ``SCANS_AT_ONCE`` at a time, so that the
+        event loop keeps serving meanwhile; a progress handler on that thread's connection
+        interrupts the scan at the deadline. On PostgreSQL each statement gets what is left of
+        the budget as its ``statement_timeout`` (``_statement_budget``)."""
+        budget = self.scan_budget
         if not self.sqlite:
-            return await self.read(work, *args, **kwargs)
+            assert self._async_engine is not None
+            async with self._async_engine.connect() as async_connection:
+                deadline = time.monotonic() + budget
+
+                def bounded(connection: Connection) -> T:
+                    connection.execution_options(**{_DEADLINE: deadline})
+                    return work(connection, *args, **kwargs)
+
+                try:
+                    return await async_connection.run_sync(bounded)
+                except DBAPIError as exc:
+                    if _over_budget(exc, deadline):
+                        raise SearchTooBroad(budget) from None
+                    raise
 
         def run() -> T:
-            return self._read_sqlite(work, *args, **kwargs)
+            connection = self._reader()
+            raw = connection.connection.dbapi_connection
+            assert isinstance(raw, sqlite3.Connection)
+            deadline = time.monotonic() + budget
+            # A true return interrupts the statement running (SQLITE_INTERRUPT).
+            raw.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
+            try:
+                return self._read_sqlite(work, *args, **kwargs)
+            except (DBAPIError, sqlite3.OperationalError) as exc:
+                if _over_budget(exc, deadline):
+                    raise SearchTooBroad(budget) from None
+                raise
+            finally:
+                raw.set_progress_handler(None, 0)
 
         return await anyio.to_thread.run_sync(run, limiter=self._scan_slots)
 
@@ -220,6 +314,24 @@ class Database:
             await self._async_engine.dispose()
 
 
+def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's result processor for a column type, or the type's own faster reader of
+    SQLite's stored text (``from_sqlite_text``), falling back to SQLAlchemy's on what it cannot
+    read."""
+    slow: Callable[[Any], Any] | None = type_.dialect_impl(dialect).result_processor(dialect, None)
+    fast = getattr(type_, "from_sqlite_text", None)
+    if dialect.name != "sqlite" or fast is None or slow is None:
+        return slow
+
+    def process(value: Any) -> Any:
+        try:
+            return fast(value)
+        except (TypeError, ValueError):
+            return slow(value)
+
+    return process
+
+
 class PreparedQuery(Generic[R]):
     """A Core SELECT, compiled once per dialect; on SQLite run straight on the driver.
 
@@ -248,8 +360,7 @@ class PreparedQuery(Generic[R]):
             # Bind values that need converting (dates, say) are not supported here.
             raise TypeError(f"bind parameters that need converting: {converted}")
         processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in self.statement.selected_columns
+            _result_processor(column.type, dialect) for column in self.statement.selected_columns
         ]
         entry = (compiled.string, names, dict(compiled.params), processors)
         self._compiled[dialect.name] = entry

@@ -55,6 +55,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    @staticmethod
+    def from_sqlite_text(value: str | None) -> datetime | None:
+        """What SQLAlchemy's SQLite processor and ``process_result_value`` make of a stored
+        value, for prepared reads (persistence.db.PreparedQuery): ``fromisoformat`` is C code,
+        SQLAlchemy's parse a regular expression per value, twice per user row. A value it
+        cannot read raises ValueError, and the caller falls back to SQLAlchemy's."""
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -129,6 +140,9 @@ class TableCount(Base):
 
     table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger)
+    #: Moved on by every write to the table's rows (products only; migration 0006): what a
+    #: remembered search count is valid for.
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class CategoryCount(Base):
@@ -215,6 +229,20 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: Purged past this, a bounded batch at a time, walking this index.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class SecretFingerprint(Base):
+    """A fingerprint of a secret this database was set up with (the pepper that keyed its
+    credential digests, the key that signs its tokens): an HMAC of a fixed label under the
+    secret (core.crypto.fingerprint), never the secret. Recorded on first use (migration
+    0005), compared on every start after."""
+
+    __tablename__ = "secret_fingerprints"
+
+    #: core.settings.SecretKind.name: "pepper" or "jwt-signing-key".
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 def modelled(name: str | None, type_: str, _parents: Any) -> bool:

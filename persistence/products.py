@@ -3,6 +3,8 @@ Session and never commit."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from persistence.counts import category_total, table_total
+from persistence.counts import catalogue_version, category_total, table_total
 from persistence.models import Product
 from persistence.paging import Page, count_rows, read_page
 
@@ -109,16 +111,62 @@ def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnEl
     return or_(name.contains(term, autoescape=True), description.contains(term, autoescape=True))
 
 
+class SearchCounts:
+    """Exact search counts, remembered per (database, term, category) with the catalogue
+    version they were counted at (``persistence.counts.catalogue_version``).
+
+    A common term's count grows with the catalogue (it reads every match), and popular terms
+    repeat. The version is read in the same snapshot as the count would be, and the database
+    moves it with every write to products, so a remembered count is used only while it is
+    still exact, on every instance: no invalidation message is needed. Bounded: the least
+    recently used entry goes first. Searches run on worker threads on SQLite, hence the lock.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, str | None], tuple[int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str | None], version: int) -> int | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None or found[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return found[1]
+
+    def put(self, key: tuple[str, str, str | None], version: int, total: int) -> None:
+        with self._lock:
+            self._entries[key] = (version, total)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+SEARCH_COUNTS = SearchCounts()
+
+
 def count_products(
     connection: Connection, *, category: str | None = None, search: str | None = None
 ) -> int:
     """How many products the filters match: X-Total-Count. Without a search, a counter kept by
-    the database (``persistence.counts``); a search alone on SQLite is counted in the FTS
-    index, without reading products."""
+    the database (``persistence.counts``). A search is counted once per catalogue version
+    (``SearchCounts``); a search alone on SQLite is counted in the FTS index, without reading
+    products."""
     if search is None:
         if category is None:
             return table_total(connection, Product)
         return category_total(connection, category)
+    key = (str(connection.engine.url), search, category.lower() if category else None)
+    version = catalogue_version(connection)
+    total = SEARCH_COUNTS.get(key, version)
+    if total is None:
+        total = _count_search(connection, category=category, search=search)
+        SEARCH_COUNTS.put(key, version, total)
+    return total
+
+
+def _count_search(connection: Connection, *, category: str | None, search: str) -> int:
     dialect = connection.dialect.name
     if dialect == "sqlite" and category is None and len(search) >= TRIGRAM:
         return count_rows(connection, _FTS, [_FTS_MATCH(_fts_phrase(search))])
@@ -198,30 +246,67 @@ def _pg_upsert() -> Insert:
     )
 
 
-def upsert_products(session: Session, *, products: Iterable[ProductData]) -> int:
-    """Insert new products and update existing ones by id; returns how many were written.
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What an upsert did with the rows it was given, by id."""
+
+    inserted: int = 0
+    updated: int = 0
+    #: Rows whose id existed with the very same fields: not written at all.
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+        )
+
+
+def upsert_products(session: Session, *, products: Iterable[ProductData]) -> UpsertCounts:
+    """Insert new products and update changed ones by id; says how many of each, and how many
+    were already stored just so (those are not written: no trigger or index work for them).
 
     One ``INSERT … ON CONFLICT (id) DO UPDATE`` statement per chunk of rows: a million rows
     take seconds, where loading and merging ORM objects one by one takes minutes. Ids should
-    be unique within ``products``: of a repeated id, the last row wins.
+    be unique within ``products`` (the importer refuses repeats): of an id repeated within a
+    chunk, the last row wins and is the one counted.
     """
     dialect = session.get_bind().dialect.name
     if dialect not in {"sqlite", "postgresql"}:
         raise NotImplementedError(f"no upsert for the {dialect} dialect")
     write = _write_staged if dialect == "sqlite" else _write_arrays
-    count = 0
+    counts = UpsertCounts()
+
+    def flush(chunk: list[ProductData]) -> UpsertCounts:
+        stored = _stored(session, [p.id for p in chunk])
+        new = [p for p in chunk if p.id not in stored]
+        changed = [p for p in chunk if p.id in stored and stored[p.id] != p]
+        if new or changed:
+            write(session, new + changed)
+        return UpsertCounts(len(new), len(changed), len(chunk) - len(new) - len(changed))
+
     # By id, in the order given: a repeated id keeps its first place and its last row
     # (PostgreSQL refuses to update one row twice in one statement).
-    chunk: dict[str, ProductData] = {}
+    pending: dict[str, ProductData] = {}
     for data in products:
-        chunk[data.id] = data
-        count += 1
-        if len(chunk) >= UPSERT_CHUNK:
-            write(session, list(chunk.values()))
-            chunk = {}
-    if chunk:
-        write(session, list(chunk.values()))
-    return count
+        pending[data.id] = data
+        if len(pending) >= UPSERT_CHUNK:
+            counts += flush(list(pending.values()))
+            pending = {}
+    if pending:
+        counts += flush(list(pending.values()))
+    return counts
+
+
+def _stored(session: Session, ids: list[str]) -> dict[str, ProductData]:
+    """The stored products among ``ids``, as ``ProductData`` to compare with what is given."""
+    query = select(*(Product.__table__.c[c] for c in ("id", *_UPDATED))).where(Product.id.in_(ids))
+    return {row.id: ProductData(*row) for row in session.execute(query)}
 
 
 def _write_arrays(session: Session, chunk: list[ProductData]) -> None:

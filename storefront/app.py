@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import gc
+import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import cache, partial
 from pathlib import Path
@@ -21,17 +23,28 @@ from starlette.middleware.cors import CORSMiddleware
 from core.cache import TTLCache
 from core.crypto import PasswordHashing, SecretDigester, TokenCodec
 from core.errors import StorefrontError
-from core.settings import Settings, jwt_signing_key, load_settings, secret_pepper
+from core.settings import (
+    Settings,
+    SettingsError,
+    jwt_signing_key,
+    load_settings,
+    secret_pepper,
+)
 from persistence.db import Database
 from storefront.access.ratelimit import Limiter
 from storefront.access.services import Services
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
 from storefront.http.failures import AuthFailureMiddleware
+from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.middleware import RequestMiddleware
 from storefront.http.routes import HTTP_METHODS, RouteLabelMiddleware, RouteTable, handler_name
-from storefront.http.validators import validator_map
+from storefront.http.spec_document import SpecDocumentMiddleware
+from storefront.http.validators import BodyLimits, validator_map
+from storefront.keyring import bind_secrets
 from storefront.logs import configure_logging
+
+logger = logging.getLogger("storefront")
 
 #: What a browser script may read of a cross-origin response.
 EXPOSED_HEADERS = [
@@ -87,10 +100,23 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
     return scopes
 
 
+def served_spec(settings: Settings) -> dict[str, Any]:
+    """``openapi.yaml`` as served: its one server is STOREFRONT_PUBLIC_URL when set (never the
+    request's Host), else the relative ``/`` the file names."""
+    spec = load_spec()
+    if settings.public_url:
+        spec["servers"] = [{"url": settings.public_url, "description": "This Storefront API"}]
+    return spec
+
+
 def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
-        db=Database(settings.database_url, timeout=settings.database_timeout),
+        db=Database(
+            settings.database_url,
+            timeout=settings.database_timeout,
+            scan_budget=settings.search_budget,
+        ),
         tokens=TokenCodec(
             jwt_signing_key(settings),
             issuer=settings.issuer,
@@ -122,6 +148,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        await services.limiter.warn_if_unreachable()
         if freeze_heap:
             gc.collect()
             gc.freeze()
@@ -142,17 +169,42 @@ def create_app(
     app.add_api(
         spec,
         strict_validation=True,
-        validator_map=validator_map(),
+        validator_map=validator_map(
+            BodyLimits(
+                json_depth=settings.max_json_depth,
+                json_number_chars=settings.max_json_number_chars,
+                form_fields=settings.max_form_fields,
+                form_field_bytes=settings.max_form_field_bytes,
+            )
+        ),
         pythonic_params=True,
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(
+            # SpecDocumentMiddleware serves the document as written instead (its docstring
+            # says what Connexion's own copy gets wrong).
+            serve_spec=False,
             swagger_ui=True,
             swagger_ui_path="/ui",
             swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
         ),
     )
+    # In front of Swagger UI's routes, at the paths Connexion would serve its copy on.
+    app.add_middleware(
+        SpecDocumentMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        document=served_spec(settings),
+    )
     # Outside Connexion's exception middleware, so that error responses get the headers too.
     app.add_middleware(RequestMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # Inside the exception middleware, so that its 413 / 431 are mapped like any error; before
+    # routing, so that an oversized request costs nothing more.
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_count=settings.max_header_count,
+        max_header_bytes=settings.max_header_bytes,
+    )
     # After routing, around security and the handler: every failed authentication passes here.
     app.add_middleware(AuthFailureMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     if not compiled:
@@ -183,4 +235,17 @@ def create_app_from_env() -> connexion.AsyncApp:
     """Factory for ``uvicorn --factory`` and the workers of ``storefront serve``."""
     settings = load_settings()
     configure_logging(settings)
+    _refuse_foreign_secrets(settings)
     return create_app(settings, freeze_heap=True)
+
+
+def _refuse_foreign_secrets(settings: Settings) -> None:
+    """A server started by ``uvicorn --factory`` rather than ``storefront serve`` checks its
+    pepper and signing key against the database too (``serve`` has, before its workers start).
+    uvicorn calls the factory inside its event loop; the check runs its own, so in a thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            pool.submit(bind_secrets, settings, generate=True).result()
+        except SettingsError as exc:
+            logger.error("storefront: %s", exc)
+            raise SystemExit(2) from None

@@ -3,86 +3,221 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.crypto import SecretDigester
 from core.errors import StorefrontError
-from core.settings import Settings, SettingsError, load_settings, secret_pepper
+from core.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    masked_url,
+    secret_pepper,
+    sqlite_file,
+)
 from persistence import clients as clients_repo
 from persistence.migrate import upgrade
 from storefront import admin
+from storefront.keyring import bind_secrets, require_database
 from storefront.logs import configure_logging
 
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
+#: The commands that digest a new secret under the pepper.
+MAKE_CREDENTIALS = {("clients", "create"), ("keys", "create")}
+
+
+IMPORT_HELP = """\
+FILE is either format, told apart by its extension (.json, .csv) or else by its first
+character:
+
+  JSON  an array of objects:
+          [{"id": "prod_mug", "name": "Mug", "description": "350 ml",
+            "price": 9.5, "category": "Home"}]
+  CSV   UTF-8, the header first, its columns in any order:
+          id,name,description,price,category
+          prod_mug,Mug,350 ml,9.50,Home
+
+name, price and category are required; description may be empty. price is a number >= 0
+with at most two decimals.
+
+Ids: an id is 'prod_' and 1 to 59 letters, digits, '_' or '-' (prod_mug). A row whose id
+exists updates that product; any other row adds one. A row without an id gets a stable one
+derived from its name and category (prod_ and 24 hex digits), so importing the same file
+again updates those products instead of adding copies. Two rows of a file may not share an
+id, given or derived.
+
+All or nothing: every row is checked first, and a bad one stops the import with one line
+naming its row and field; nothing is written then. The command reports how many products
+were inserted, updated and already stored unchanged.
+"""
+
+
+class StartupError(Exception):
+    """The command cannot do its work as configured; the message is one line saying why."""
 
 
 def _fail(message: str) -> None:
     print(f"storefront: {message}", file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line naming the fix, not usage and an error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, or says that it is required."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        if "(default: " in text:  # says it in words, as where None means "all of them"
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.nargs == 0:  # a flag
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number from 1 to 65535, got {text!r}"
+        ) from None
+    if not 1 <= port <= 65535:
+        # uvicorn would log "running on 99999" and listen on a port of the OS's choosing.
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {port}")
+    return port
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= workers <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, got {workers}")
+    return workers
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="storefront",
         description="Storefront API server. Configuration comes from STOREFRONT_* variables.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="migrate the database and serve the API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    def command(
+        group: argparse._SubParsersAction[_Parser], name: str, summary: str, **kwargs: Any
+    ) -> _Parser:
+        kwargs.setdefault("description", summary[0].upper() + summary[1:] + ".")
+        return group.add_parser(name, help=summary, formatter_class=_HelpFormatter, **kwargs)
+
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+    serve = command(sub, "serve", "migrate the database and serve the API")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="the TCP port to listen on")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes; more than one needs STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://…",
+    )
     serve.add_argument(
         "--demo",
         action="store_true",
         help="load a small product catalogue and print the credentials of a demo client",
     )
 
-    clients = sub.add_parser("clients", help="OAuth clients").add_subparsers(
+    clients = command(sub, "clients", "OAuth clients").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    create = clients.add_parser("create", help="create a client; prints its secret once")
-    create.add_argument("--name", required=True)
-    create.add_argument("--scopes", default="read write", help='default: "read write"')
-    create.add_argument("--json", action="store_true", help="print JSON")
-    listing = clients.add_parser("list", help="list clients")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    disable = clients.add_parser("disable", help="disable a client; its tokens stop working")
-    disable.add_argument("client_id", metavar="ID")
-    set_limit = clients.add_parser(
-        "set-limit", help="give a client its own rate limit, or 'default' for the server's"
+    create = command(clients, "create", "create a client; prints its secret once")
+    create.add_argument("--name", required=True, help="a name to know the client by")
+    create.add_argument(
+        "--scopes", default="read write", help="space-separated: read, write or both"
     )
-    set_limit.add_argument("client_id", metavar="ID")
-    set_limit.add_argument("limit", metavar="LIMIT", help='e.g. "500/minute", or "default"')
+    json_flag(create)
+    listing = command(clients, "list", "list clients, oldest first")
+    json_flag(listing)
+    disable = command(clients, "disable", "disable a client; its tokens and keys stop working")
+    disable.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
+    set_limit = command(
+        clients, "set-limit", "give a client its own rate limit, or 'default' for the server's"
+    )
+    set_limit.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
+    set_limit.add_argument(
+        "limit", metavar="LIMIT", help='requests per period, as "500/minute"; or "default"'
+    )
 
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(
+    keys = command(sub, "keys", "API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    key_create = keys.add_parser("create", help="create an API key; prints it once")
-    key_create.add_argument("--client-id", required=True)
-    key_create.add_argument("--json", action="store_true", help="print JSON")
-    revoke = keys.add_parser("revoke", help="revoke an API key; it stops working at once")
-    revoke.add_argument("key_id", metavar="KEY_ID")
+    key_create = command(keys, "create", "create an API key; prints it once")
+    key_create.add_argument(
+        "--client-id", required=True, help="the client (cli_…) whose scopes the key carries"
+    )
+    json_flag(key_create)
+    key_list = command(keys, "list", "list API keys, oldest first (never the keys themselves)")
+    key_list.add_argument(
+        "--client-id", default=None, help="only this client's keys (default: every client's)"
+    )
+    json_flag(key_list)
+    revoke = command(keys, "revoke", "revoke an API key; it stops working at once")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…), not the key")
 
-    products = sub.add_parser("products", help="the product catalogue").add_subparsers(
+    products = command(sub, "products", "the product catalogue").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    imp = products.add_parser("import", help="import products from a JSON or CSV file")
-    imp.add_argument("file", type=Path, metavar="FILE")
+    imp = command(
+        products,
+        "import",
+        "import products from a JSON or CSV file",
+        description="Import products from a JSON or CSV file, all or nothing.",
+        epilog=IMPORT_HELP,
+    )
+    imp.add_argument("file", type=Path, metavar="FILE", help="a .json or .csv file")
 
-    db = sub.add_parser("db", help="the database schema").add_subparsers(
+    db = command(sub, "db", "the database schema").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    db.add_parser("upgrade", help="apply all migrations")
+    command(db, "upgrade", "apply all migrations")
     return parser
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, the header first; the last column unpadded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        print("  ".join([*cells, row[-1]]))
+
+
+def _when(moment: datetime) -> str:
+    """A stored time for a table: to the second, in UTC (the JSON keeps it whole)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _print_json(data: Any) -> None:
@@ -105,6 +240,84 @@ def _show_once(fields: dict[str, str], as_json: bool) -> None:
     print(f"{secret_name + ':':{width}}{secret}   (shown only now)")
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind the address once, before migrating, so that a port in use is one line naming it,
+    not uvicorn's nine lines of log after the migrations."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on --host {host}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as sock:
+        # As uvicorn binds: with SO_REUSEADDR a port still in TIME_WAIT is free; a listening
+        # one is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            where = f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"cannot listen on {where}: port {port} is in use by another program; "
+                    "stop it, or choose another port with --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise StartupError(
+                    f"cannot listen on {where}: port {port} needs privileges; choose a port "
+                    "above 1023 with --port"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise StartupError(
+                    f"cannot listen on {where}: {host} is not an address of this machine; "
+                    "fix --host"
+                ) from None
+            raise StartupError(f"cannot listen on {where}: {exc.strerror}") from None
+
+
+def _upgrade(settings: Settings) -> None:
+    """Migrate: the first thing every command does with the database, so the one place that
+    turns an unreachable database into a line naming the setting and where it points."""
+    try:
+        upgrade(settings.database_url)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(_unreachable(settings, exc)) from None
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> str:
+    url = make_url(settings.database_url)
+    shown = f"(STOREFRONT_DATABASE_URL={masked_url(settings.database_url)})"
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database).resolve() if url.database else "in memory"
+        return f"cannot open the database file {path} {shown}: {_reason(exc)}"
+    where = f"host {url.host or 'localhost'}, port {url.port or 5432}"
+    return f"cannot reach the database at {where} {shown}: {_reason(exc)}"
+
+
+def _reason(exc: BaseException) -> str:
+    """What the driver said, in one line, without the SQL or the traceback."""
+    if isinstance(exc, TimeoutError):
+        return "no answer within STOREFRONT_DATABASE_TIMEOUT"
+    if isinstance(exc, SQLAlchemyError) and getattr(exc, "orig", None) is not None:
+        exc = exc.orig  # type: ignore[attr-defined]
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({type(exc).__name__})"
+    first_line = next(iter(str(exc).splitlines()), "")
+    return f"{first_line} ({type(exc).__name__})" if first_line else type(exc).__name__
+
+
+def _create_database(settings: Settings) -> None:
+    """Migrate the database, which ``serve`` and ``db upgrade`` create when it is missing (a
+    SQLite file's directory too)."""
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the directory should be, no permission, ...
+            raise StartupError(_unreachable(settings, exc)) from None
+    _upgrade(settings)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -117,7 +330,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from storefront.importer import import_file
 
-    upgrade(settings.database_url)
+    _check_can_listen(args.host, args.port)
+    _create_database(settings)
+    # In the main process, before any worker: a first start makes and records the keys once,
+    # and a mismatch stops here with one line rather than in every worker's log.
+    bind_secrets(settings, generate=True)
     if args.demo:
         import_file(settings, DEMO_CATALOGUE, progress=False)
         digester = _digester(settings)
@@ -160,6 +377,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # storefront.logs has configured logging already
         access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
+        # httptools, with header fields counted and malformed requests answered in the
+        # error shape (storefront.server).
+        http="storefront.server:BoundedHttpToolsProtocol",
+        # Explicitly, never uvicorn's default (127.0.0.1 and FORWARDED_ALLOW_IPS from the
+        # environment): a forwarded address is believed only from a proxy the operator listed.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
 
@@ -169,15 +393,26 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if command == ("serve", None):
         _serve(settings, args)
         return
-    upgrade(settings.database_url)
     if command == ("db", "upgrade"):
+        _create_database(settings)
+        # Checks the secrets at hand, if any, and records them on a new database; makes none.
+        bind_secrets(settings, generate=False)
         print("database is at the latest migration")
         return
+    # Only serve and db upgrade create a database; the others say where they looked.
+    require_database(settings)
+    _upgrade(settings)
+    # Every command checks the secrets at hand; those that make credentials need the pepper,
+    # and make the keys on a database that has none yet.
+    bind_secrets(settings, generate=command in MAKE_CREDENTIALS)
     if command == ("products", "import"):
         from storefront.importer import import_file
 
-        count = import_file(settings, args.file, progress=sys.stderr.isatty())
-        print(f"imported {count} products from {args.file}")
+        counts = import_file(settings, args.file, progress=sys.stderr.isatty())
+        print(
+            f"imported {counts.total} products from {args.file}: {counts.inserted} inserted, "
+            f"{counts.updated} updated, {counts.unchanged} unchanged"
+        )
         return
     if command == ("clients", "create"):
         scopes = admin.parse_scopes(args.scopes)
@@ -187,26 +422,36 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         )
         _show_once({"client_id": new.client_id, "client_secret": new.client_secret}, args.json)
     elif command == ("clients", "list"):
-        rows = [
-            {
-                "client_id": c.id,
-                "name": c.name,
-                "scopes": c.scopes,
-                "created_at": c.created_at.isoformat(),
-                "disabled": c.disabled_at is not None,
-                "rate_limit": c.rate_limit,
-            }
-            for c in admin.run(settings, clients_repo.list_clients)
-        ]
+        clients = admin.run(settings, clients_repo.list_clients)
         if args.json:
-            _print_json(rows)
+            _print_json(
+                [
+                    {
+                        "client_id": c.id,
+                        "name": c.name,
+                        "scopes": c.scopes,
+                        "created_at": c.created_at.isoformat(),
+                        "disabled": c.disabled_at is not None,
+                        "rate_limit": c.rate_limit,
+                    }
+                    for c in clients
+                ]
+            )
         else:
-            for row in rows:
-                state = "disabled" if row["disabled"] else "active"
-                limit = row["rate_limit"] or "default"
-                print(
-                    f"{row['client_id']}  {state:8}  {row['scopes']:11}  {limit:12}  {row['name']}"
-                )
+            _table(
+                ("CLIENT ID", "STATUS", "SCOPES", "RATE LIMIT", "CREATED", "NAME"),
+                [
+                    (
+                        c.id,
+                        "active" if c.disabled_at is None else "disabled",
+                        c.scopes,
+                        c.rate_limit or "default",
+                        _when(c.created_at),
+                        c.name,
+                    )
+                    for c in clients
+                ],
+            )
     elif command == ("clients", "disable"):
         admin.run(settings, lambda s: clients_repo.disable_client(s, client_id=args.client_id))
         print(f"client {args.client_id} disabled")
@@ -224,6 +469,36 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
             settings, lambda s: admin.create_api_key(s, digester, client_id=args.client_id)
         )
         _show_once({"key_id": key.key_id, "api_key": key.api_key}, args.json)
+    elif command == ("keys", "list"):
+        keys = admin.run(
+            settings, lambda s: clients_repo.list_api_keys(s, client_id=args.client_id)
+        )
+        if args.json:
+            _print_json(
+                [
+                    {
+                        "key_id": k.id,
+                        "client_id": k.client_id,
+                        "created_at": k.created_at.isoformat(),
+                        "revoked_at": k.revoked_at and k.revoked_at.isoformat(),
+                    }
+                    for k in keys
+                ]
+            )
+        else:
+            _table(
+                ("KEY ID", "CLIENT ID", "STATUS", "CREATED", "REVOKED"),
+                [
+                    (
+                        k.id,
+                        k.client_id,
+                        "active" if k.revoked_at is None else "revoked",
+                        _when(k.created_at),
+                        "-" if k.revoked_at is None else _when(k.revoked_at),
+                    )
+                    for k in keys
+                ],
+            )
     elif command == ("keys", "revoke"):
         admin.run(settings, lambda s: clients_repo.revoke_api_key(s, key_id=args.key_id))
         print(f"API key {args.key_id} revoked")
@@ -240,6 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StorefrontError as exc:
         _fail(exc.message)
+        return 1
+    except StartupError as exc:
+        _fail(str(exc))
         return 1
     except TimeoutError:
         # Before OSError, of which it is a kind; it carries no text of its own.

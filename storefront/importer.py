@@ -3,12 +3,16 @@
 Every row is validated before anything is written; then all of them are upserted in one
 transaction, so a bad row, or a failed write, leaves the catalogue as it was. Errors are
 ``InvalidInput`` with one line naming the file, the row and the field.
+
+A row without an ``id`` gets one derived from its name and category (see ``derived_id``), so
+that importing the same file twice updates those products rather than adding them again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -28,10 +32,9 @@ from rich.progress import (
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
-from core.ids import new_id
 from core.settings import Settings
 from persistence.db import Database
-from persistence.products import ProductData, upsert_products
+from persistence.products import ProductData, UpsertCounts, upsert_products
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -51,8 +54,9 @@ WRITE_CHUNK = 5000
 PROGRESS_STEP = 5000
 
 
-def import_file(settings: Settings, path: Path, *, progress: bool) -> int:
-    """Load the products in ``path`` (JSON array or CSV); returns how many were written.
+def import_file(settings: Settings, path: Path, *, progress: bool) -> UpsertCounts:
+    """Load the products in ``path`` (JSON array or CSV); says how many were inserted, updated
+    and already stored unchanged.
 
     Raises ``InvalidInput`` for an unreadable or malformed file or an invalid row; nothing is
     written then.
@@ -70,18 +74,18 @@ def import_file(settings: Settings, path: Path, *, progress: bool) -> int:
         return asyncio.run(_write(settings, products, bar))
 
 
-async def _write(settings: Settings, products: list[ProductData], bar: Progress) -> int:
+async def _write(settings: Settings, products: list[ProductData], bar: Progress) -> UpsertCounts:
     task = bar.add_task("writing", total=len(products))
     db = Database(settings.database_url, timeout=settings.database_timeout)
     try:
 
-        def write_all(session: Session) -> int:
-            written = 0
+        def write_all(session: Session) -> UpsertCounts:
+            counts = UpsertCounts()
             for start in range(0, len(products), WRITE_CHUNK):
                 chunk = products[start : start + WRITE_CHUNK]
-                written += upsert_products(session, products=chunk)
-                bar.update(task, completed=written)
-            return written
+                counts += upsert_products(session, products=chunk)
+                bar.update(task, completed=counts.total)
+            return counts
 
         return await db.write(write_all)
     finally:
@@ -268,34 +272,51 @@ class _RowChecker:
             for field in REQUIRED:
                 if field not in raw:
                     raise _BadField(field, "is required but missing")
-            product_id = self._id(raw.get("id"), row)
-            product = ProductData(
-                id=product_id,
-                name=_text(raw["name"], "name", NAME_MAX),
-                description=_description(raw.get("description")),
-                price=_price(raw["price"], from_csv=from_csv),
-                category=_text(raw["category"], "category", CATEGORY_MAX),
-            )
+            given_id = _given_id(raw.get("id"))
+            name = _text(raw["name"], "name", NAME_MAX)
+            description = _description(raw.get("description"))
+            price = _price(raw["price"], from_csv=from_csv)
+            category = _text(raw["category"], "category", CATEGORY_MAX)
+            product_id = given_id or derived_id(name, category)
+            first = self._first_row.setdefault(product_id, row)
+            if first != row and given_id:
+                raise _BadField("id", f"{product_id!r} is already used by row {first}")
+            if first != row:
+                raise _BadField(
+                    "id",
+                    f"is missing, and row {first} has the same name and category, so both "
+                    f"would be {product_id!r}: give them ids, or merge the rows",
+                )
         except _BadField as exc:
             raise self.error(row, line, exc.field, exc.problem) from None
-        return product
+        return ProductData(product_id, name, description, price, category)
 
-    def _id(self, value: object, row: int) -> str:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return new_id("prod_")
-        if not isinstance(value, str):
-            raise _BadField("id", f"must be a string, got {_kind(value)}")
-        product_id = value.strip()
-        if not ID_PATTERN.fullmatch(product_id):
-            raise _BadField(
-                "id",
-                f"must be 'prod_' and 1 to 59 letters, digits, '_' or '-', got {_shown(value)}",
-            )
-        first = self._first_row.get(product_id)
-        if first is not None:
-            raise _BadField("id", f"{product_id!r} is already used by row {first}")
-        self._first_row[product_id] = row
-        return product_id
+
+def _given_id(value: object) -> str | None:
+    """The row's id, or None when it has none (absent, null, or blank)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise _BadField("id", f"must be a string, got {_kind(value)}")
+    product_id = value.strip()
+    if not ID_PATTERN.fullmatch(product_id):
+        raise _BadField(
+            "id",
+            f"must be 'prod_' and 1 to 59 letters, digits, '_' or '-', got {_shown(value)}",
+        )
+    return product_id
+
+
+def derived_id(name: str, category: str) -> str:
+    """The id of a row that has none: ``prod_`` and 24 hex digits of the SHA-256 of its name
+    and category, compared case-insensitively (trimmed, as stored).
+
+    Stable, so that importing a file again updates those products instead of adding copies;
+    a row whose name or category changes is a new product. (A random id here made every
+    re-import add the id-less rows again.)
+    """
+    key = f"{name.casefold()}\x1f{category.casefold()}".encode()
+    return "prod_" + hashlib.sha256(key).hexdigest()[:24]
 
 
 def _text(value: object, field: str, limit: int) -> str:

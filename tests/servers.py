@@ -44,12 +44,19 @@ class Server:
 
 @contextmanager
 def demo_server(directory: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``storefront serve --demo`` in ``directory``; its output is read as it comes, so that
-    a chatty server never blocks on a full pipe."""
+    """``storefront serve --demo`` in ``directory``."""
+    with serving(directory, env, "--demo") as server:
+        yield server
+
+
+@contextmanager
+def serving(directory: Path, env: dict[str, str] | None = None, *argv: str) -> Iterator[Server]:
+    """``storefront serve ARGV`` in ``directory``; its output is read as it comes, so that a
+    chatty server never blocks on a full pipe."""
     port = free_port()
     env = env or clean_env()
     process = subprocess.Popen(
-        [STOREFRONT, "serve", "--demo", "--port", str(port)],
+        [STOREFRONT, "serve", *argv, "--port", str(port)],
         cwd=directory,
         env=env,
         stdout=subprocess.PIPE,

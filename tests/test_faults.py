@@ -18,7 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import STOREFRONT, clean_env, free_port, storefront_json, wait_until_up
+from tests.servers import (
+    STOREFRONT,
+    clean_env,
+    free_port,
+    storefront,
+    storefront_json,
+    wait_until_up,
+)
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 TIMEOUT = 2  # STOREFRONT_DATABASE_TIMEOUT for the server under test
@@ -88,6 +95,7 @@ def test_database_outage_is_503_then_service_resumes(postgres: Postgres, tmp_pat
         STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
         STOREFRONT_LOG_LEVEL="warning",
     )
+    storefront(env, "db", "upgrade")
     client = storefront_json(env, "clients", "create", "--name", "ops")
     port = free_port()
     server = _serve(env, port)

@@ -106,3 +106,39 @@ def test_api_key_scopes_are_known_for_every_operation() -> None:
     assert scopes["handlers.users.create_user"] == ["write"]
     assert scopes["handlers.users.get_user"] == ["read"]
     assert scopes["handlers.auth.issue_token"] == []
+
+
+def _parameters() -> list[tuple[str, dict[str, Any]]]:
+    found = [(f"components {name}", p) for name, p in SPEC["components"]["parameters"].items()]
+    for path, item in SPEC["paths"].items():
+        found += [(path, _resolve(p)) for p in item.get("parameters", [])]
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                found += [
+                    (f"{method.upper()} {path}", _resolve(p)) for p in op.get("parameters", [])
+                ]
+    return found
+
+
+#: The defaults Swagger UI fills in may only be what the server does without them anyway.
+DEFAULTS = {"limit": 20, "offset": 0}
+
+
+@pytest.mark.parametrize(("where", "parameter"), _parameters())
+def test_no_parameter_carries_a_value_swagger_ui_would_send(
+    where: str, parameter: dict[str, Any]
+) -> None:
+    # "Try it out" fills a parameter's example in and sends it: example cursors once turned
+    # every list into `200 []`. Formats are described in words instead.
+    schema = parameter.get("schema", {})
+    for key in ("example", "examples"):
+        assert key not in parameter, f"{where}: parameter {parameter['name']} has an {key}"
+        assert key not in schema, f"{where}: parameter {parameter['name']} has a schema {key}"
+    if "default" in schema:
+        assert DEFAULTS.get(parameter["name"]) == schema["default"], where
+
+
+def test_the_servers_entry_names_the_server() -> None:
+    # Swagger UI's Servers dropdown shows "url - description"; a bare "/" tells nobody anything.
+    assert [s["url"] for s in SPEC["servers"]] == ["/"]
+    assert SPEC["servers"][0]["description"].startswith("This Storefront API server")

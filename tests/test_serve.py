@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from tests.servers import (
     clean_env,
     demo_server,
     free_port,
+    run_storefront,
+    storefront,
     storefront_json,
     wait_until_up,
 )
@@ -58,7 +62,7 @@ def test_demo_server_serves_the_api_over_http(server: Server, tmp_path: Path) ->
         )
         assert created.status_code == 201
         location = created.headers["Location"]
-        assert location == f"{server.base}/users/{created.json()['id']}"
+        assert location == f"/users/{created.json()['id']}"  # relative: no public URL is set
         assert http.get(location, headers=auth).json() == created.json()
 
         missing = http.get("/users/user_doesnotexist", headers=auth)
@@ -98,6 +102,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
     port = free_port()
     # One argon2id hash at a time: twelve sign-ups take the better part of a second.
     env = clean_env(STOREFRONT_PASSWORD_HASH_CONCURRENCY="1", STOREFRONT_SHUTDOWN_GRACE="30")
+    storefront(env, "db", "upgrade", cwd=tmp_path)
     client = storefront_json(env, "clients", "create", "--name", "slow", cwd=tmp_path)
     process = subprocess.Popen(
         [STOREFRONT, "serve", "--port", str(port)],
@@ -145,3 +150,94 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
             process.kill()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_start_up_prints_no_warnings(server: Server) -> None:
+    # Python's warnings ("…: StarletteDeprecationWarning: …"), and log warnings other than the
+    # first start's news that it made its keys.
+    python_warnings = re.findall(r"^.*\w+Warning: .*$", server.output, re.MULTILINE)
+    assert python_warnings == []
+    logged = [line for line in server.lines if " WARNING " in line]
+    assert all("generated a new" in line for line in logged), logged
+
+
+def test_starlettes_test_client_finds_httpx2_in_a_plain_install() -> None:
+    # Connexion imports starlette.testclient at import time; found with httpx alone, it warns
+    # (StarletteDeprecationWarning, a UserWarning: shown) on every start. This venv has the
+    # test extras, so only the declared dependencies can show the warning is avoided.
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert any(d.startswith("httpx2") for d in project["project"]["dependencies"])
+
+
+def test_a_port_out_of_range_is_one_line(tmp_path: Path) -> None:
+    done = run_storefront(clean_env(), "serve", "--port", "99999", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        "storefront serve: argument --port: must be from 1 to 65535, got 99999"
+        " (see storefront serve --help)\n"
+    )
+    assert not (tmp_path / "storefront.db").exists()  # stopped before anything else
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_storefront(clean_env(), "serve", "--port", str(port), cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"storefront: cannot listen on 127.0.0.1:{port}: port {port} is in use by another"
+        " program; stop it, or choose another port with --port\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        (
+            "postgresql://shop:hunter2hunter2@db.invalid:5432/shop",
+            "cannot reach the database at host db.invalid, port 5432"
+            " (STOREFRONT_DATABASE_URL=postgresql://shop:***@db.invalid:5432/shop): ",
+        ),
+        (
+            # serve creates a missing directory; a file standing where it should be is an error
+            "sqlite:///{tmp}/a-file/shop.db",
+            "cannot open the database file {tmp}/a-file/shop.db"
+            " (STOREFRONT_DATABASE_URL=sqlite:///{tmp}/a-file/shop.db): ",
+        ),
+    ],
+    ids=["postgresql", "sqlite"],
+)
+def test_an_unreachable_database_is_one_line_naming_the_setting(
+    tmp_path: Path, url: str, named: str
+) -> None:
+    tmp = tmp_path.resolve()
+    (tmp / "a-file").write_text("not a directory\n")
+    env = clean_env(STOREFRONT_DATABASE_URL=url.format(tmp=tmp))
+    done = run_storefront(env, "serve", "--port", str(free_port()), cwd=tmp_path)
+
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("storefront: " + named.format(tmp=tmp)), line
+    assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize(("fail_open", "mode"), [("true", "open"), ("false", "closed")])
+def test_an_unreachable_rate_limit_store_is_a_warning_at_start(
+    tmp_path: Path, fail_open: str, mode: str
+) -> None:
+    url = f"redis://:hunter2hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = clean_env(
+        STOREFRONT_RATE_LIMIT_STORAGE_URL=url, STOREFRONT_RATE_LIMIT_FAIL_OPEN=fail_open
+    )
+    with demo_server(tmp_path, env) as server:
+        started = server.output
+
+    [warning] = [line for line in started.splitlines() if "rate-limit store" in line]
+    assert " WARNING " in warning
+    assert "STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://:***@127.0.0.1:" in warning
+    assert f"failing {mode} (STOREFRONT_RATE_LIMIT_FAIL_OPEN={fail_open})" in warning
+    assert "hunter2" not in started

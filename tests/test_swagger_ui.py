@@ -6,15 +6,17 @@ distribution's chromium). The screenshot lands in the test's temporary directory
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.servers import Server, demo_server
+from tests.servers import Server, clean_env, demo_server, storefront
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No network beyond loopback here: keep Chromium from reaching for Google's services.
@@ -27,6 +29,11 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+PAGE_SIZE = 20  # the spec's default `limit`, which Swagger UI fills in
+#: More of each than one page holds, so that a page shows PAGE_SIZE items of a larger total.
+USERS = PAGE_SIZE + 3
+DEMO_PRODUCTS = 16  # in storefront/data/demo_products.json
+EXTRA_PRODUCTS = 10  # imported before the server starts
 
 
 @pytest.fixture
@@ -35,14 +42,40 @@ def server(tmp_path: Path) -> Iterator[Server]:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run should have installed it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
+    extra = [
+        {"id": f"prod_extra_{n:02}", "name": f"Extra {n}", "price": n, "category": "Extra"}
+        for n in range(EXTRA_PRODUCTS)
+    ]
+    (tmp_path / "extra.json").write_text(json.dumps(extra), encoding="utf-8")
+    # Only serve and db upgrade create a database: make it, then add the products.
+    storefront(clean_env(), "db", "upgrade", cwd=tmp_path)
+    storefront(clean_env(), "products", "import", "extra.json", cwd=tmp_path)
     with demo_server(tmp_path) as running:
         yield running
+
+
+def credentials(server: Server) -> dict[str, str]:
+    return dict(re.findall(r"(client_id|client_secret):\s+(\S+)", server.output))
+
+
+def sign_up_users(server: Server, count: int) -> None:
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        token = http.post(
+            "/auth/token", data={"grant_type": "client_credentials", **credentials(server)}
+        ).json()["access_token"]
+        for n in range(count):
+            created = http.post(
+                "/users",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"name": f"User {n}", "email": f"user{n}@example.com", "password": "x" * 12},
+            )
+            assert created.status_code == 201, created.text
 
 
 def test_authorize_and_try_it_out(server: Server, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    found = dict(re.findall(r"(client_id|client_secret):\s+(\S+)", server.output))
+    found = credentials(server)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
@@ -52,6 +85,10 @@ def test_authorize_and_try_it_out(server: Server, tmp_path: Path) -> None:
             expect(info.locator(".title")).to_contain_text("Storefront API")
             expect(info).to_contain_text("Every error is JSON of the shape")
             expect(info).to_contain_text("X-RateLimit-Remaining")
+            # The Servers dropdown says which server "/" is, not just "/".
+            expect(page.locator(".servers select option").first).to_have_text(
+                re.compile(r"^/ - This Storefront API server")
+            )
 
             page.click("button.authorize")
             modal = page.locator(".modal-ux")
@@ -67,12 +104,6 @@ def test_authorize_and_try_it_out(server: Server, tmp_path: Path) -> None:
             operation = page.locator("#operations-users-list_users")
             operation.locator(".opblock-summary").click()
             expect(operation).to_contain_text("X-RateLimit-Limit")  # documented headers
-            # "Try it out" is on from the start (tryItOutEnabled in create_app).
-            operation.locator("button.execute").click()
-            live = operation.locator(".live-responses-table .response")
-            expect(live.locator(".response-col_status").first).to_have_text("200")
-            expect(live).to_contain_text("x-ratelimit-remaining")
-
             page.locator("#operations-users-get_user .opblock-summary").click()
             expect(page.locator("#operations-users-get_user")).to_contain_text(
                 "The specified user ID does not exist."
@@ -84,3 +115,87 @@ def test_authorize_and_try_it_out(server: Server, tmp_path: Path) -> None:
     assert (tmp_path / "swagger-ui.png").stat().st_size > 10_000
     token_requests = [line for line in server.lines if "POST /auth/token 200" in line]
     assert token_requests, "Swagger UI did not fetch a token"
+
+
+def test_execute_on_every_get_shows_real_data(server: Server) -> None:
+    """Try it out, then Execute with what Swagger UI fills in: a page of real data.
+
+    The spec once carried example cursors, which Swagger UI sent as `after` and `before`:
+    every list came back `200 []` beside an X-Total-Count of 3.
+    """
+    from playwright.sync_api import Locator, expect, sync_playwright
+
+    sign_up_users(server, USERS)
+    found = credentials(server)
+    with httpx.Client(base_url=server.base) as http:
+        first = http.get("/users", params={"limit": 1}, headers=_bearer(http, found)).json()
+    user_id = first[0]["id"]
+
+    def execute(operation: Locator) -> tuple[str, str, dict[str, str]]:
+        operation.locator("button.execute").click()
+        live = operation.locator(".live-responses-table .response")
+        status = live.locator(".response-col_status").first
+        expect(status).not_to_be_empty()
+        body = live.locator(".response-col_description pre").first.inner_text()
+        headers = dict(
+            line.strip().split(": ", 1)
+            for line in live.locator(".headerline").all_inner_texts()
+            if ": " in line
+        )
+        return status.inner_text().strip(), body, headers
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 2000})
+            page.goto(f"{server.base}/ui/")
+            page.click("button.authorize")
+            modal = page.locator(".modal-ux")
+            modal.locator("#client_id").fill(found["client_id"])
+            modal.locator("#client_secret").fill(found["client_secret"])
+            modal.locator("label[for='read-clientCredentials-checkbox-OAuth2']").click()
+            modal.locator("button.authorize").first.click()
+            expect(modal).to_contain_text("Authorized")
+            modal.get_by_role("button", name="Close").first.click()
+
+            gets = page.locator(".opblock-get")
+            ids = [gets.nth(i).get_attribute("id") for i in range(gets.count())]
+            assert "operations-users-list_users" in ids
+            assert "operations-products-list_products" in ids
+            seen: dict[str, tuple[str, str, dict[str, str]]] = {}
+            for element_id in ids:
+                operation = page.locator(f"#{element_id}")
+                operation.locator(".opblock-summary").click()
+                expect(operation.locator("button.execute")).to_be_visible()
+                # Nothing is filled in but the documented defaults (limit 20, offset 0).
+                filled = {
+                    row.get_attribute("data-param-name"): row.locator("input").input_value()
+                    for row in operation.locator("tr[data-param-name]").all()
+                    if row.locator("input").count()
+                }
+                assert {k: v for k, v in filled.items() if v} in (
+                    {},
+                    {"limit": str(PAGE_SIZE), "offset": "0"},
+                ), (element_id, filled)
+                if element_id == "operations-users-get_user":
+                    # A path parameter has no example to send: a made-up id is a 404.
+                    operation.locator("tr[data-param-name='id'] input").fill(user_id)
+                seen[element_id] = execute(operation)
+                assert seen[element_id][0] == "200", (element_id, seen[element_id])
+        finally:
+            browser.close()
+
+    for name, total in (
+        ("users-list_users", USERS),
+        ("products-list_products", DEMO_PRODUCTS + EXTRA_PRODUCTS),
+    ):
+        _status, body, headers = seen[f"operations-{name}"]
+        assert int(headers["x-total-count"]) == total
+        assert len(json.loads(body)) == min(total, PAGE_SIZE) == PAGE_SIZE
+    assert json.loads(seen["operations-users-get_user"][1])["id"] == user_id
+    assert "storefront_" in seen["operations-health-metrics"][1]
+
+
+def _bearer(http: httpx.Client, found: dict[str, str]) -> dict[str, str]:
+    token = http.post("/auth/token", data={"grant_type": "client_credentials", **found})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}

@@ -68,6 +68,37 @@ def credentials(
     return ClientCredentials(basic[0], basic[1], basic=True)
 
 
+def parse_scope(scope: str) -> list[str]:
+    """The tokens of a ``scope`` parameter, split as RFC 6749 §3.3 defines it.
+
+    Only the space (0x20) separates tokens: a tab, a newline or a Unicode space is part of a
+    token (which then names no scope of any client), so that the server and every client read
+    one string as the same list. An empty token (a blank value, a leading, trailing or doubled
+    space) does not fit the grammar ``scope-token *( SP scope-token )``: granting "all scopes"
+    or "no scope" for it would be a guess.
+    """
+    if not scope.strip():
+        raise OAuthError(
+            "invalid_scope",
+            "The 'scope' parameter is blank: name scopes separated by single spaces, or omit it "
+            "to be granted all of the client's scopes.",
+        )
+    tokens = scope.split(" ")
+    if "" in tokens:
+        raise OAuthError(
+            "invalid_scope",
+            "The 'scope' parameter has an empty scope token: separate scopes by exactly one "
+            "space, with none before the first or after the last.",
+        )
+    return tokens
+
+
+def _printable(token: str) -> str:
+    """A scope token for an error message, control and non-ASCII characters escaped (a tab
+    shows as \\t), so that the reader sees why it matched nothing."""
+    return token.encode("unicode_escape").decode("ascii")
+
+
 async def client_credentials_grant(
     svc: Services,
     asgi_scope: Scope,
@@ -106,12 +137,12 @@ async def client_credentials_grant(
             client_id=creds.client_id,
         )
     allowed = client.scopes.split()
-    requested = scope.split() if scope else allowed
+    requested = allowed if scope is None else parse_scope(scope)
     excess = sorted(set(requested) - set(allowed))
     if excess:
+        shown = " ".join(_printable(token) for token in excess)
         raise OAuthError(
-            "invalid_scope",
-            f"The requested scope exceeds the client's scopes: {' '.join(excess)}.",
+            "invalid_scope", f"The requested scope exceeds the client's scopes: {shown}."
         )
     publish_caller(asgi_scope, Caller(client.id))
     # A token request spends the client's own budget, like any request of its tokens.

@@ -32,7 +32,7 @@ from redis.asyncio import ConnectionPool
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
-from core.settings import Settings
+from core.settings import Settings, masked_url
 from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, request_state
 
 logger = logging.getLogger("storefront.access.ratelimit")
@@ -108,6 +108,7 @@ class Limiter:
         fail_open: bool,
     ) -> None:
         self.shared = not storage_url.startswith("memory")
+        self.shown_url = masked_url(storage_url)
         options: dict[str, Any] = {}
         self._pool: ConnectionPool | None = None
         if self.shared:
@@ -179,6 +180,18 @@ class Limiter:
                 count = await self.storage.incr(key, item.get_expiry())
                 allowed, remaining = count <= item.amount, max(0, item.amount - count)
                 reset = await self.storage.get_expiry(key)
+            elif isinstance(self.strategy, FixedWindowRateLimiter):
+                # A look without counting (the token endpoint's check before it reads a secret):
+                # one GET. The window's expiry is read only when the look finds no room, the one
+                # case whose decision reaches a response.
+                key = item.key_for(*ids)
+                count = await self.storage.get(key)
+                allowed, remaining = count < item.amount, max(0, item.amount - count)
+                reset = (
+                    time.time() + item.get_expiry()
+                    if allowed
+                    else await self.storage.get_expiry(key)
+                )
             else:
                 hit = self.strategy.hit if consume else self.strategy.test
                 allowed = await hit(item, *ids)
@@ -230,6 +243,22 @@ class Limiter:
             self._down_until = 0.0
         return reachable
 
+    async def warn_if_unreachable(self) -> None:
+        """At start: a shared store that does not answer gets a warning naming the setting and
+        what requests will meet until it answers (the server starts either way: Redis may come
+        up after it)."""
+        if not self.shared or await self.check():
+            return
+        logger.warning(
+            "the rate-limit store STOREFRONT_RATE_LIMIT_STORAGE_URL=%s cannot be reached; %s",
+            self.shown_url,
+            "failing open (STOREFRONT_RATE_LIMIT_FAIL_OPEN=true): requests are served "
+            "without rate limits until it answers"
+            if self.fail_open
+            else "failing closed (STOREFRONT_RATE_LIMIT_FAIL_OPEN=false): requests are "
+            "answered 503 until it answers",
+        )
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
@@ -274,6 +303,12 @@ def refuse_scope(scope: Scope) -> None:
 def _publish(scope: Scope, decision: Decision | None) -> None:
     if decision is not None:
         request_state(scope)[RATE_LIMIT] = decision
+
+
+def rate_limit_of(scope: Scope) -> Decision | None:
+    """The decision to report in this request's response headers, if a budget was looked at."""
+    found: Decision | None = scope.get("state", {}).get(RATE_LIMIT)
+    return found
 
 
 def client_ip(scope: Scope) -> str:

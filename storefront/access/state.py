@@ -7,8 +7,8 @@ writer, the function below that sets it; the layers above only read.
 
 - ``storefront.caller``: who is calling, once a credential is proven (``publish_caller``,
   called by the security functions and the token grant).
-- ``storefront.rate_limit``: the budget decision to report in the response headers (written
-  only by ``storefront.access.ratelimit``).
+- ``storefront.rate_limit``: the budget decision to report in the response headers (written,
+  and read through ``rate_limit_of``, by ``storefront.access.ratelimit`` only).
 - ``storefront.auth_failure``: why authentication failed, a metrics label (written only by
   ``storefront.access.ratelimit.record_failure`` and ``refuse_scope``).
 """
@@ -16,12 +16,9 @@ writer, the function below that sets it; the layers above only read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.types import Scope
-
-if TYPE_CHECKING:
-    from storefront.access.ratelimit import Decision
 
 CALLER = "storefront.caller"
 RATE_LIMIT = "storefront.rate_limit"
@@ -48,11 +45,6 @@ def publish_caller(scope: Scope, caller: Caller) -> None:
 
 def caller_of(scope: Scope) -> Caller | None:
     found: Caller | None = scope.get("state", {}).get(CALLER)
-    return found
-
-
-def rate_limit_of(scope: Scope) -> Decision | None:
-    found: Decision | None = scope.get("state", {}).get(RATE_LIMIT)
     return found
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import metrics
-from storefront.access.state import auth_failure_of, caller_of, rate_limit_of, request_state
+from storefront.access.ratelimit import rate_limit_of
+from storefront.access.state import auth_failure_of, caller_of, request_state
 from storefront.http.access_log import log_access
 from storefront.http.state import REQUEST_ID, route_of
 

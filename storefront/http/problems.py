@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException
 
 from core.errors import (
     Conflict,
+    ContentTooLarge,
+    HeadersTooLarge,
     IdempotencyInProgress,
     IdempotencyKeyReused,
     InvalidInput,
@@ -32,7 +34,9 @@ from core.errors import (
     PreconditionRequired,
     RateLimited,
     RateLimitUnavailable,
+    SearchTooBroad,
     StorefrontError,
+    UnsupportedCharset,
 )
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
@@ -43,13 +47,19 @@ logger = logging.getLogger("core.errors")
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
 REALM = 'realm="storefront"'
+#: A search past its budget is well-formed (it may succeed on a smaller catalogue), understood,
+#: and not processed as it is: 422 (RFC 9110 §15.5.21), not the 400 of a malformed request.
 _STATUS = {
     InvalidInput: 400,
     NotFound: 404,
     Conflict: 409,
+    ContentTooLarge: 413,
     PreconditionFailed: 412,
+    UnsupportedCharset: 415,
+    SearchTooBroad: 422,
     IdempotencyKeyReused: 422,
     PreconditionRequired: 428,
+    HeadersTooLarge: 431,
 }
 
 
@@ -98,6 +108,12 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    if status == 400 and request.url.path == TOKEN_PATH:
+        # Raised before routing (an unusable Content-Length): still RFC 6749's shape here.
+        return _oauth_response(OAuthError("invalid_request", exc.message))
+    if status == 413:
+        # The rest of the body is not wanted: closing is cheaper than reading it to the end.
+        return error_response(status, exc.title, exc.message, {"Connection": "close"})
     return error_response(status, exc.title, exc.message)
 
 
@@ -160,11 +176,21 @@ def _internal_error() -> ConnexionResponse:
     )
 
 
+def _operator_intervention(exc: Exception) -> bool:
+    """PostgreSQL's SQLSTATE class 57: a statement cancelled by an operator or a timeout, a
+    server shutting down. psycopg raises OperationalError for these; asyncpg's reach
+    SQLAlchemy as a bare DBAPIError."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(sqlstate, str) and sqlstate.startswith("57")
+
+
 async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    # Refused, timed out, reset, still starting up, "database is locked": the database is
-    # not answering, which is worth a retry (503), not a bug report (500).
-    if isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    # Refused, timed out, reset, still starting up, "database is locked", cancelled: the
+    # database is not answering, which is worth a retry (503), not a bug report (500).
+    if (
+        isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or _operator_intervention(exc)
     ):
         logger.warning("database unavailable: %s", type(exc).__name__)
         return error_response(

@@ -201,6 +201,34 @@ def test_verify_refuses_expired_and_malformed_tokens(subtests: pytest.Subtests) 
             tokens.verify(token)
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("exp", "{exp}"), ("iat", "{now}"), ("nbf", "{now}")],
+)
+def test_verify_refuses_dates_that_are_not_json_numbers(claim: str, value: object) -> None:
+    # PyJWT accepts a numeric string for exp and iat; a remembered token's expiry check
+    # compares numbers, so such a token crashed on its second use.
+    tokens = codec()
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": "iss-a",
+        "sub": "cli_abc",
+        "aud": "aud-a",
+        "exp": now + 60,
+        "iat": now,
+        "jti": "j",
+        "client_id": "cli_abc",
+        "scope": "read",
+    }
+    if isinstance(value, str):
+        value = value.format(exp=now + 60, now=now)
+    claims[claim] = value
+    token = jwt.encode(claims, KEY, algorithm="HS256", headers={"typ": "at+jwt", "kid": tokens.kid})
+    for _ in range(2):  # the second use is the one that reached the memory
+        with pytest.raises(InvalidToken, match="invalid"):
+            tokens.verify(token)
+
+
 # --- PasswordHashing ----------------------------------------------------------------------
 
 

@@ -157,6 +157,57 @@ def test_scope_beyond_the_clients_is_invalid_scope(
             assert "access_token" not in body
 
 
+def test_scope_tokens_are_separated_by_single_spaces_only(
+    api: TestClient, make_client: MakeClient, subtests: pytest.Subtests
+) -> None:
+    # RFC 6749 §3.3: scope = scope-token *( SP scope-token ). Any other white space belongs to
+    # a token, so "read<tab>write" names one scope that no client has, not two.
+    client = make_client("read write")
+    for scope, shown in [
+        ("read\twrite", "read\\twrite"),
+        ("read\nwrite", "read\\nwrite"),
+        ("read\r\nwrite", "read\\r\\nwrite"),
+        ("read\u00a0write", "read\\xa0write"),
+        ("read\u2003write", "read\\u2003write"),
+        ("read\u3000write", "read\\u3000write"),
+    ]:
+        with subtests.test(scope=scope):
+            response = api.post("/auth/token", data=form(client, scope=scope))
+            body = assert_oauth_error(response, 400, "invalid_scope")
+            # The message shows the unknown token with its white space escaped.
+            assert body["message"] == f"The requested scope exceeds the client's scopes: {shown}."
+
+
+def test_blank_scope_or_empty_scope_token_is_invalid_scope(
+    api: TestClient, make_client: MakeClient, subtests: pytest.Subtests
+) -> None:
+    client = make_client("read write")
+    for scope, words in [
+        (" ", "blank"),
+        ("   ", "blank"),
+        ("\t", "blank"),
+        ("\n", "blank"),
+        (" \t\n", "blank"),
+        ("\u00a0", "blank"),
+        ("read  write", "empty scope token"),
+        (" read", "empty scope token"),
+        ("read ", "empty scope token"),
+    ]:
+        with subtests.test(scope=scope):
+            response = api.post("/auth/token", data=form(client, scope=scope))
+            body = assert_oauth_error(response, 400, "invalid_scope")
+            assert words in body["message"]
+    # An empty value is a parameter sent without a value: omitted (RFC 6749 §3.2), all scopes.
+    assert_token(api.post("/auth/token", data=form(client, scope="")), "read write")
+    # Basic authentication changes nothing.
+    response = api.post(
+        "/auth/token",
+        data={**GRANT, "scope": " "},
+        headers=basic(client.client_id, client.client_secret),
+    )
+    assert_oauth_error(response, 400, "invalid_scope")
+
+
 # --- errors -------------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from httpx2 import Response
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from starlette.testclient import TestClient
 
+import persistence.products
 from core.settings import Settings
 from storefront import admin
+from storefront.app import create_app
 from storefront.importer import import_file
 from tests.helpers import assert_error, parse_links
 
@@ -79,7 +83,7 @@ CATALOGUE: list[dict[str, Any]] = [
 def load(settings: Settings, tmp_path: Path, products: list[dict[str, Any]]) -> None:
     path = tmp_path / "catalogue.json"
     path.write_text(json.dumps(products), encoding="utf-8")
-    assert import_file(settings, path, progress=False) == len(products)
+    assert import_file(settings, path, progress=False).total == len(products)
 
 
 @pytest.fixture
@@ -319,7 +323,7 @@ def upsert(settings: Settings, tmp_path: Path) -> Callable[[list[dict[str, Any]]
     def load_more(products: list[dict[str, Any]]) -> None:
         path = tmp_path / f"import{next(imports)}.json"
         path.write_text(json.dumps(products), encoding="utf-8")
-        assert import_file(settings, path, progress=False) == len(products)
+        assert import_file(settings, path, progress=False).total == len(products)
 
     return load_more
 
@@ -499,3 +503,91 @@ def test_unicode_case_folding_of_indexed_terms(
     assert ids(api.get("/products", headers=h, params={"search": "É"})) == []
     assert ids(api.get("/products", headers=h, params={"search": "fé"})) == []
     assert ids(api.get("/products", headers=h, params={"search": "ât"})) == ["prod_u1"]
+
+
+def test_a_search_past_its_budget_is_a_422_and_the_server_serves_on(
+    api: TestClient,
+    h: Headers,
+    settings: Settings,
+    upsert: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """A one-letter term reads every product: 5,000 take a few milliseconds, far past a
+    budget of 1 ms, and well within the default one (250 ms)."""
+    products = [
+        {
+            "id": f"prod_{i:05d}",
+            "name": f"Item {i} {'bolt' if i % 3 else 'nut'}",
+            "description": "steel" if i % 2 else "brass",
+            "price": 1,
+            "category": "Hardware",
+        }
+        for i in range(5000)
+    ]
+    upsert(products)
+    matches = sum("e" in (p["name"] + p["description"]).lower() for p in products)
+    finished = api.get("/products", headers=h, params={"search": "e", "limit": 5})
+    assert ids(finished) == ["prod_00000", "prod_00001", "prod_00002", "prod_00003", "prod_00004"]
+    assert finished.headers["x-total-count"] == str(matches)
+
+    tight = create_app(settings.model_copy(update={"search_budget": 0.001}))
+    with tight.test_client() as client:
+        # Terms not counted yet ("e" was: its exact count is remembered, and only its page
+        # would be read now; see persistence.products.SearchCounts).
+        for params in [{"search": "o"}, {"search": "st", "category": "hardware"}]:
+            refused = client.get("/products", headers=h, params=params)
+            body = assert_error(refused, 422, "1 ms", "longer search term", "category")
+            assert body["error"] == "Search too broad"
+            assert "x-total-count" not in refused.headers
+            assert "x-ratelimit-remaining" in refused.headers
+        # The same server answers what needs no search at once, and the next search too.
+        plain = client.get("/products", headers=h, params={"limit": 2})
+        assert ids(plain) == ["prod_00000", "prod_00001"]
+        assert plain.headers["x-total-count"] == "5000"
+        assert client.get("/users", headers=h).status_code == 200
+        assert_error(client.get("/products", headers=h, params={"search": "l"}), 422)
+
+
+#: A search's statement that would run for a minute unless its budget stops it.
+ENDLESS = {
+    "sqlite": (
+        "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 1000000000) "
+        "SELECT count(*) FROM r"
+    ),
+    "postgresql": "SELECT pg_sleep(60)",
+}
+
+
+def test_other_requests_are_served_while_a_search_runs_to_its_budget(
+    h: Headers,
+    settings: Settings,
+    backend: str,
+    catalogue: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A search stands in for one that reads millions of rows; while it runs, the same
+    server answers other requests, and then the search is a 422, not a 500."""
+    budget = 0.5
+
+    list_products = persistence.products.list_products
+
+    def endless_search(connection: Connection, **filters: Any) -> Any:
+        if filters.get("search") is None:
+            return list_products(connection, **filters)
+        connection.execute(text(ENDLESS[backend]))
+        raise AssertionError("the budget should have stopped the search")
+
+    monkeypatch.setattr(persistence.products, "list_products", endless_search)
+    app = create_app(settings.model_copy(update={"search_budget": budget}))
+    with app.test_client() as client, ThreadPoolExecutor(1) as pool:
+        client.get("/products", headers=h)  # connections opened before the clock starts
+        start = time.monotonic()
+        search = pool.submit(client.get, "/products", headers=h, params={"search": "pro"})
+        time.sleep(0.05)
+        served = [client.get("/products", headers=h, params={"limit": 1}) for _ in range(5)]
+        served_in = time.monotonic() - start
+        assert not search.done()
+        assert [ids(r) for r in served] == [["prod_001"]] * 5
+        assert served_in < budget
+        refused = search.result(timeout=10)
+    assert_error(refused, 422, "500 ms", "longer search term")
+    assert refused.json()["error"] == "Search too broad"

@@ -23,6 +23,7 @@ from core.ids import new_id
 from core.settings import Settings
 from persistence.models import User
 from storefront import admin
+from storefront.app import create_app
 from tests.helpers import assert_error, db_rows, parse_links
 
 USER_ID = re.compile(r"^user_[A-Za-z0-9_-]{12,}$")
@@ -100,8 +101,7 @@ def test_create_returns_the_seed_shape_and_a_location(api: TestClient, h: Header
     assert_no_secret(response)
 
     location = response.headers["location"]
-    assert re.match(r"^https?://[^/]+/users/", location), location
-    assert location.endswith("/users/" + body["id"])
+    assert location == "/users/" + body["id"]  # relative: no STOREFRONT_PUBLIC_URL is set
     fetched = api.get(location, headers=h)
     assert fetched.status_code == 200
     assert fetched.json() == body
@@ -396,6 +396,95 @@ def test_delete_then_gone(api: TestClient, h: Headers, settings: Settings) -> No
 
     # The address is free again.
     assert new_user(api, h)["id"] != alice["id"]
+
+
+# --- URLs ---------------------------------------------------------------------------------
+
+FORGED = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+
+
+def test_urls_are_relative_whatever_host_the_client_sends(api: TestClient, h: Headers) -> None:
+    forged = h | FORGED
+    created = api.post(
+        "/users",
+        headers=forged,
+        json={"name": "Ann", "email": "ann@example.com", "password": PASSWORD},
+    )
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/users/{created.json()['id']}"
+    new_user(api, h, name="Bob", email="bob@example.com")
+
+    first = api.get("/users?limit=1", headers=forged)
+    links = parse_links(first.headers["link"])
+    assert set(links) == {"next"}
+    assert links["next"].startswith("/users?")
+    assert parse_qs(urlsplit(links["next"]).query)["limit"] == ["1"]
+    second = api.get(links["next"], headers=forged)
+    links = parse_links(second.headers["link"])
+    assert links["prev"].startswith("/users?")
+    by_offset = api.get("/users?limit=1&offset=1", headers=forged)
+    assert parse_links(by_offset.headers["link"])["prev"] == "/users?limit=1&offset=0"
+    for response in (created, first, second, by_offset):
+        assert "evil.example" not in str(response.headers)
+
+
+def test_urls_are_absolute_under_the_configured_public_url(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    configured = settings.model_copy(update={"public_url": "https://api.example.com/shop"})
+    with create_app(configured).test_client() as public:
+        created = public.post(
+            "/users",
+            headers=h | FORGED,
+            json={"name": "Ann", "email": "ann@example.com", "password": PASSWORD},
+        )
+        assert created.status_code == 201, created.text
+        user_id = created.json()["id"]
+        assert created.headers["location"] == f"https://api.example.com/shop/users/{user_id}"
+        new_user(public, h, name="Bob", email="bob@example.com")
+        new_user(public, h, name="Cy", email="cy@example.com")
+        page = public.get("/users?limit=1&offset=1", headers=h | FORGED)
+        links = parse_links(page.headers["link"])
+        assert links["prev"] == "https://api.example.com/shop/users?limit=1&offset=0"
+        assert links["next"].startswith("https://api.example.com/shop/users?limit=1&after=")
+
+
+# --- caching ------------------------------------------------------------------------------
+
+
+def assert_not_stored(response: Response) -> None:
+    """No cache may keep it, and one that does must tell callers apart by credential."""
+    assert response.headers["cache-control"] == "no-store"
+    varied = {name.strip().lower() for name in response.headers["vary"].split(",")}
+    assert {"authorization", "x-api-key"} <= varied
+
+
+def test_responses_that_carry_a_user_are_never_stored(
+    api: TestClient,
+    h: Headers,
+    make_client: Callable[..., admin.NewClient],
+    make_api_key: Callable[[str], admin.NewApiKey],
+    subtests: pytest.Subtests,
+) -> None:
+    created = api.post(
+        "/users", headers=h, json={"name": "Ann", "email": "ann@example.com", "password": PASSWORD}
+    )
+    assert created.status_code == 201
+    user_id = created.json()["id"]
+    key = {"X-API-Key": make_api_key(make_client("read write").client_id).api_key}
+    responses = {
+        "POST /users": created,
+        "GET /users": api.get("/users", headers=h),
+        "GET /users (API key)": api.get("/users", headers=key),
+        "GET /users/{id}": api.get(f"/users/{user_id}", headers=h),
+        "GET /users/{id} (API key)": api.get(f"/users/{user_id}", headers=key),
+        "PUT /users/{id}": api.put(f"/users/{user_id}", headers=h, json={"name": "Anne"}),
+    }
+    for name, response in responses.items():
+        with subtests.test(name):
+            assert response.status_code in {200, 201}, response.text
+            assert "ann@example.com" in response.text  # it does carry the user
+            assert_not_stored(response)
 
 
 # --- list and paging ----------------------------------------------------------------------

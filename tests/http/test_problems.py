@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import pytest
 from httpx2 import Response
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.testclient import TestClient
 
@@ -188,6 +188,12 @@ def test_a_database_error_reveals_no_sql(
     assert_reveals_nothing(api.get("/users", headers=auth()))
 
 
+class Cancelled(Exception):
+    """asyncpg's QueryCanceledError as SQLAlchemy hands it over: a bare DBAPIError's cause."""
+
+    sqlstate = "57014"
+
+
 @pytest.mark.parametrize(
     "failure",
     [
@@ -195,8 +201,9 @@ def test_a_database_error_reveals_no_sql(
         SQLAlchemyTimeout("QueuePool limit of size 5 overflow 10 reached"),
         TimeoutError("timed out connecting to 10.0.0.5:5432"),
         OperationalError("SELECT 1", {}, Exception("the database system is starting up")),
+        DBAPIError("SELECT 1", {}, Cancelled("canceling statement due to user request")),
     ],
-    ids=["refused", "pool-timeout", "connect-timeout", "starting-up"],
+    ids=["refused", "pool-timeout", "connect-timeout", "starting-up", "cancelled"],
 )
 def test_an_unreachable_database_is_a_503_to_retry(
     api: TestClient,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import sqlite3
 import threading
+import time
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from core.errors import SearchTooBroad
 from core.settings import Settings
 from persistence.db import Database
 
@@ -59,3 +63,117 @@ def test_postgresql_drivers_connect_with_our_settings(
             await db.dispose()
 
     assert asyncio.run(scenario()) == ("force_custom_plan", "still here")
+
+
+#: A statement that would run for minutes unless stopped.
+SLOW = {
+    "sqlite": (
+        "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 1000000000) "
+        "SELECT count(*) FROM r"
+    ),
+    "postgresql": "SELECT pg_sleep(60)",
+}
+
+
+COUNT_TO = (
+    "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < :n) "
+    "SELECT count(*) FROM r"
+)
+
+
+def _short(backend: str, seconds: float = 0.06) -> TextClause:
+    """A statement that takes at least about ``seconds`` on this machine."""
+    if backend == "postgresql":
+        return text("SELECT pg_sleep(:seconds)").bindparams(seconds=seconds)
+    connection = sqlite3.connect(":memory:")
+    try:
+        # The fastest of a few runs: on a busy machine a slow one would make it too short.
+        fastest = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            connection.execute(COUNT_TO, {"n": 100_000}).fetchall()
+            fastest = min(fastest, time.perf_counter() - start)
+    finally:
+        connection.close()
+    return text(COUNT_TO).bindparams(n=round(seconds / fastest * 100_000))
+
+
+def test_a_scan_past_its_budget_is_stopped_and_the_database_serves_on(
+    backend: str, database_url: str
+) -> None:
+    """The budget bounds the whole scan, not each statement: two statements of 80 ms each
+    overrun 100 ms together. Meanwhile and afterwards the database answers as usual."""
+    short = _short(backend, 0.08)
+
+    def two_statements(connection: Connection) -> None:
+        connection.execute(short)
+        connection.execute(short)
+
+    async def scenario() -> tuple[list[float], list[int], str]:
+        db = Database(database_url, scan_budget=0.1)
+        loop = asyncio.get_running_loop()
+        try:
+            elapsed = []
+            for work in (lambda c: c.execute(text(SLOW[backend])), two_statements):
+                start = loop.time()
+                with pytest.raises(SearchTooBroad) as refused:
+                    await db.scan(work)
+                elapsed.append(loop.time() - start)
+                assert "narrow it with a longer search term" in refused.value.message
+            slow = asyncio.create_task(db.scan(lambda c: c.execute(text(SLOW[backend]))))
+            await asyncio.sleep(0.02)  # the loop turns while the scan runs
+            answers = [(await db.read(_thread_and_answer))[1] for _ in range(5)]
+            assert not slow.done()  # the reads did not wait for it
+            with pytest.raises(SearchTooBroad):
+                await slow
+            after = await db.scan(lambda c: str(c.scalar(text("SELECT 'after'"))))
+            return elapsed, answers, after
+        finally:
+            await db.dispose()
+
+    elapsed, answers, after = asyncio.run(scenario())
+    assert (answers, after) == ([42] * 5, "after")
+    # Stopped at the deadline, give or take a busy machine's delays: not after a minute.
+    assert all(0.1 <= seconds < 1.0 for seconds in elapsed), elapsed
+
+
+def test_a_scan_within_budget_answers(backend: str, database_url: str) -> None:
+    short = _short(backend)
+
+    async def scenario() -> str:
+        db = Database(database_url, scan_budget=2.0)
+        try:
+            await db.scan(lambda c: c.execute(short))
+            return await db.scan(lambda c: str(c.scalar(text("SELECT 'done'"))))
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == "done"
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_the_scan_budget_holds_on_both_postgresql_drivers(
+    backend: str, database_url: str, driver: str
+) -> None:
+    """SET LOCAL statement_timeout goes through each driver's own cursor, and ends with the
+    transaction: the connection's own timeout is back for the next read."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's drivers")
+    url = make_url(database_url).set(drivername=f"postgresql+{driver}")
+
+    async def scenario() -> tuple[str, str]:
+        db = Database(url, timeout=5, scan_budget=0.1)
+        try:
+            before = await db.read(lambda c: str(c.scalar(text("SHOW statement_timeout"))))
+            with pytest.raises(SearchTooBroad):
+                await db.scan(lambda c: c.execute(text(SLOW["postgresql"])))
+            after = await db.read(lambda c: str(c.scalar(text("SHOW statement_timeout"))))
+            assert after == before
+            return before, await db.scan(lambda c: str(c.scalar(text("SELECT 'after'"))))
+        finally:
+            await db.dispose()
+
+    before, after = asyncio.run(scenario())
+    # psycopg sets the database timeout at connect; asyncpg enforces it on the client side.
+    assert before == ("5s" if driver == "psycopg" else "0")
+    assert after == "after"

@@ -199,8 +199,40 @@ def _triggers(connection: Connection) -> set[str]:
     return {row[0] for row in connection.execute(text(query))}
 
 
-def test_0005_versions_existing_users_and_goes_away_cleanly(empty_database: str) -> None:
-    upgrade(empty_database, "0004")
+def test_0005_keeps_fingerprints_and_goes_away_cleanly(empty_database: str) -> None:
+    upgrade(empty_database)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into secret_fingerprints (name, fingerprint, recorded_at) "
+                "values ('pepper', :fingerprint, CURRENT_TIMESTAMP)"
+            ),
+            {"fingerprint": "ab" * 32},
+        ),
+    )
+    downgrade(alembic_config(empty_database), "0004")
+    diff, _, version = inspect(empty_database)
+    assert version == "0004"
+    assert {change[1].name for change in diff if change[0] == "add_table"} == {
+        "secret_fingerprints",
+        *TABLES_AFTER_0004,
+    }
+    # Upgraded again, it starts empty: the next start records the secrets it has.
+    upgrade(empty_database)
+    assert (
+        in_transaction(
+            empty_database,
+            lambda connection: connection.execute(
+                text("select count(*) from secret_fingerprints")
+            ).scalar_one(),
+        )
+        == 0
+    )
+
+
+def test_0007_versions_existing_users_and_goes_away_cleanly(empty_database: str) -> None:
+    upgrade(empty_database, "0006")
     in_transaction(
         empty_database,
         lambda connection: connection.execute(
@@ -216,9 +248,9 @@ def test_0005_versions_existing_users_and_goes_away_cleanly(empty_database: str)
         return connection.execute(text("select id, version from users")).all()
 
     assert in_transaction(empty_database, versions) == [("user_0123456789ab", 1)]
-    downgrade(alembic_config(empty_database), "0004")
+    downgrade(alembic_config(empty_database), "0006")
     diff, indexes, version = inspect(empty_database)
-    assert version == "0004"
+    assert version == "0006"
     assert "ix_idempotency_keys_expires_at" not in indexes
     # The users table was altered in place: its counting triggers are still there.
     assert in_transaction(empty_database, _triggers) >= set(COUNT_TRIGGERS)

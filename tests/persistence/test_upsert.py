@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from persistence import products
 from persistence.models import Product
-from persistence.products import ProductData, upsert_products
+from persistence.products import ProductData, UpsertCounts, upsert_products
 from tests.helpers import in_transaction
 
 
@@ -28,7 +28,10 @@ def test_a_repeated_id_keeps_its_last_row_within_and_across_chunks(
 
     def write(connection: Connection) -> list[tuple[str, str, Decimal, str]]:
         with Session(bind=connection) as session:
-            assert upsert_products(session, products=given) == len(given)
+            # prod_a is inserted by the first chunk, then updated by the last.
+            assert upsert_products(session, products=given) == UpsertCounts(3, 1, 0)
+            # Given again: nothing to write.
+            assert upsert_products(session, products=given[2:]) == UpsertCounts(0, 0, 3)
             session.flush()
         query = select(Product.id, Product.name, Product.price, Product.category)
         return [tuple(row) for row in connection.execute(query.order_by(Product.id))]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,14 +13,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from core.settings import Settings
 from persistence.migrate import head_revision
 from storefront.app import create_app
-from storefront.cli import main
+from storefront.cli import _parser, main
 from tests.helpers import db_rows
+from tests.servers import clean_env, serving
 
 
 @pytest.fixture
@@ -196,3 +200,156 @@ def test_set_limit_gives_a_client_its_own_budget(
     code, _, err = run(capsys, "clients", "set-limit", created["client_id"], "lots")
     assert code == 1
     assert "not a rate limit" in err
+
+
+def _commands() -> list[list[str]]:
+    """Every command line that has options of its own: ["serve"], ["clients", "create"], …"""
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not groups:
+            found.append(path)
+        for group in groups:
+            for name, child in group.choices.items():
+                walk(child, [*path, name])
+
+    walk(_parser(), [])
+    return found
+
+
+def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def _entries(text: str, section: str) -> list[tuple[str, str]]:
+    """(invocation, help) of each entry of a --help section, help wrapped onto one line."""
+    if f"\n{section}:\n" not in text:
+        return []
+    body = text.split(f"\n{section}:\n", 1)[1].split("\n\n", 1)[0]
+    entries = re.split(r"\n(?=  \S)", body)
+    found = []
+    for entry in entries:
+        first, _, rest = entry.strip().partition("\n")
+        # A long invocation has its help on the next line; a short one, beside it.
+        invocation, _, beside = first.partition("  ")
+        explained = f"{beside} {rest}"
+        found.append((invocation.strip(), re.sub(r"\s+", " ", explained).strip()))
+    return found
+
+
+@pytest.mark.parametrize("argv", _commands(), ids=" ".join)
+def test_every_option_says_what_it_does_and_its_default(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    text = help_of(capsys, *argv)
+    options = [e for e in _entries(text, "options") if not e[0].startswith("-h, --help")]
+    for invocation, explained in options:
+        said = explained.rpartition(" (")[0]
+        assert re.search(r"[a-z]{3,} [a-z]+", said), f"{argv} {invocation}: no help"
+        assert re.search(r"\((default: .+|required)\)$", explained), f"{argv} {invocation}"
+    for invocation, explained in _entries(text, "positional arguments"):
+        assert re.search(r"[a-z]{3,} [a-z]+", explained), f"{argv} {invocation}: no help"
+    assert options or "positional arguments:" in text or argv == ["db", "upgrade"]
+
+
+def test_products_import_help_describes_both_formats_and_the_id_rule(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_of(capsys, "products", "import")
+    assert "JSON  an array of objects" in text
+    assert "id,name,description,price,category" in text
+    assert "an id is 'prod_' and 1 to 59 letters, digits, '_' or '-'" in text
+    assert "derived from its name and category" in text
+    assert "inserted, updated and already stored unchanged" in text
+
+
+def test_lists_are_tables_with_a_header_and_json_for_scripts(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop = run_json(capsys, "clients", "create", "--name", "shop", "--json")["client_id"]
+    other = run_json(capsys, "clients", "create", "--name", "other", "--scopes", "read", "--json")
+    kept = run_json(capsys, "keys", "create", "--client-id", shop, "--json")["key_id"]
+    gone = run_json(capsys, "keys", "create", "--client-id", shop, "--json")["key_id"]
+    theirs = run_json(capsys, "keys", "create", "--client-id", other["client_id"], "--json")
+    run(capsys, "keys", "revoke", gone)
+
+    code, out, _ = run(capsys, "clients", "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == [
+        "CLIENT",
+        "ID",
+        "STATUS",
+        "SCOPES",
+        "RATE",
+        "LIMIT",
+        "CREATED",
+        "NAME",
+    ]
+    assert [row.split()[:3] for row in rows] == [
+        [shop, "active", "read"],
+        [other["client_id"], "active", "read"],
+    ]
+    assert rows[0].endswith("  shop")
+    # Columns line up under their header.
+    assert {row.index(" active") for row in rows} == {header.index(" STATUS")}
+
+    code, out, _ = run(capsys, "keys", "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["KEY", "ID", "CLIENT", "ID", "STATUS", "CREATED", "REVOKED"]
+    assert [row.split()[:3] for row in rows] == [
+        [kept, shop, "active"],
+        [gone, shop, "revoked"],
+        [theirs["key_id"], other["client_id"], "active"],
+    ]
+    assert rows[0].endswith(" -")  # not revoked
+
+    listed = run_json(capsys, "keys", "list", "--client-id", shop, "--json")
+    assert [(k["key_id"], k["revoked_at"] is None) for k in listed] == [(kept, True), (gone, False)]
+    assert set(listed[0]) == {"key_id", "client_id", "created_at", "revoked_at"}
+    assert "sk_" not in json.dumps(listed)  # keys are shown once, at creation
+
+    code, _, err = run(capsys, "keys", "list", "--client-id", "cli_nope")
+    assert code == 1
+    assert "No client with id 'cli_nope'" in err
+
+
+def failed_authentications(base: str, forwarded_for: list[str]) -> list[int]:
+    """The statuses of one request per address, each with a wrong API key, from 127.0.0.1."""
+    with httpx.Client(base_url=base, timeout=10) as http:
+        return [
+            http.get(
+                "/products",
+                headers={"X-API-Key": "sk_wrong", "X-Forwarded-For": address},
+            ).status_code
+            for address in forwarded_for
+        ]
+
+
+#: Eight addresses, as a local process rotating X-Forwarded-For would claim them.
+ROTATING = [f"203.0.113.{i}" for i in range(1, 9)]
+#: uvicorn's own variable, set to trust everyone: the server must ignore it.
+FAILURES_LIMITED = {"STOREFRONT_AUTH_FAILURE_LIMIT": "5/minute", "FORWARDED_ALLOW_IPS": "*"}
+
+
+def test_forwarded_for_from_an_unlisted_address_is_ignored(tmp_path: Path) -> None:
+    # uvicorn alone believes X-Forwarded-For from 127.0.0.1: a local process naming a new
+    # address on each request would get a fresh failure budget each time, and never a 429.
+    with serving(tmp_path, clean_env(**FAILURES_LIMITED)) as server:
+        statuses = failed_authentications(server.base, ROTATING)
+    assert statuses == [401] * 5 + [429] * 3  # all counted against 127.0.0.1
+
+
+def test_forwarded_for_from_a_listed_proxy_names_the_client(tmp_path: Path) -> None:
+    env = clean_env(**FAILURES_LIMITED, STOREFRONT_FORWARDED_ALLOW_IPS="127.0.0.1, ::1")
+    with serving(tmp_path, env) as server:
+        # Each forwarded address has a budget of its own...
+        assert failed_authentications(server.base, ROTATING) == [401] * 8
+        # ...which one address spends, and then it alone is refused.
+        assert failed_authentications(server.base, ["198.51.100.7"] * 7) == [401] * 5 + [429] * 2
+        assert failed_authentications(server.base, ["198.51.100.8"]) == [401]

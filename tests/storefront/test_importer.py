@@ -15,14 +15,16 @@ import pytest
 from core.errors import InvalidInput
 from core.settings import Settings
 from persistence.db import Database
-from persistence.products import list_products
+from persistence.migrate import upgrade
+from persistence.products import UpsertCounts, list_products
 from storefront.cli import DEMO_CATALOGUE
-from storefront.importer import import_file
+from storefront.importer import derived_id, import_file
 from tests.helpers import db_rows
 from tests.servers import clean_env, run_storefront
 
 HEADER = "id,name,description,price,category"
-GENERATED_ID = re.compile(r"prod_[A-Za-z0-9_-]{16}")
+#: The id of a row without one: derived from its name and category.
+GENERATED_ID = re.compile(r"prod_[0-9a-f]{24}")
 Row = tuple[object, ...]
 
 
@@ -97,7 +99,7 @@ def test_imports_a_json_array(settings: Settings, tmp_path: Path) -> None:
         ],
     )
 
-    assert import_file(settings, path, progress=False) == 3
+    assert import_file(settings, path, progress=False) == UpsertCounts(inserted=3)
 
     assert products(settings) == {
         "prod_xyz789": ("Gadget Pro", "The latest and greatest gadget.", 99.99, "Electronics"),
@@ -118,7 +120,7 @@ def test_imports_a_csv_file(settings: Settings, tmp_path: Path) -> None:
         "prod_d,Trailing zero,,19.990,Books",
     )
 
-    assert import_file(settings, path, progress=False) == 4
+    assert import_file(settings, path, progress=False) == UpsertCounts(inserted=4)
 
     assert products(settings) == {
         "prod_a": ("Widget", 'Small, blue; with "quotes"', 19.99, "Home"),
@@ -135,7 +137,7 @@ def test_csv_header_may_reorder_and_omit_optional_columns(
     # A byte-order mark and CRLF line ends, as spreadsheet programs write them.
     path.write_bytes("\ufeffcategory, price ,name\r\nHome,3,Lamp\r\n".encode())
 
-    assert import_file(settings, path, progress=False) == 1
+    assert import_file(settings, path, progress=False).inserted == 1
 
     [(product_id, row)] = products(settings).items()
     assert GENERATED_ID.fullmatch(product_id)
@@ -167,12 +169,65 @@ def test_updates_an_existing_id(settings: Settings, tmp_path: Path) -> None:
         tmp_path, HEADER, "prod_keep1,Renamed,Now described,3.25,Garden", ",New,,1,Home"
     )
 
-    assert import_file(settings, path, progress=False) == 2
+    assert import_file(settings, path, progress=False) == UpsertCounts(inserted=1, updated=1)
 
     rows = products(settings)
     assert len(rows) == 3
     assert rows["prod_keep1"] == ("Renamed", "Now described", 3.25, "Garden")
     assert rows["prod_keep2"] == ("Kept too", "", 2, "Home")
+
+
+def test_counts_inserted_updated_and_unchanged(settings: Settings, tmp_path: Path) -> None:
+    seed(settings, tmp_path)  # prod_keep1 and prod_keep2
+    path = write_csv(
+        tmp_path,
+        HEADER,
+        "prod_keep1,Kept,,1.00,Home",  # as stored: 1 and 1.00 are one price
+        "prod_keep2,Kept too,,2.50,Home",  # a new price
+        "prod_new,New,,3,Home",
+    )
+
+    assert import_file(settings, path, progress=False) == UpsertCounts(
+        inserted=1, updated=1, unchanged=1
+    )
+    assert products(settings)["prod_keep2"] == ("Kept too", "", 2.5, "Home")
+
+
+def test_rows_without_ids_are_updated_not_duplicated_on_reimport(
+    settings: Settings, tmp_path: Path
+) -> None:
+    first = write_csv(tmp_path, HEADER, ",Mug,,9.50,Home", ",Lamp,,20,Home", name="a.csv")
+    assert import_file(settings, first, progress=False) == UpsertCounts(inserted=2)
+    ids = set(products(settings))
+    assert ids == {derived_id("Mug", "Home"), derived_id("Lamp", "Home")}
+
+    # The same two products again: one with a new price, one with its name and category in
+    # another case (the same id, so the stored name's case is updated).
+    again = write_json(
+        tmp_path,
+        [
+            {"name": "mug", "price": 9.5, "category": "HOME"},
+            {"name": "Lamp", "price": 25, "category": "Home"},
+        ],
+    )
+    counts = import_file(settings, again, progress=False)
+
+    assert counts == UpsertCounts(updated=2)
+    assert set(products(settings)) == ids
+    assert products(settings)[derived_id("Lamp", "Home")][2] == 25
+
+
+def test_two_rows_without_ids_that_would_share_one_are_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, HEADER, ",Mug,,9.50,Home", ",Mug,Bigger,12,home")
+
+    with pytest.raises(InvalidInput) as refused:
+        import_file(settings, path, progress=False)
+
+    assert refused.value.message.startswith("products.csv: row 2 (line 3), field 'id': ")
+    assert "row 1 has the same name and category" in refused.value.message
+    assert count(settings) == 0
 
 
 def test_search_follows_every_upsert(settings: Settings, tmp_path: Path) -> None:
@@ -219,8 +274,8 @@ def test_chooses_the_format_by_content_without_a_known_extension(
 
 
 def test_empty_inputs_import_nothing(settings: Settings, tmp_path: Path) -> None:
-    assert import_file(settings, write_json(tmp_path, []), progress=False) == 0
-    assert import_file(settings, write_csv(tmp_path, HEADER), progress=False) == 0
+    assert import_file(settings, write_json(tmp_path, []), progress=False) == UpsertCounts()
+    assert import_file(settings, write_csv(tmp_path, HEADER), progress=False) == UpsertCounts()
     assert count(settings) == 0
 
 
@@ -229,7 +284,8 @@ def test_the_demo_catalogue_imports_and_reimports_unchanged(settings: Settings) 
     before = products(settings)
     second = import_file(settings, DEMO_CATALOGUE, progress=False)
 
-    assert first == second == len(before)
+    assert first == UpsertCounts(inserted=len(before))
+    assert second == UpsertCounts(unchanged=len(before))
     assert 12 <= len(before) <= 20
     assert products(settings) == before
     assert before["prod_xyz789"] == (
@@ -265,7 +321,7 @@ def test_imports_20000_csv_rows(settings: Settings, tmp_path: Path) -> None:
                 [f"prod_{i:06d}", f"Product {i}", "", f"{i % 1000}.{i % 100:02d}", "Bulk"]
             )
 
-    assert import_file(settings, path, progress=False) == 20_000
+    assert import_file(settings, path, progress=False) == UpsertCounts(inserted=20_000)
     assert count(settings) == 20_000
 
 
@@ -274,7 +330,7 @@ def test_progress_goes_to_stderr(
 ) -> None:
     path = write_csv(tmp_path, HEADER, "prod_a,A,,1,Home")
 
-    assert import_file(settings, path, progress=True) == 1
+    assert import_file(settings, path, progress=True).inserted == 1
 
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -540,14 +596,20 @@ def run_import(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
         STOREFRONT_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
         STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
     )
+    # Set up as `storefront db upgrade` would: no other command creates a database.
+    upgrade(env["STOREFRONT_DATABASE_URL"])
     return run_storefront(env, "products", "import", str(path), cwd=tmp_path)
 
 
-def test_the_command_imports(tmp_path: Path) -> None:
-    result = run_import(tmp_path, DEMO_CATALOGUE)
+def test_the_command_imports_and_says_what_it_did(tmp_path: Path) -> None:
+    first = run_import(tmp_path, DEMO_CATALOGUE)
+    again = run_import(tmp_path, DEMO_CATALOGUE)
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("imported ")
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    assert first.stdout == (
+        f"imported 16 products from {DEMO_CATALOGUE}: 16 inserted, 0 updated, 0 unchanged\n"
+    )
+    assert again.stdout.endswith(": 0 inserted, 0 updated, 16 unchanged\n")
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,14 @@ import json
 import logging
 from collections.abc import Callable
 
+import jwt
 import pytest
 from starlette.testclient import TestClient
 
 from core.settings import Settings
 from storefront import admin
 from storefront.logs import configure_logging
+from tests.conftest import JWT_SECRET
 from tests.helpers import db_rows
 
 
@@ -63,17 +65,74 @@ def test_no_secret_reaches_any_log_line(
         },
     )
     api.get("/users", params={"access_token": token})  # never read, never logged
+    refused, forged = refused_requests(api, client, bearer, token, passwords[0])
 
     # The server's records only: the test's own HTTP client logs the URLs it requests.
     server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in server)
     [(stored_hash,)] = db_rows(settings, "SELECT password_hash FROM users")
     secrets = [client.client_secret, key, key.removeprefix("sk_"), token, basic, *passwords]
+    secrets += [forged]
     secrets += [stored_hash, stored_hash.rsplit("$", 1)[-1]]  # derived from a password too
     for secret in secrets:
         assert secret not in logged
     assert "authorization" not in logged.lower()
-    assert len(access_records(caplog)) == 9  # one line per request, no more
+    assert len(access_records(caplog)) == 9 + refused  # one line per request, no more
+
+
+def refused_requests(
+    api: TestClient, client: admin.NewClient, bearer: dict[str, str], token: str, password: str
+) -> tuple[int, str]:
+    """Requests refused for their size or shape, each carrying a secret: how many, and a
+    token (signed, with a string ``exp``) they sent."""
+    credentials = {"client_id": client.client_id, "client_secret": client.client_secret}
+    statuses = [
+        # A form of too many fields; one with a field over the limit; one over the body limit.
+        api.post(
+            "/auth/token",
+            data={"grant_type": "client_credentials", **credentials}
+            | {f"f{i}": "x" for i in range(150)},
+        ).status_code,
+        api.post(
+            "/auth/token",
+            data={"grant_type": "client_credentials", **credentials, "pad": "p" * 9000},
+        ).status_code,
+        api.post(
+            "/auth/token",
+            data={"grant_type": "client_credentials", **credentials, "pad": "p" * 2**20},
+        ).status_code,
+    ]
+    json_headers = {**bearer, "Content-Type": "application/json"}
+    user = '"email": "s@example.com", "password": "PASSWORD"'
+    for body in (
+        '{"name": "\\ud800", ' + user + "}",  # a lone surrogate
+        '{"name": 1' + "0" * 4500 + ", " + user + "}",  # a number of 4,501 digits
+        '{"name": ' + "[" * 100 + "]" * 100 + ", " + user + "}",  # nested 100 deep
+        '{"name": NaN, ' + user + "}",
+        '{"name": "' + "x" * 2**20 + '", ' + user + "}",  # over the body limit
+    ):
+        text = body.replace("PASSWORD", password)
+        statuses.append(api.post("/users", headers=json_headers, content=text).status_code)
+    many = [(f"x-h{i}", "1") for i in range(120)]
+    statuses.append(api.get("/users", headers=[*bearer.items(), *many]).status_code)
+    statuses.append(
+        api.get(
+            "/users", headers={**bearer, "X-Big": token * (2**14 // len(token) + 1)}
+        ).status_code
+    )
+    claims = jwt.decode(token, options={"verify_signature": False})
+    forged = jwt.encode(
+        {**claims, "exp": str(claims["exp"])},
+        JWT_SECRET,
+        algorithm="HS256",
+        headers=jwt.get_unverified_header(token),
+    )
+    for _ in range(2):  # the second use was a 500
+        statuses.append(
+            api.get("/users", headers={"Authorization": f"Bearer {forged}"}).status_code
+        )
+    assert statuses == [400, 400, 413, 400, 400, 400, 400, 413, 431, 431, 401, 401]
+    return len(statuses), forged
 
 
 def test_access_line_names_route_status_caller_and_request_id(

@@ -4,8 +4,8 @@ Its middleware list (Connexion's public ``middlewares=`` option) is Connexion's 
 Connexion's order, with the five routed layers and the routing app replaced by
 :class:`~storefront.http.compiled.routing.OperationsMiddleware`::
 
-    ServerError → Exception → SwaggerUI → Operations[security → validation → context+handler
-    → response validation] → Lifespan → NoOperation (404)
+    ServerError → Exception → SwaggerUI (gated) → Operations[security → validation →
+    context+handler → response validation] → Lifespan → NoOperation (404)
 
 ``add_middleware`` keeps Connexion's contract for every position: ``BEFORE_EXCEPTION`` and
 ``BEFORE_SWAGGER`` go into the list as usual, ``BEFORE_ROUTING`` just before the operations
@@ -25,6 +25,7 @@ from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.lifespan import LifespanMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storefront.http.compiled.routing import (
     MiddlewareFactory,
@@ -34,6 +35,35 @@ from storefront.http.compiled.routing import (
 )
 
 
+class SwaggerUIGate(SwaggerUIMiddleware):  # type: ignore[misc]
+    """Connexion's Swagger UI middleware, asked only about the paths it has routes for.
+
+    For every other request it would copy the scope and try a dozen routes of its router, a
+    twentieth of a token request's time; which paths it serves is known once its APIs are
+    added (the static start of each route's path, under its mount)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self.prefixes: tuple[str, ...] = ()
+
+    def add_api(self, *args: Any, **kwargs: Any) -> None:
+        super().add_api(*args, **kwargs)
+        prefixes = set()
+        for mount in self.router.routes:
+            for route in getattr(mount, "routes", None) or [mount]:
+                path = getattr(mount, "path", "") + route.path if route is not mount else route.path
+                prefixes.add(path.split("{", 1)[0] or "/")
+        self.prefixes = tuple(sorted(prefixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"][len(scope.get("root_path", "")) :]
+            if not path.startswith(self.prefixes):
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 class CompiledApp(connexion.AsyncApp):  # type: ignore[misc]
     def __init__(self, import_name: str, **kwargs: Any) -> None:
         self.slots = Slots()
@@ -41,7 +71,7 @@ class CompiledApp(connexion.AsyncApp):  # type: ignore[misc]
         middlewares = [
             ServerErrorMiddleware,
             ExceptionMiddleware,
-            SwaggerUIMiddleware,
+            SwaggerUIGate,
             self._operations,
             LifespanMiddleware,
         ]
@@ -56,6 +86,9 @@ class CompiledApp(connexion.AsyncApp):  # type: ignore[misc]
         position: MiddlewarePosition = MiddlewarePosition.BEFORE_CONTEXT,
         **options: Any,
     ) -> None:
+        if position is MiddlewarePosition.BEFORE_SWAGGER:
+            self._insert_before(SwaggerUIGate, middleware_class, options)
+            return
         slot = {
             MiddlewarePosition.BEFORE_SECURITY: self.slots.before_security,
             MiddlewarePosition.BEFORE_VALIDATION: self.slots.before_validation,
@@ -64,11 +97,18 @@ class CompiledApp(connexion.AsyncApp):  # type: ignore[misc]
         if slot is None and position is not MiddlewarePosition.BEFORE_ROUTING:
             super().add_middleware(middleware_class, position=position, **options)
             return
+        if slot is None:  # BEFORE_ROUTING: just before the operations layer
+            self._insert_before(self._operations, middleware_class, options)
+            return
+        self._not_started()
+        slot.append(partial(middleware_class, **options))  # as Connexion keeps one
+
+    def _insert_before(self, entry: Any, middleware_class: Any, options: dict[str, Any]) -> None:
+        self._not_started()
+        stack = self.middleware.middlewares
+        factory: MiddlewareFactory = partial(middleware_class, **options)
+        stack.insert(stack.index(entry), factory)
+
+    def _not_started(self) -> None:
         if self.middleware.middleware_stack is not None:
             raise RuntimeError("Cannot add middleware after an application has started")
-        factory: MiddlewareFactory = partial(middleware_class, **options)  # as Connexion keeps one
-        if slot is not None:
-            slot.append(factory)
-        else:  # BEFORE_ROUTING: just before the operations layer
-            stack = self.middleware.middlewares
-            stack.insert(stack.index(self._operations), factory)

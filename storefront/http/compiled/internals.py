@@ -142,6 +142,13 @@ INTERNALS: tuple[Internal, ...] = (
         "BEFORE_ROUTING middleware is inserted before the operations layer) and "
         "middleware_stack (None until the app starts)",
     ),
+    Internal(
+        "connexion.middleware.swagger_ui:SwaggerUIMiddleware.add_api",
+        "undocumented",
+        ("self", "specification", "base_path", "arguments", "kwargs"),
+        "SwaggerUIGate extends it, then reads its router's routes (Starlette Mounts and Routes, "
+        "their path attributes) to learn which paths Swagger UI serves",
+    ),
     # The compiled stack's security handlers (storefront.http.compiled.security).
     Internal(
         "connexion.security:AbstractSecurityHandler._accepts_kwarg",
@@ -154,7 +161,15 @@ INTERNALS: tuple[Internal, ...] = (
         "connexion.validators.abstract:AbstractRequestBodyValidator._parse",
         "private",
         ("self", "stream", "scope"),
-        "extended: a body that is not UTF-8 is a 400; the parsed body is kept for the binder",
+        "JSON: replaced (the body read, decoded and parsed within STOREFRONT_MAX_JSON_* with "
+        "errors as 400/415); forms: extended (form limits as a 400); the parsed body is kept "
+        "for the binder",
+    ),
+    Internal(
+        "connexion.validators.form_data:FormDataValidator._form_parser_cls",
+        "private",
+        None,
+        "replaced: Starlette's FormParser with STOREFRONT_MAX_FORM_FIELDS / _FIELD_BYTES",
     ),
     Internal(
         "connexion.validators.abstract:AbstractRequestBodyValidator._validate",

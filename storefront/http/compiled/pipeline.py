@@ -66,6 +66,8 @@ OPERATION = "storefront.operation"
 REQUEST = "storefront.connexion_request"
 
 _MISSING: Any = object()
+#: Body validators remembered per operation, one per (media type, charset) seen.
+BODY_VALIDATORS_MAX = 16
 #: Parameter types the binder converts itself; anything else goes through Connexion's binder.
 _SCALARS = {"string", "integer", "number", "boolean"}
 
@@ -144,7 +146,7 @@ class CompiledOperation:
 
     def body_validator(self, mime_type: str, encoding: str) -> Any | None:
         """The body validator for this content type (None: the body is not validated)."""
-        key = (mime_type, encoding)
+        key = (mime_type, encoding.lower())
         if key in self._body_validator_cache:
             return self._body_validator_cache[key]
         validator = None
@@ -163,7 +165,10 @@ class CompiledOperation:
                     strict_validation=self.strict_validation,
                     uri_parser=self.uri_parser,
                 )
-        self._body_validator_cache[key] = validator
+        # The client picks the charset: past a few, validators are built and not remembered,
+        # so that made-up charsets cannot grow this memory without bound.
+        if len(self._body_validator_cache) < BODY_VALIDATORS_MAX:
+            self._body_validator_cache[key] = validator
         return validator
 
     async def __call__(
@@ -202,9 +207,10 @@ class CompiledOperation:
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None
         )  # ASGI header names are lower-case; Connexion's helper costs ten times this
         mime_type, encoding = utils.split_content_type(content_type)
-        mime_type = mime_type or self.default_mime_type
+        # Media types are case-insensitive; the spec's (and so the schema lookup's) are lower.
+        mime_type = (mime_type or self.default_mime_type).strip().lower()
         encoding = encoding or "utf-8"
-        if self.consumes and mime_type.lower() not in self.consumes:
+        if self.consumes and mime_type not in self.consumes:
             raise UnsupportedMediaTypeProblem(
                 detail=f"Invalid Content-type ({mime_type}), expected {self.operation.consumes}"
             )
@@ -251,7 +257,17 @@ class ArgumentBinder:
             and operation.method.upper() != "TRACE"
             and wanted(operation.body_name(""))
         )
-        self.simple = not self.wants_body and all(
+        self.body_name = self.sanitize(operation.body_name("")) if self.wants_body else ""
+        #: How the body is bound without Connexion's binder: "json" (the parsed body as it is),
+        #: "strings" (a form whose fields are all strings: each known field str()-ed, as
+        #: Connexion's form binder does), or None (Connexion's binder).
+        self.body_kind = self._body_kind(operation) if self.wants_body else None
+        self.form_fields = (
+            frozenset(operation.body_schema(operation.consumes[0]).get("properties", {}))
+            if self.body_kind == "strings"
+            else frozenset()
+        )
+        self.simple = (not self.wants_body or self.body_kind is not None) and all(
             p["in"] not in {"path", "query"} or p.get("schema", {}).get("type") in _SCALARS
             for p in params
         )
@@ -264,34 +280,63 @@ class ArgumentBinder:
         self.wants_context = CONTEXT_NAME in arguments
 
     @staticmethod
+    def _body_kind(operation: AbstractOperation) -> str | None:
+        if len(operation.consumes) != 1:
+            return None
+        (content_type,) = operation.consumes
+        schema = operation.body_schema(content_type)
+        if "default" in schema or utils.is_nullable(schema):
+            return None
+        if utils.is_json_mimetype(content_type):
+            return "json"
+        properties = schema.get("properties", {})
+        if content_type == "application/x-www-form-urlencoded" and all(
+            prop.get("type") == "string" and "format" not in prop for prop in properties.values()
+        ):
+            return "strings"
+        return None
+
+    @staticmethod
     def convert(value: Any, param: dict[str, Any]) -> Any:
         schema = param.get("schema", param)
         if utils.is_nullable(schema) and utils.is_null(value):
             return None
         return utils.make_type(value, schema["type"], schema.get("format"))
 
+    async def _body(self, request: ConnexionRequest) -> Any:
+        # The body validator parsed it already (storefront.http.validators): not twice.
+        body = request.scope.get(PARSED_BODY, _MISSING)
+        return await request.get_body() if body is _MISSING else body
+
+    async def _connexion_bind(self, request: ConnexionRequest, body: Any) -> dict[str, Any]:
+        arguments = get_arguments(
+            self.operation,
+            path_params=request.path_params,
+            query_params=request.query_params,
+            body=body,
+            files={},
+            arguments=self.arguments,
+            has_kwargs=self.has_kwargs,
+            sanitize=self.sanitize,
+            content_type=request.mimetype,
+        )
+        # As Connexion's binder: keyword names in their un-shadowed, snake_case form.
+        return {self.sanitize(k): v for k, v in arguments.items()}
+
     async def bind(self, request: ConnexionRequest) -> dict[str, Any]:
         if not self.simple:
-            body = None
-            if self.wants_body:
-                # The body validator parsed it already (storefront.http.validators): not twice.
-                body = request.scope.get(PARSED_BODY, _MISSING)
-                if body is _MISSING:
-                    body = await request.get_body()
-            arguments = get_arguments(
-                self.operation,
-                path_params=request.path_params,
-                query_params=request.query_params,
-                body=body,
-                files={},
-                arguments=self.arguments,
-                has_kwargs=self.has_kwargs,
-                sanitize=self.sanitize,
-                content_type=request.mimetype,
+            return await self._connexion_bind(
+                request, await self._body(request) if self.wants_body else None
             )
-            # As Connexion's binder: keyword names in their un-shadowed, snake_case form.
-            return {self.sanitize(k): v for k, v in arguments.items()}
         kwargs: dict[str, Any] = {}
+        if self.body_kind is not None:
+            body = await self._body(request)
+            if body is None:  # no body: Connexion's binder knows the defaults
+                return await self._connexion_bind(request, None)
+            if self.body_kind == "strings":
+                known = self.form_fields
+                body = {k: str(v) if k in known else v for k, v in body.items()}
+            kwargs[self.body_name] = body
         if self.path:
             path_params = request.path_params
             for name, keyword, param in self.path:

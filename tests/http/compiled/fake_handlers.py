@@ -15,3 +15,7 @@ async def put_thing(id_: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def sync_thing() -> dict[str, Any]:  # a plain function: Connexion runs it in a thread
     return {"sync": True}
+
+
+async def post_form(body: dict[str, Any]) -> dict[str, Any]:
+    return {"body": body}

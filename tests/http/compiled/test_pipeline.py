@@ -11,6 +11,7 @@ from connexion.middleware import MiddlewarePosition
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storefront.http.compiled import CompiledApp
+from storefront.http.compiled.app import SwaggerUIGate
 from storefront.http.compiled.pipeline import OPERATION, CompiledOperation
 from storefront.http.state import route_of
 from storefront.http.validators import validator_map
@@ -49,11 +50,33 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "the thing"}},
             },
         },
+        "/form": {
+            "post": {
+                "operationId": f"{H}.post_form",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": {"description": "the form as bound"}},
+            }
+        },
         "/sync": {
             "get": {"operationId": f"{H}.sync_thing", "responses": {"200": {"description": "ok"}}}
         },
     },
 }
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+#: What Connexion's own binder makes of the form above (checked on both stacks).
+EXPECTED_FORM = {"body": {"a": "1,2", "b": "x", "c": "extra"}}
 
 
 def serve(app_cls: type[connexion.AsyncApp]) -> connexion.AsyncApp:
@@ -77,6 +100,10 @@ def test_arguments_are_bound_and_converted_as_connexion_binds_them(things: Any) 
     }
     assert things.put("/things/b", json={"n": 3}).json() == {"id": "b", "body": {"n": 3}}
     assert things.get("/sync").json() == {"sync": True}
+    # A form: known fields as strings, unknown ones kept (additionalProperties defaults to
+    # true), a repeated field as Connexion's form binder leaves it.
+    form = things.post("/form", content=b"a=1&b=x&c=extra&a=2", headers=FORM)
+    assert form.json() == EXPECTED_FORM
 
 
 def test_validation_refuses_what_the_spec_does_not_allow(things: Any) -> None:
@@ -118,3 +145,24 @@ def test_stages_find_their_operation_again_after_a_middleware() -> None:
     assert all(isinstance(op, CompiledOperation) for op in operations)
     assert [op.operation_id for op in operations] == [f"{H}.get_thing", f"{H}.sync_thing"]
     assert [route for _, route in seen] == ["/things/{id}", "/sync"]
+
+
+def test_swagger_ui_is_asked_only_about_its_own_paths() -> None:
+    app = serve(CompiledApp)
+    with app.test_client() as client:
+        gate = next(m for m in app.middleware.middleware_stack if isinstance(m, SwaggerUIGate))
+        # This app serves Connexion's spec too (create_app turns that off and serves its own).
+        assert {"/openapi.json", "/ui", "/ui/"} <= set(gate.prefixes)
+        asked: list[str] = []
+        router = gate.router
+
+        async def spy(scope: Scope, receive: Receive, send: Send) -> None:
+            asked.append(scope["path"])
+            await router(scope, receive, send)
+
+        gate.router = spy
+        assert client.get("/things/a").status_code == 200
+        assert client.get("/nothing").status_code == 404
+        assert client.get("/ui/").status_code == 200
+        assert "swagger" in client.get("/ui/").text.lower()
+    assert asked == ["/ui/", "/ui/"]

@@ -6,8 +6,8 @@
   it got, kept for STOREFRONT_IDEMPOTENCY_KEY_TTL. Expired rows are purged in bounded batches
   by ``ix_idempotency_keys_expires_at``.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-28
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

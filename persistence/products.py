@@ -135,6 +135,10 @@ class SearchCounts:
             self._entries.move_to_end(key)
             return found[1]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def put(self, key: tuple[str, str, str | None], version: int, total: int) -> None:
         with self._lock:
             self._entries[key] = (version, total)

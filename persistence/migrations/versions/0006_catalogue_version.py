@@ -150,5 +150,4 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS catalogue_version_update")
     _replace("")
-    with op.batch_alter_table("table_counts") as batch:
-        batch.drop_column("version")
+    op.execute("ALTER TABLE table_counts DROP COLUMN version")  # SQLite 3.35+ and PostgreSQL

@@ -168,6 +168,9 @@ def test_the_stored_response_holds_no_password(
     assert json.loads(headers) == {
         "Location": created.headers["location"],
         "ETag": created.headers["etag"],
+        # A replay carries a user too: never stored by a cache either.
+        "Cache-Control": "no-store",
+        "Vary": "Authorization, X-API-Key",
     }
     assert len(fingerprint) == 64  # an HMAC-SHA256, hex
     assert not any(PASSWORD in cell for cell in all_cells(settings))

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
     #: Seconds in-flight requests get to finish after SIGTERM before the server stops anyway.
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
+    #: Seconds an Idempotency-Key of POST /users and its response are remembered.
+    idempotency_key_ttl: Annotated[int, Field(ge=60, le=7 * 86400)] = 86400
+    #: Refuse PUT and DELETE of a user without If-Match (428), so that no client can
+    #: overwrite a change it has not seen.
+    require_if_match: bool = False
     #: Check every response against openapi.yaml (the tests do; costs time per request).
     validate_responses: bool = False
     #: How requests reach the handlers: compiled (each operation's Connexion pipeline built

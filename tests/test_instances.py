@@ -154,3 +154,45 @@ def _sample(text: str, method: str, path: str, status: str) -> float:
             if found == labels:
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+BODY = {"name": "Ada", "email": "ada@example.com", "password": "pw-123456"}
+
+
+async def _same_key(bases: list[str], keyed: dict[str, str], total: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=total)
+    async with (
+        httpx.AsyncClient(base_url=bases[0], limits=limits, timeout=30) as one,
+        httpx.AsyncClient(base_url=bases[1], limits=limits, timeout=30) as two,
+    ):
+        clients = [one, two]
+        return await asyncio.gather(
+            *(clients[n % 2].post("/users", headers=keyed, json=BODY) for n in range(total))
+        )
+
+
+def test_one_idempotency_key_sent_to_two_instances_creates_once(
+    env: dict[str, str], servers: list[str]
+) -> None:
+    client = storefront_json(env, "clients", "create", "--name", "retry")
+    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
+    headers = {"X-API-Key": key["api_key"]}
+
+    keyed = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+    responses = asyncio.run(_same_key(servers, keyed, 20))
+    first = [
+        r for r in responses if r.status_code == 201 and "idempotent-replayed" not in r.headers
+    ]
+    replays = [r for r in responses if r.headers.get("idempotent-replayed") == "true"]
+    busy = [r for r in responses if r.status_code == 409]
+    assert len(first) == 1, [(r.status_code, r.text) for r in responses]
+    assert len(first) + len(replays) + len(busy) == 20
+    assert all(r.status_code == 201 and r.json() == first[0].json() for r in replays)
+    assert all(r.json()["message"].startswith("A request with this Idempotency-Key") for r in busy)
+    listed = httpx.get(f"{servers[1]}/users", headers=headers)
+    assert [user["id"] for user in listed.json()] == [first[0].json()["id"]]
+    # Once the first has finished, a retry at either instance gets its response.
+    for base in servers:
+        retry = httpx.post(f"{base}/users", headers=keyed, json=BODY)
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert retry.json() == first[0].json()

@@ -24,10 +24,14 @@ from core.errors import (
     Conflict,
     ContentTooLarge,
     HeadersTooLarge,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidInput,
     NotFound,
     NotReady,
     OAuthError,
+    PreconditionFailed,
+    PreconditionRequired,
     RateLimited,
     RateLimitUnavailable,
     SearchTooBroad,
@@ -51,8 +55,11 @@ _STATUS = {
     NotFound: 404,
     Conflict: 409,
     ContentTooLarge: 413,
+    PreconditionFailed: 412,
     UnsupportedCharset: 415,
     SearchTooBroad: 422,
+    IdempotencyKeyReused: 422,
+    PreconditionRequired: 428,
     HeadersTooLarge: 431,
 }
 
@@ -97,6 +104,8 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         return _oauth_response(exc)
     if isinstance(exc, RateLimited):
         return _rate_limited(exc)
+    if isinstance(exc, IdempotencyInProgress):
+        return error_response(409, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)

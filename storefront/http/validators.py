@@ -61,7 +61,9 @@ class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
         try:
             _validator_for(schema).validate(value)
         except ValidationError as exc:
-            return f"Invalid {parameter_type} parameter '{name}': {exc.message}"
+            # A pattern means little to a reader; the spec may say what it asks for instead.
+            explained = schema.get("x-invalid-message") if exc.validator == "pattern" else None
+            return f"Invalid {parameter_type} parameter '{name}': {explained or exc.message}"
         return None
 
 

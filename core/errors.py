@@ -40,6 +40,56 @@ class EmailTaken(Conflict):
         super().__init__("A user with this email address already exists.")
 
 
+class PreconditionFailed(StorefrontError):
+    """A write named versions of the resource (``If-Match``) and none of them is current."""
+
+    title = "Precondition Failed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The user has changed since the version this request names: read it again and "
+            "retry with its current ETag in If-Match."
+        )
+
+
+class PreconditionRequired(StorefrontError):
+    """This server accepts writes of a user only conditional on the version written over."""
+
+    title = "Precondition Required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server requires If-Match on writes of a user: send the ETag of the version "
+            "you read (or * to write whatever the current version is)."
+        )
+
+
+class IdempotencyKeyReused(StorefrontError):
+    """An idempotency key came back with another request body than the one it was first sent
+    with."""
+
+    title = "Idempotency-Key reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used with a different request body; use a new "
+            "key for a new request."
+        )
+
+
+class IdempotencyInProgress(Conflict):
+    """The request that first sent an idempotency key is still running."""
+
+    title = "Request in progress"
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry after "
+            "Retry-After seconds to get its response."
+        )
+        self.retry_after = retry_after
+
+
 class ContentTooLarge(StorefrontError):
     """The request body is larger than the server accepts."""
 

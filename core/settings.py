@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///storefront.db"
     #: Seconds a request waits for a database connection or statement before a 503.
     database_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: What sits between the server and PostgreSQL: none, or pgbouncer (any pooler in
+    #: transaction mode). A transaction pooler hands each transaction to whichever server
+    #: connection is free, so nothing may outlive a transaction: no named prepared statements,
+    #: no per-connection settings (they are set per transaction instead).
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    #: Where migrations run when it is not STOREFRONT_DATABASE_URL: PostgreSQL itself, when
+    #: the database URL names a transaction pooler (migrations take locks and run DDL over
+    #: several statements, which a pooler would spread over server connections).
+    migration_database_url: str | None = None
 
     #: Seconds of database time one product search may use; past it the client gets a 422
     #: and is told to narrow the search. Bounds what a term too short for the trigram index
@@ -117,6 +126,11 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
     #: Seconds in-flight requests get to finish after SIGTERM before the server stops anyway.
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
+    #: Seconds an Idempotency-Key of POST /users and its response are remembered.
+    idempotency_key_ttl: Annotated[int, Field(ge=60, le=7 * 86400)] = 86400
+    #: Refuse PUT and DELETE of a user without If-Match (428), so that no client can
+    #: overwrite a change it has not seen.
+    require_if_match: bool = False
     #: Check every response against openapi.yaml (the tests do; costs time per request).
     validate_responses: bool = False
     #: How requests reach the handlers: compiled (each operation's Connexion pipeline built
@@ -133,13 +147,31 @@ class Settings(BaseSettings):
             raise ValueError(f"not a rate limit like '100/minute': {value!r}") from None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
-    def _valid_database_url(cls, value: str) -> str:
-        scheme = value.split(":", 1)[0].split("+", 1)[0]
+    def _valid_database_url(cls, value: str | None) -> str | None:
+        scheme = (value or "sqlite:").split(":", 1)[0].split("+", 1)[0]
         if scheme not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError("must start with sqlite:// or postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _pooler_needs_postgres(self) -> Settings:
+        if self.database_pooler == "none":
+            return self
+        if self.database_url.startswith("sqlite"):
+            raise ValueError("STOREFRONT_DATABASE_POOLER needs a postgresql:// database URL")
+        if self.migration_database_url is None:
+            raise ValueError(
+                "STOREFRONT_DATABASE_POOLER=pgbouncer needs STOREFRONT_MIGRATION_DATABASE_URL: "
+                "PostgreSQL itself, for migrations, which must not run through the pooler"
+            )
+        return self
+
+    @property
+    def migrations_url(self) -> str:
+        """Where migrations run: STOREFRONT_MIGRATION_DATABASE_URL, else the database URL."""
+        return self.migration_database_url or self.database_url
 
     @field_validator("rate_limit_storage_url")
     @classmethod
@@ -147,6 +179,8 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0]
         if scheme not in {"memory", "redis", "rediss", "redis+sentinel", "redis+cluster"}:
             raise ValueError("must be memory:// or a redis:// URL")
+        if scheme == "redis+sentinel" and not value.split("://", 1)[1].partition("/")[2].strip("/"):
+            raise ValueError("must name the service: redis+sentinel://host:26379/SERVICE")
         return value
 
     @field_validator("jwt_secret", "pepper")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from core.validation import clean_email, clean_name
 from handlers._common import (
@@ -18,7 +21,8 @@ from handlers._common import (
 from persistence import users
 from persistence.models import User
 from persistence.users import PublicUser, UserKey, UserRow
-from storefront.http.deps import services
+from storefront.http import conditional, idempotency
+from storefront.http.deps import header, services
 
 
 def _public(user: User | UserRow | PublicUser) -> Body:
@@ -74,19 +78,42 @@ async def list_users(
 async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
     name, email = clean_name(body["name"]), clean_email(body["email"])
-    password_hash = await svc.passwords.hash(body["password"])
-    user = await svc.db.write(
-        users.create_user, name=name, email=email, password_hash=password_hash
+    key = idempotency.key_of(header(idempotency.HEADER))
+    location = absolute_url("/users/")  # read here: create runs on a worker thread on SQLite
+
+    def create(session: Session, password_hash: str) -> tuple[Body, int, dict[str, str]]:
+        user = users.create_user(session, name=name, email=email, password_hash=password_hash)
+        headers = {"Location": location + user.id, "ETag": conditional.etag(user.version)}
+        return _public(user), 201, headers | PRIVATE
+
+    def hash_password() -> Awaitable[str]:
+        return svc.passwords.hash(body["password"])
+
+    if key is None:
+        return await svc.db.write(create, await hash_password())
+    return await idempotency.run_once(
+        key, operation="create_user", request_body=body, prepare=hash_password, perform=create
     )
-    return _public(user), 201, {"Location": absolute_url(f"/users/{user.id}")} | PRIVATE
 
 
-async def get_user(id_: str) -> tuple[Body, int, dict[str, str]]:
-    return _public(await services().db.read(users.get_user, user_id=id_)), 200, PRIVATE
+async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:
+    user = await services().db.read(users.get_user, user_id=id_)
+    # A 304 carries what the 200 would: the tag, and that it must not be stored.
+    headers = {"ETag": conditional.etag(user.version)} | PRIVATE
+    if conditional.not_modified(header("if-none-match"), user.version):
+        return None, 304, headers
+    return _public(user), 200, headers
+
+
+def _write_condition() -> conditional.WriteCondition:
+    return conditional.write_condition(
+        header("if-match"), required=services().settings.require_if_match
+    )
 
 
 async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
+    condition = _write_condition()
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = clean_name(body["name"])
@@ -94,10 +121,13 @@ async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
         changes["email"] = clean_email(body["email"])
     if "password" in body:
         changes["password_hash"] = await svc.passwords.hash(body["password"])
-    user = await svc.db.write(users.update_user, user_id=id_, **changes)
-    return _public(user), 200, PRIVATE
+    user = await svc.db.write(
+        users.update_user, user_id=id_, versions=condition.versions, **changes
+    )
+    return _public(user), 200, {"ETag": conditional.etag(user.version)} | PRIVATE
 
 
 async def delete_user(id_: str) -> tuple[None, int]:
-    await services().db.write(users.delete_user, user_id=id_)
+    condition = _write_condition()
+    await services().db.write(users.delete_user, user_id=id_, versions=condition.versions)
     return None, 204

@@ -28,6 +28,17 @@ def table_total(connection: Connection, model: type[Base]) -> int:
     return int(total)
 
 
+_VERSION = PreparedQuery(
+    select(TableCount.version).where(TableCount.table_name == bindparam("name")), _value
+)
+
+
+def catalogue_version(connection: Connection) -> int:
+    """The products table's version: moved on, in the writing transaction, by every insert,
+    update, delete and truncate of products (migration 0006's triggers)."""
+    return _VERSION.one(connection, name="products") or 0
+
+
 def category_total(connection: Connection, category: str) -> int:
     """How many products ``category`` holds, compared as the category filter compares it:
     the database's lower() of the stored category against ``category.lower()``."""

@@ -16,6 +16,13 @@ loading tripled the cost of a one-row read), writes take an ORM
   here, in order, beats SQLite's busy handler, which polls with growing sleeps.
 - **PostgreSQL** units of work run through asyncpg (``AsyncSession.run_sync``): the network
   round trips are real waits, and the loop serves other requests meanwhile.
+- **Behind a transaction pooler** (PgBouncer with ``pool_mode = transaction``;
+  ``STOREFRONT_DATABASE_POOLER=pgbouncer``) each transaction may run on another server
+  connection, so nothing is left on one between transactions: statements are prepared
+  unnamed inside the transaction that runs them (no cache of named statements, which would
+  point at another connection's statements or collide with its names), and the settings that
+  a direct connection gets at connect time are set by each transaction (``set_config(…,
+  true)``, i.e. ``SET LOCAL``) as it begins.
 
 The URL operators already have (``sqlite:///x.db``, ``postgresql://…``) is mapped to the
 driver here.
@@ -40,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import SearchTooBroad
+from core.settings import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -86,9 +94,34 @@ def _sqlite_url(url: str | URL) -> URL:
 POSTGRES_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
-def _postgres_connect_args(url: URL, timeout: float) -> dict[str, Any]:
+def transaction_settings(timeout: float) -> dict[str, str]:
+    """What each transaction sets for itself behind a transaction pooler: POSTGRES_SETTINGS
+    and the statement timeout, which a direct connection sets once when it connects."""
+    return {**POSTGRES_SETTINGS, "statement_timeout": str(round(timeout * 1000))}
+
+
+def _postgres_connect_args(url: URL, timeout: float, *, pooled: bool) -> dict[str, Any]:
     """The driver's own names for: give up connecting, and give up on a statement, after
-    ``timeout`` seconds; and POSTGRES_SETTINGS."""
+    ``timeout`` seconds; and POSTGRES_SETTINGS (per connection, unless ``pooled``)."""
+    if pooled:
+        # A pooler refuses startup parameters it does not know (PgBouncer: "unsupported
+        # startup parameter"), and would not keep them on its server connections anyway.
+        if url.get_driver_name() == "psycopg":
+            # prepare_threshold=None: never prepare, so no named statement outlives its
+            # transaction.
+            return {"connect_timeout": max(1, math.ceil(timeout)), "prepare_threshold": None}
+        return {
+            "timeout": timeout,
+            "command_timeout": timeout,
+            # asyncpg's own cache of named statements, and SQLAlchemy's, both off; the empty
+            # name makes asyncpg prepare the unnamed statement, which lives only until the next
+            # one on that server connection: nothing builds up on the pooler's connections
+            # (uuid names, SQLAlchemy's suggestion, avoid collisions but leave every statement
+            # behind until a DISCARD), and the transaction that prepares it also runs it.
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unnamed,
+        }
     if url.get_driver_name() == "psycopg":
         settings = {**POSTGRES_SETTINGS, "statement_timeout": str(round(timeout * 1000))}
         return {
@@ -96,6 +129,30 @@ def _postgres_connect_args(url: URL, timeout: float) -> dict[str, Any]:
             "options": " ".join(f"-c {name}={value}" for name, value in settings.items()),
         }
     return {"timeout": timeout, "command_timeout": timeout, "server_settings": POSTGRES_SETTINGS}
+
+
+def _unnamed() -> str:
+    return ""
+
+
+def _configure_pooled(engine: Engine, settings: dict[str, str]) -> None:
+    """Make every transaction set ``settings`` for itself (``SET LOCAL``), in one statement."""
+    # Literals, not parameters: the drivers spell parameters differently ($1, %s), and the
+    # values are ours (a setting name, a number of milliseconds), never a client's.
+    sql = "SELECT " + ", ".join(
+        f"set_config('{name}', '{value}', true)" for name, value in settings.items()
+    )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # On the driver's cursor: the SQLAlchemy connection is between "no transaction" and
+        # "in one" while this event runs, and a statement through it would begin another.
+        # The driver opens the transaction (BEGIN) before it runs the statement.
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
 
 
 def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
@@ -173,12 +230,14 @@ class Database:
         *,
         timeout: float = 10.0,
         scan_budget: float = 0.25,
+        pooler: str = "none",
         echo: bool = False,
     ) -> None:
         # aiosqlite (Alembic's driver here) logs every statement with its parameters at
         # DEBUG, password hashes among them; no log level may let those through.
         logging.getLogger("aiosqlite").setLevel(logging.INFO)
         self.timeout = timeout
+        self.pooler = pooler
         self.scan_budget = scan_budget
         self.sqlite = is_sqlite(url)
         self.url = _sqlite_url(url) if self.sqlite else async_url(url)
@@ -203,10 +262,21 @@ class Database:
                 echo=echo,
                 pool_pre_ping=True,
                 pool_timeout=timeout,
-                connect_args=_postgres_connect_args(self.url, timeout),
+                connect_args=_postgres_connect_args(self.url, timeout, pooled=pooler != "none"),
             )
+            if pooler != "none":
+                _configure_pooled(self._async_engine.sync_engine, transaction_settings(timeout))
             self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
             event.listen(self._async_engine.sync_engine, "before_cursor_execute", _statement_budget)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            timeout=settings.database_timeout,
+            scan_budget=settings.search_budget,
+            pooler=settings.database_pooler,
+        )
 
     async def read(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``work(connection, ...)`` in a read transaction."""

@@ -11,12 +11,15 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -81,6 +84,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: 1 when created, one more on every update: the strong ETag of GET /users/{id}. A
+    #: timestamp would not do: two updates within one clock tick would share a tag.
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
     __table_args__ = (
         # Case-insensitive uniqueness is the database's job: a check-then-insert would race.
@@ -134,6 +140,9 @@ class TableCount(Base):
 
     table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger)
+    #: Moved on by every write to the table's rows (products only; migration 0006): what a
+    #: remembered search count is valid for.
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class CategoryCount(Base):
@@ -188,6 +197,38 @@ class ApiKey(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` for one operation, and the response it got.
+
+    While the first request runs, ``claim`` names it and ``status`` is empty; once it
+    finished, ``status``, ``headers`` and ``body`` are its response, replayed to retries until
+    ``expires_at``. The request body is kept only as ``fingerprint``, an HMAC under the server
+    pepper: a body may hold a password.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    operation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: HMAC-SHA256 of the request body's canonical JSON under the server pepper, hex.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    #: Which request holds the key while it runs (None once its response is stored).
+    claim: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: Until when the running request holds it; past this a retry may take it over, since
+    #: the request that claimed it must have died (nothing it did was committed).
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    status: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    #: The headers that matter to a retry (Location), as a JSON object.
+    headers: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Purged past this, a bounded batch at a time, walking this index.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class SecretFingerprint(Base):

@@ -3,6 +3,8 @@ Session and never commit."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from persistence.counts import category_total, table_total
+from persistence.counts import catalogue_version, category_total, table_total
 from persistence.models import Product
 from persistence.paging import Page, count_rows, read_page
 
@@ -109,16 +111,66 @@ def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnEl
     return or_(name.contains(term, autoescape=True), description.contains(term, autoescape=True))
 
 
+class SearchCounts:
+    """Exact search counts, remembered per (database, term, category) with the catalogue
+    version they were counted at (``persistence.counts.catalogue_version``).
+
+    A common term's count grows with the catalogue (it reads every match), and popular terms
+    repeat. The version is read in the same snapshot as the count would be, and the database
+    moves it with every write to products, so a remembered count is used only while it is
+    still exact, on every instance: no invalidation message is needed. Bounded: the least
+    recently used entry goes first. Searches run on worker threads on SQLite, hence the lock.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, str | None], tuple[int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str | None], version: int) -> int | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None or found[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return found[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def put(self, key: tuple[str, str, str | None], version: int, total: int) -> None:
+        with self._lock:
+            self._entries[key] = (version, total)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+SEARCH_COUNTS = SearchCounts()
+
+
 def count_products(
     connection: Connection, *, category: str | None = None, search: str | None = None
 ) -> int:
     """How many products the filters match: X-Total-Count. Without a search, a counter kept by
-    the database (``persistence.counts``); a search alone on SQLite is counted in the FTS
-    index, without reading products."""
+    the database (``persistence.counts``). A search is counted once per catalogue version
+    (``SearchCounts``); a search alone on SQLite is counted in the FTS index, without reading
+    products."""
     if search is None:
         if category is None:
             return table_total(connection, Product)
         return category_total(connection, category)
+    key = (str(connection.engine.url), search, category.lower() if category else None)
+    version = catalogue_version(connection)
+    total = SEARCH_COUNTS.get(key, version)
+    if total is None:
+        total = _count_search(connection, category=category, search=search)
+        SEARCH_COUNTS.put(key, version, total)
+    return total
+
+
+def _count_search(connection: Connection, *, category: str | None, search: str) -> int:
     dialect = connection.dialect.name
     if dialect == "sqlite" and category is None and len(search) >= TRIGRAM:
         return count_rows(connection, _FTS, [_FTS_MATCH(_fts_phrase(search))])

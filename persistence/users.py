@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import EmailTaken, UserNotFound
+from core.errors import EmailTaken, PreconditionFailed, UserNotFound
 from core.ids import new_id
 from persistence._constraints import violates
 from persistence.counts import table_total
@@ -37,6 +37,7 @@ def create_user(session: Session, *, name: str, email: str, password_hash: str) 
         email=email,
         password_hash=password_hash,
         created_at=utcnow(),
+        version=1,  # set here too, so that the caller knows it without reading it back
     )
     session.add(user)
     _flush_checking_email(session)
@@ -50,7 +51,7 @@ def _storable(user_id: str) -> bool:
 
 
 #: What a reader may see of a user: everything but the password hash.
-PUBLIC = (User.id, User.name, User.email, User.created_at, User.updated_at)
+PUBLIC = (User.id, User.name, User.email, User.created_at, User.updated_at, User.version)
 
 
 class PublicUser(NamedTuple):
@@ -59,10 +60,11 @@ class PublicUser(NamedTuple):
     email: str
     created_at: datetime
     updated_at: datetime | None
+    version: int
 
 
-#: id, name, email, created_at, updated_at
-UserRow = Row[str, str, str, datetime, datetime | None] | PublicUser
+#: id, name, email, created_at, updated_at, version
+UserRow = Row[str, str, str, datetime, datetime | None, int] | PublicUser
 
 _BY_ID = PreparedQuery(select(*PUBLIC).where(User.id == bindparam("user_id")), PublicUser)
 _PAGE = PreparedQuery(
@@ -116,16 +118,15 @@ def list_users(
     )
 
 
-def update_user(
-    session: Session,
-    *,
-    user_id: str,
-    name: str | None = None,
-    email: str | None = None,
-    password_hash: str | None = None,
-) -> User:
-    # FOR UPDATE serialises concurrent updates of one row on PostgreSQL, so updated_at only
-    # moves forward; SQLite's writers are already serialised by BEGIN IMMEDIATE.
+def _locked_user(session: Session, user_id: str, versions: frozenset[int] | None) -> User:
+    """The user, its row locked until the transaction ends, if its version is one of
+    ``versions`` (None: any version).
+
+    The check and the write that follows are one transaction, and the row cannot change in
+    between: FOR UPDATE makes a concurrent writer of it on PostgreSQL wait for this one's
+    commit (and then read the version this one wrote); SQLite's writers are serialised by
+    BEGIN IMMEDIATE.
+    """
     user = (
         session.scalar(select(User).where(User.id == user_id).with_for_update())
         if _storable(user_id)
@@ -133,6 +134,23 @@ def update_user(
     )
     if user is None:
         raise UserNotFound()
+    if versions is not None and user.version not in versions:
+        raise PreconditionFailed()
+    return user
+
+
+def update_user(
+    session: Session,
+    *,
+    user_id: str,
+    versions: frozenset[int] | None = None,
+    name: str | None = None,
+    email: str | None = None,
+    password_hash: str | None = None,
+) -> User:
+    """Update the user if its version is one of ``versions`` (None: whatever it is); its
+    version goes up by one, and updated_at only moves forward."""
+    user = _locked_user(session, user_id, versions)
     if name is not None:
         user.name = name
     if email is not None:
@@ -141,13 +159,12 @@ def update_user(
         user.password_hash = password_hash
     now = utcnow()
     user.updated_at = max(now, user.updated_at) if user.updated_at else now
+    user.version += 1
     _flush_checking_email(session)
     return user
 
 
-def delete_user(session: Session, *, user_id: str) -> None:
-    user = session.get(User, user_id) if _storable(user_id) else None
-    if user is None:
-        raise UserNotFound()
-    session.delete(user)
+def delete_user(session: Session, *, user_id: str, versions: frozenset[int] | None = None) -> None:
+    """Delete the user if its version is one of ``versions`` (None: whatever it is)."""
+    session.delete(_locked_user(session, user_id, versions))
     session.flush()

@@ -70,7 +70,7 @@ def run(settings: Settings, action: Callable[[Session], T]) -> T:
     """``action(session)`` in one write transaction on the settings' database."""
 
     async def main() -> T:
-        db = Database(settings.database_url, timeout=settings.database_timeout)
+        db = Database.from_settings(settings)
         try:
             return await db.write(action)
         finally:

@@ -112,11 +112,7 @@ def served_spec(settings: Settings) -> dict[str, Any]:
 def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
-        db=Database(
-            settings.database_url,
-            timeout=settings.database_timeout,
-            scan_budget=settings.search_budget,
-        ),
+        db=Database.from_settings(settings),
         tokens=TokenCodec(
             jwt_signing_key(settings),
             issuer=settings.issuer,

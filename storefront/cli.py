@@ -281,7 +281,8 @@ def _upgrade(settings: Settings) -> None:
     """Migrate: the first thing every command does with the database, so the one place that
     turns an unreachable database into a line naming the setting and where it points."""
     try:
-        upgrade(settings.database_url)
+        # Straight to PostgreSQL when a pooler sits in front (STOREFRONT_MIGRATION_DATABASE_URL).
+        upgrade(settings.migrations_url)
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(_unreachable(settings, exc)) from None
 

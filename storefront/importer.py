@@ -76,7 +76,7 @@ def import_file(settings: Settings, path: Path, *, progress: bool) -> UpsertCoun
 
 async def _write(settings: Settings, products: list[ProductData], bar: Progress) -> UpsertCounts:
     task = bar.add_task("writing", total=len(products))
-    db = Database(settings.database_url, timeout=settings.database_timeout)
+    db = Database.from_settings(settings)
     try:
 
         def write_all(session: Session) -> UpsertCounts:

@@ -161,7 +161,7 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     """``work(database)`` on the settings' database, from synchronous code."""
 
     async def main() -> T:
-        db = Database(settings.database_url, timeout=settings.database_timeout)
+        db = Database.from_settings(settings)
         try:
             return await work(db)
         finally:

@@ -4,6 +4,12 @@ Every test that uses ``settings`` runs twice: on SQLite with in-memory rate limi
 embedded default) and on PostgreSQL with Redis (the services on 127.0.0.1). Each PostgreSQL
 test gets its own database, cloned from one migrated template, and each its own Redis key
 prefix, so runs never collide. ``STOREFRONT_TEST_BACKENDS=sqlite`` runs one backend only.
+
+A third backend, ``pgbouncer``, is the PostgreSQL one reached through a PgBouncer in
+transaction mode that the run starts itself (``tests/pgbouncer.py``). It costs a second run of
+whatever it applies to, so it applies only to tests marked ``pgbouncer``: a representative
+part of the HTTP suite (``@pytest.mark.pgbouncer`` adds it to a test's platforms,
+``@pytest.mark.pgbouncer(only=True)`` runs the test there alone).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from core.settings import Settings
 from persistence.migrate import upgrade
 from storefront import admin
 from storefront.app import create_app
+from tests.pgbouncer import PgBouncer, pgbouncer
 
 #: How many requests schemathesis sent, reported at the end of the run.
 SCHEMATHESIS_CASES = pytest.StashKey[int]()
@@ -38,7 +45,7 @@ JWT_SECRET = "test-jwt-signing-key-0123456789abcdef0123456789"
 PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
 
 # Read before _clean_environment hides every STOREFRONT_* variable from the tests.
-BACKENDS = os.environ.get("STOREFRONT_TEST_BACKENDS", "sqlite,postgresql").split(",")
+BACKENDS = os.environ.get("STOREFRONT_TEST_BACKENDS", "sqlite,postgresql,pgbouncer").split(",")
 POSTGRES_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -63,6 +70,16 @@ def require_service(url: str, default_port: int) -> None:
         message = f"{url} is not reachable"
         if os.environ.get("CI"):
             pytest.fail(f"{message}; .ci/run should have started it")
+        pytest.skip(message)
+
+
+def require_program(name: str, package: str) -> None:
+    """Skip when a program is not installed on a developer's machine; fail under CI, whose
+    .ci/run installs it."""
+    if shutil.which(name) is None:
+        message = f"{name} is not installed (apt-get install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; .ci/run should have installed it")
         pytest.skip(message)
 
 
@@ -103,23 +120,38 @@ PLATFORMS = [
     ]
     if backend in BACKENDS
 ]
+#: The platform of tests marked ``pgbouncer``.
+POOLED = ("pgbouncer", "compiled")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pgbouncer(only=False): also run (or, with only=True, run only) through PgBouncer",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that needs a backend runs on each; those that talk to the app (``api`` /
-    ``app``) run on every platform above."""
+    ``app``) run on every platform above, and through PgBouncer when marked ``pgbouncer``."""
     if "backend" not in metafunc.fixturenames:
         return
+    marker = metafunc.definition.get_closest_marker("pgbouncer")
+    only = marker is not None and bool(marker.kwargs.get("only"))
+    pooled = [POOLED] if marker is not None and POOLED[0] in BACKENDS else []
     if {"api", "app"} & set(metafunc.fixturenames) and "http_stack" in metafunc.fixturenames:
+        platforms = pooled if only else PLATFORMS + pooled
         metafunc.parametrize(
             ["backend", "http_stack"],
-            PLATFORMS,
+            platforms,
             indirect=["backend"],
-            ids=[b if s == "compiled" else f"{b}-{s}" for b, s in PLATFORMS],
+            ids=[b if s == "compiled" else f"{b}-{s}" for b, s in platforms],
             scope="session",
         )
     else:
-        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="session")
+        unpooled = [b for b in BACKENDS if b != POOLED[0]]
+        backends = ([] if only else unpooled) + [b for b, _ in pooled]
+        metafunc.parametrize("backend", backends, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -131,10 +163,20 @@ def http_stack() -> str:
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    if name == "postgresql":
+    if name in {"postgresql", "pgbouncer"}:
         require_service(POSTGRES_URL, 5432)
         require_service(REDIS_URL, 6379)
+    if name == "pgbouncer":
+        require_program("pgbouncer", "pgbouncer")
+        require_program("runuser", "util-linux")
     return name
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server() -> Iterator[PgBouncer]:
+    """One PgBouncer (transaction mode) for the run, in front of the test PostgreSQL."""
+    with pgbouncer(POSTGRES_URL) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture(scope="session")
@@ -155,8 +197,9 @@ def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
-    """A freshly migrated database of this test's own."""
+def direct_database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database of this test's own, reached directly (what migrations use
+    when the server goes through PgBouncer)."""
     if backend == "sqlite":
         database = tmp_path / "storefront.db"
         shutil.copy(database_template, database)
@@ -171,17 +214,41 @@ def database_url(backend: str, database_template: str, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
+def database_url(backend: str, direct_database_url: str, request: pytest.FixtureRequest) -> str:
+    """The URL the server is given: the test's database, through PgBouncer on that backend."""
+    if backend != "pgbouncer":
+        return direct_database_url
+    bouncer: PgBouncer = request.getfixturevalue("pgbouncer_server")
+    return bouncer.url_for(direct_database_url)
+
+
+@pytest.fixture
+def database_settings(backend: str, database_url: str, direct_database_url: str) -> dict[str, str]:
+    """The database settings of this backend, by field name (``STOREFRONT_`` + upper case)."""
+    values = {"database_url": database_url}
+    if backend == "pgbouncer":
+        values |= {"database_pooler": "pgbouncer", "migration_database_url": direct_database_url}
+    return values
+
+
+@pytest.fixture
+def database_env(database_settings: dict[str, str]) -> dict[str, str]:
+    """The same settings as environment variables, for ``storefront`` processes."""
+    return {f"STOREFRONT_{name.upper()}": value for name, value in database_settings.items()}
+
+
+@pytest.fixture
 def rate_limit_storage_url(backend: str) -> str:
     return "memory://" if backend == "sqlite" else REDIS_URL
 
 
 @pytest.fixture
 def settings(
-    database_url: str, rate_limit_storage_url: str, tmp_path: Path, http_stack: str
+    database_settings: dict[str, str], rate_limit_storage_url: str, tmp_path: Path, http_stack: str
 ) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
+        **database_settings,  # type: ignore[arg-type]
         rate_limit_storage_url=rate_limit_storage_url,
         rate_limit_key_prefix=f"test-{RUN_ID}-{secrets.token_hex(4)}",
         key_dir=tmp_path / "keys",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -135,3 +136,41 @@ def storefront_json(env: dict[str, str], *argv: str, cwd: Path | None = None) ->
 
     parsed: dict[str, str] = json.loads(storefront(env, *argv, "--json", cwd=cwd))
     return parsed
+
+
+def start_server(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``storefront serve`` on a spare port, quietly; the process and its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [STOREFRONT, "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_servers(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def burst(bases: list[str], headers: dict[str, str], total: int) -> list[int]:
+    """``total`` GET /products at once, alternately on each base, over 30 connections."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=15)
+    async with (
+        httpx.AsyncClient(base_url=bases[0], limits=limits, timeout=30) as one,
+        httpx.AsyncClient(base_url=bases[1], limits=limits, timeout=30) as two,
+    ):
+        clients = [one, two]
+        responses = await asyncio.gather(
+            *(clients[n % 2].get("/products", headers=headers) for n in range(total))
+        )
+    return [r.status_code for r in responses]

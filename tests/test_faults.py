@@ -1,4 +1,5 @@
-"""PostgreSQL going away and coming back, under a real server: 503s, then service resumes.
+"""PostgreSQL going away and coming back, under a real server: 503s, then service resumes;
+directly, and through a PgBouncer in transaction mode (which can go away too).
 
 The test runs its own PostgreSQL (initdb + pg_ctl on a spare port, in a temporary directory)
 so that it can stop and start it without touching the shared one.
@@ -18,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import require_program
+from tests.pgbouncer import PgBouncer, pgbouncer
 from tests.servers import (
     STOREFRONT,
     clean_env,
@@ -88,14 +91,62 @@ def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def test_database_outage_is_503_then_service_resumes(postgres: Postgres, tmp_path: Path) -> None:
-    env = clean_env(
-        STOREFRONT_DATABASE_URL=postgres.url,
-        STOREFRONT_DATABASE_TIMEOUT=str(TIMEOUT),
-        STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
-        STOREFRONT_LOG_LEVEL="warning",
-    )
-    storefront(env, "db", "upgrade")
+def _unavailable(http: httpx.Client, auth: dict[str, str], user_id: str) -> None:
+    """Reads and writes are 503 in the error shape, with Retry-After, within the timeout."""
+    for method, path, body in [
+        ("GET", f"/users/{user_id}", None),
+        ("GET", "/users", None),
+        ("POST", "/users", {"name": "Lost", "email": "lost@example.com", "password": "pw-123456"}),
+    ]:
+        started = time.monotonic()
+        response = http.request(method, path, headers=auth, json=body)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503, (path, response.text)
+        assert response.json()["error"] == "Service Unavailable"
+        assert set(response.json()) == {"error", "message"}
+        assert "Retry-After" in response.headers
+        assert elapsed < TIMEOUT + 3, f"{path} took {elapsed:.1f} s"
+
+
+#: PgBouncer retries a failed server login after server_login_retry (15 s by default).
+RESUME_WITHIN = 30
+
+
+def _resumes(http: httpx.Client, auth: dict[str, str], user_id: str, what: str) -> float:
+    """Seconds until a read succeeds again; 503 until then, nothing else."""
+    started = time.monotonic()
+    while (status := http.get(f"/users/{user_id}", headers=auth).status_code) != 200:
+        assert status == 503, f"{status} while {what} was starting"
+        assert time.monotonic() - started < RESUME_WITHIN, "service did not resume"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("via", ["direct", "pgbouncer"])
+def test_database_outage_is_503_then_service_resumes(
+    postgres: Postgres, tmp_path: Path, via: str
+) -> None:
+    with contextlib.ExitStack() as stack:
+        env = clean_env(
+            STOREFRONT_DATABASE_URL=postgres.url,
+            STOREFRONT_DATABASE_TIMEOUT=str(TIMEOUT),
+            STOREFRONT_KEY_DIR=str(tmp_path / "keys"),
+            STOREFRONT_LOG_LEVEL="warning",
+        )
+        bouncer = None
+        if via == "pgbouncer":
+            require_program("pgbouncer", "pgbouncer")
+            bouncer = stack.enter_context(pgbouncer(postgres.url))
+            env |= {
+                "STOREFRONT_DATABASE_URL": bouncer.url_for(postgres.url),
+                "STOREFRONT_DATABASE_POOLER": "pgbouncer",
+                "STOREFRONT_MIGRATION_DATABASE_URL": postgres.url,
+            }
+        _outage(postgres, bouncer, env)
+
+
+def _outage(postgres: Postgres, bouncer: PgBouncer | None, env: dict[str, str]) -> None:
+    storefront(env, "db", "upgrade")  # only serve and db upgrade create a database
     client = storefront_json(env, "clients", "create", "--name", "ops")
     port = free_port()
     server = _serve(env, port)
@@ -111,34 +162,22 @@ def test_database_outage_is_503_then_service_resumes(postgres: Postgres, tmp_pat
             ).json()
 
             postgres.stop()
-            for method, path, body in [
-                ("GET", f"/users/{user['id']}", None),
-                ("GET", "/users", None),
-                (
-                    "POST",
-                    "/users",
-                    {"name": "Lost", "email": "lost@example.com", "password": "pw-123456"},
-                ),
-            ]:
-                started = time.monotonic()
-                response = http.request(method, path, headers=auth, json=body)
-                elapsed = time.monotonic() - started
-                assert response.status_code == 503, (path, response.text)
-                assert response.json()["error"] == "Service Unavailable"
-                assert set(response.json()) == {"error", "message"}
-                assert "Retry-After" in response.headers
-                assert elapsed < TIMEOUT + 3, f"{path} took {elapsed:.1f} s"
+            _unavailable(http, auth, user["id"])
             ready = http.get("/readyz")
             assert ready.status_code == 503
-            assert "database" in ready.json()["message"]
+            assert ready.json()["message"].startswith("Not ready: database: ")
 
             postgres.start()
-            deadline = time.monotonic() + 20
-            while (status := http.get(f"/users/{user['id']}", headers=auth).status_code) != 200:
-                assert status == 503, f"{status} while PostgreSQL was starting"
-                assert time.monotonic() < deadline, "service did not resume"
-                time.sleep(0.05)
+            took = _resumes(http, auth, user["id"], "PostgreSQL")
+            print(f"\nPostgreSQL back: service resumed {took:.1f} s later")
             assert http.get("/readyz").status_code == 200
+            if bouncer is not None:
+                bouncer.stop()
+                _unavailable(http, auth, user["id"])
+                assert "pooler: connection refused" in http.get("/readyz").json()["message"]
+                bouncer.start()
+                took = _resumes(http, auth, user["id"], "PgBouncer")
+                print(f"PgBouncer back: service resumed {took:.1f} s later")
             emails = [u["email"] for u in http.get("/users", headers=auth).json()]
             assert emails == ["before@example.com"]  # nothing lost, nothing half-written
     finally:

@@ -1,15 +1,14 @@
 """Several server processes, one database and one Redis, behave as one API.
 
-Run on each backend: SQLite (one file, several processes) and PostgreSQL. Rate limits are in
-Redis here on both, since a global budget is what is being tested.
+Run on each backend: SQLite (one file, several processes) and PostgreSQL, and the test of one
+set of users and clients through PgBouncer as well. Rate limits are in Redis here on all, since
+a global budget is what is being tested.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,10 +20,12 @@ import pytest
 from core.settings import Settings
 from tests.conftest import REDIS_URL, require_service
 from tests.servers import (
-    STOREFRONT,
+    burst,
     clean_env,
     free_port,
     run_storefront,
+    start_server,
+    stop_servers,
     storefront,
     storefront_json,
     wait_until_up,
@@ -35,12 +36,12 @@ AUTH_CACHE_TTL = Settings.model_fields["auth_cache_ttl"].default
 
 
 @pytest.fixture
-def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+def env(database_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     require_service(REDIS_URL, 6379)
     base = clean_env()
     return {
         **base,
-        "STOREFRONT_DATABASE_URL": database_url,
+        **database_env,
         # Shared configuration, not generated per process: every instance verifies the
         # tokens every other one issues, and the digests of every secret.
         "STOREFRONT_JWT_SECRET": secrets.token_urlsafe(48),
@@ -52,52 +53,18 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _start(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [STOREFRONT, "serve", "--port", str(port), *extra],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @pytest.fixture
 def servers(env: dict[str, str]) -> Iterator[list[str]]:
     """Two separate ``storefront serve`` processes on different ports."""
     storefront(env, "db", "upgrade")
-    started = [_start(env), _start(env)]
+    started = [start_server(env), start_server(env)]
     try:
         bases = [base for _, base in started]
         for base in bases:
             wait_until_up(base)
         yield bases
     finally:
-        _stop([process for process, _ in started])
-
-
-async def _burst(bases: list[str], headers: dict[str, str], total: int) -> list[int]:
-    limits = httpx.Limits(max_connections=15)
-    async with (
-        httpx.AsyncClient(base_url=bases[0], limits=limits, timeout=30) as one,
-        httpx.AsyncClient(base_url=bases[1], limits=limits, timeout=30) as two,
-    ):
-        clients = [one, two]
-        responses = await asyncio.gather(
-            *(clients[n % 2].get("/products", headers=headers) for n in range(total))
-        )
-    return [r.status_code for r in responses]
+        stop_servers([process for process, _ in started])
 
 
 def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list[str]) -> None:
@@ -106,7 +73,7 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
     headers = {"X-API-Key": key["api_key"]}
 
     # 300 requests at once over 30 connections, split across the two processes.
-    statuses = asyncio.run(_burst(servers, headers, 300))
+    statuses = asyncio.run(burst(servers, headers, 300))
     assert statuses.count(200) == 100
     assert statuses.count(429) == 200
 
@@ -118,7 +85,7 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
         assert httpx.get(f"{base}/products", headers=headers).status_code == 401
 
 
-def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
+def test_several_workers_with_in_memory_limits_refuse_tostart_server(tmp_path: Path) -> None:
     done = run_storefront(clean_env(), "serve", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -127,6 +94,7 @@ def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -
     assert "STOREFRONT_RATE_LIMIT_STORAGE_URL" in lines[0]
 
 
+@pytest.mark.pgbouncer
 def test_two_instances_serve_one_set_of_users_and_clients(
     env: dict[str, str], servers: list[str]
 ) -> None:
@@ -163,14 +131,14 @@ def test_workers_share_one_budget(env: dict[str, str]) -> None:
     key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
     metrics_port = free_port()
     env = {**env, "STOREFRONT_METRICS_PORT": str(metrics_port), "STOREFRONT_METRICS_ACCESS": "off"}
-    process, base = _start(env, "--workers", "2")
+    process, base = start_server(env, "--workers", "2")
     try:
         wait_until_up(base)
-        statuses = asyncio.run(_burst([base, base], {"X-API-Key": key["api_key"]}, 60))
+        statuses = asyncio.run(burst([base, base], {"X-API-Key": key["api_key"]}, 60))
         assert httpx.get(f"{base}/metrics").status_code == 404  # off on the API's port
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     finally:
-        _stop([process])
+        stop_servers([process])
     assert statuses.count(200) == 20
     assert statuses.count(429) == 40
     # Both workers' counts, summed (prometheus_client's multiprocess mode).
@@ -186,3 +154,45 @@ def _sample(text: str, method: str, path: str, status: str) -> float:
             if found == labels:
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+BODY = {"name": "Ada", "email": "ada@example.com", "password": "pw-123456"}
+
+
+async def _same_key(bases: list[str], keyed: dict[str, str], total: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=total)
+    async with (
+        httpx.AsyncClient(base_url=bases[0], limits=limits, timeout=30) as one,
+        httpx.AsyncClient(base_url=bases[1], limits=limits, timeout=30) as two,
+    ):
+        clients = [one, two]
+        return await asyncio.gather(
+            *(clients[n % 2].post("/users", headers=keyed, json=BODY) for n in range(total))
+        )
+
+
+def test_one_idempotency_key_sent_to_two_instances_creates_once(
+    env: dict[str, str], servers: list[str]
+) -> None:
+    client = storefront_json(env, "clients", "create", "--name", "retry")
+    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
+    headers = {"X-API-Key": key["api_key"]}
+
+    keyed = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+    responses = asyncio.run(_same_key(servers, keyed, 20))
+    first = [
+        r for r in responses if r.status_code == 201 and "idempotent-replayed" not in r.headers
+    ]
+    replays = [r for r in responses if r.headers.get("idempotent-replayed") == "true"]
+    busy = [r for r in responses if r.status_code == 409]
+    assert len(first) == 1, [(r.status_code, r.text) for r in responses]
+    assert len(first) + len(replays) + len(busy) == 20
+    assert all(r.status_code == 201 and r.json() == first[0].json() for r in replays)
+    assert all(r.json()["message"].startswith("A request with this Idempotency-Key") for r in busy)
+    listed = httpx.get(f"{servers[1]}/users", headers=headers)
+    assert [user["id"] for user in listed.json()] == [first[0].json()["id"]]
+    # Once the first has finished, a retry at either instance gets its response.
+    for base in servers:
+        retry = httpx.post(f"{base}/users", headers=keyed, json=BODY)
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert retry.json() == first[0].json()

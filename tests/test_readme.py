@@ -3,6 +3,7 @@ does, their settings table is complete, and their links lead somewhere inside th
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -95,6 +96,26 @@ def test_javascript_example(server: Server, tmp_path: Path) -> None:
     out = run([node, str(script)], server, tmp_path)
     assert "Rear Admiral Hopper" in out
     assert "Stylish T-Shirt" in out
+
+
+def test_retry_and_optimistic_update_examples(server: Server, tmp_path: Path) -> None:
+    retry = run(["bash", "-c", example("curl-retry")], server, tmp_path)
+    assert "idempotent-replayed: true" in retry.lower()
+    assert retry.count("Mary Shelley") == 1  # the user, read back once
+
+    not_modified, new_tag, refused, status, _ = run(
+        ["bash", "-c", example("curl-etag")], server, tmp_path
+    ).split("\n")
+    assert not_modified == "304"
+    assert new_tag == '"2"'  # the user's second version
+    assert status == "412"
+    assert json.loads(refused)["error"] == "Precondition Failed"
+
+    out = run([sys.executable, "-c", example("python-retry")], server, tmp_path)
+    created, replayed = re.findall(r"created (\S+) replayed (\S+)", out)[0]
+    assert created == replayed
+    assert "Idempotent-Replayed: true" in out
+    assert "renamed: PERCY SHELLEY" in out
 
 
 def test_the_configuration_table_lists_every_setting() -> None:

@@ -132,6 +132,19 @@ def test_the_generated_client_drives_every_route(sdk: ModuleType, server: Server
         assert isinstance(missing, models.Error)
         assert missing.error == "User not found"
 
+        # The headers of safe retries and concurrent writes are arguments of the client too.
+        body = models.UserCreate(name="Retry", email="retry@example.com", password="generated-2")
+        create = module(sdk, users + "create_user")
+        first = create.sync_detailed(client=client, body=body, idempotency_key="sdk-1")
+        again = create.sync_detailed(client=client, body=body, idempotency_key="sdk-1")
+        assert again.parsed == first.parsed
+        assert again.headers["Idempotent-Replayed"] == "true"
+        stale = module(sdk, users + "update_user").sync(
+            client=client, id=first.parsed.id, body=models.UserUpdate(name="X"), if_match='"0"'
+        )
+        assert isinstance(stale, models.Error)
+        assert stale.error == "Precondition Failed"
+
         products = module(sdk, "api.products.list_products").sync(client=client, search="gadget")
         assert [p.name for p in products] == ["Gadget Pro"]
         assert products[0].price == 99.99

@@ -1,6 +1,7 @@
 """Rate limiting on ``limits``: a budget per API key or OAuth client, and one for failures.
 
-``Limiter`` owns the storage (chosen by URI: ``memory://`` or ``redis://…``) and the strategy.
+``Limiter`` owns the storage (chosen by URI: ``memory://``, ``redis://…`` or
+``redis+sentinel://…``) and the strategy.
 The functions at the end of this module are the only ones that spend a budget: ``charge`` for
 an identified caller (the security functions, the token grant), ``record_failure`` for a failed
 authentication (the HTTP adapter's failure layer, wherever the failure was raised). Each
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage as AsyncStorage
@@ -28,7 +30,10 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
@@ -49,6 +54,31 @@ RETRY_STORE_AFTER = 5
 T = TypeVar("T")
 
 Policy = Literal["default", "client", "auth-failures"]
+
+
+def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool]:
+    """The Sentinel of a ``redis+sentinel://[:password@]host:port[,host:port…]/service`` URL
+    (limits' syntax) and a pool of connections to the service's current primary.
+
+    Every new connection asks the Sentinels where the primary is, so after a failover the pool
+    reaches the promoted replica by itself. Only the primary is used, never a replica (limits'
+    own Sentinel storage reads from replicas, whose counts lag behind the primary's): a budget
+    is exact or it is not a budget.
+    """
+    parts = urlsplit(url)
+    service = parts.path.strip("/")
+    if not service:
+        raise ValueError("a redis+sentinel:// URL names the service: redis+sentinel://host/NAME")
+    hosts = []
+    for location in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = location.rpartition(":") if ":" in location else (location, "", "")
+        hosts.append((host, int(port or 26379)))
+    auth = {"password": unquote(parts.password)} if parts.password else {}
+    # The Sentinels get the same timeouts as the primary: a dead Sentinel must not hang a request.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves __init__ untyped
+        hosts, sentinel_kwargs={**auth, **connection}, **auth, **connection
+    )
+    return sentinel, sentinel.master_for(service).connection_pool
 
 
 @lru_cache(maxsize=256)
@@ -111,11 +141,17 @@ class Limiter:
         self.shown_url = masked_url(storage_url)
         options: dict[str, Any] = {}
         self._pool: ConnectionPool | None = None
+        self._sentinel: Sentinel | None = None
         if self.shared:
             # Our own pool, so that shutdown can close its connections (limits has no close()).
-            self._pool = ConnectionPool.from_url(
-                storage_url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT
-            )
+            timeouts = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+            if storage_url.startswith("redis+sentinel:"):
+                self._sentinel, self._pool = sentinel_pool(storage_url, **timeouts)
+                # limits' plain Redis storage over that pool: the URL below only picks the
+                # storage class; the pool decides where the connections go.
+                storage_url = "redis://sentinel-primary:0"
+            else:
+                self._pool = ConnectionPool.from_url(storage_url, **timeouts)
             options = {
                 "wrap_exceptions": True,
                 "key_prefix": key_prefix,
@@ -233,15 +269,18 @@ class Limiter:
             return None
         return min(decisions, key=lambda d: (d.allowed, d.remaining))
 
-    async def check(self) -> bool:
-        """Whether the store answers now (for /readyz); a success ends any back-off."""
+    async def check(self) -> str | None:
+        """None when the store answers now, else why not (for /readyz, so a few words that
+        name no address). A success ends any back-off."""
+        if self._pool is None:  # in process: always there
+            return None
         try:
-            reachable = bool(await self.storage.check())
-        except (StorageError, ConnectionError, TimeoutError, OSError):
-            return False
-        if reachable:
-            self._down_until = 0.0
-        return reachable
+            # A PING of our own: limits' check() swallows the error that says why.
+            await Redis(connection_pool=self._pool).ping()
+        except (RedisError, ConnectionError, TimeoutError, OSError) as exc:
+            return _store_failure(exc)
+        self._down_until = 0.0
+        return None
 
     async def warn_if_unreachable(self) -> None:
         """At start: a shared store that does not answer gets a warning naming the setting and
@@ -262,6 +301,25 @@ class Limiter:
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
+
+
+def _store_failure(exc: BaseException) -> str:
+    """Why the store failed, in words that name no address (redis-py's messages do)."""
+    chain = [exc]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 10:
+        chain.append(cause)
+    for error in chain:
+        if isinstance(error, MasterNotFoundError):
+            return "no primary: the Sentinels know of none that answers"
+        if isinstance(error, TimeoutError | RedisTimeoutError):
+            return f"no answer within {STORE_TIMEOUT:g} s"
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, ReadOnlyError):
+            return "read-only: connected to a replica"
+    return f"unreachable ({type(exc).__name__})"
 
 
 async def charge(

@@ -20,9 +20,21 @@ def services() -> Services:
     return from_scope(current_scope)
 
 
+def header(name: str) -> str | None:
+    """A request header by its lower-case name, None when absent; repeated fields combined
+    with ", " (RFC 9110 §5.3). Straight from the scope: ``request.headers`` builds a request
+    and a header map first, a cost worth avoiding on every GET /users/{id} for an
+    If-None-Match that is mostly absent."""
+    wanted = name.encode("latin-1")
+    found = [value for key, value in current_scope["headers"] if key == wanted]  # lower-case
+    if not found:
+        return None
+    return ", ".join(value.decode("latin-1") for value in found)
+
+
 def caller() -> Caller | None:
     """Who is calling, once a credential has been proven."""
     return caller_of(current_scope)
 
 
-__all__ = ["Caller", "Services", "caller", "request", "services"]
+__all__ = ["Caller", "Services", "caller", "header", "request", "services"]

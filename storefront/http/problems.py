@@ -24,16 +24,21 @@ from core.errors import (
     Conflict,
     ContentTooLarge,
     HeadersTooLarge,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidInput,
     NotFound,
     NotReady,
     OAuthError,
+    PreconditionFailed,
+    PreconditionRequired,
     RateLimited,
     RateLimitUnavailable,
     SearchTooBroad,
     StorefrontError,
     UnsupportedCharset,
 )
+from persistence.health import unavailable
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
 
@@ -50,8 +55,11 @@ _STATUS = {
     NotFound: 404,
     Conflict: 409,
     ContentTooLarge: 413,
+    PreconditionFailed: 412,
     UnsupportedCharset: 415,
     SearchTooBroad: 422,
+    IdempotencyKeyReused: 422,
+    PreconditionRequired: 428,
     HeadersTooLarge: 431,
 }
 
@@ -96,6 +104,8 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         return _oauth_response(exc)
     if isinstance(exc, RateLimited):
         return _rate_limited(exc)
+    if isinstance(exc, IdempotencyInProgress):
+        return error_response(409, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
@@ -178,9 +188,13 @@ def _operator_intervention(exc: Exception) -> bool:
 async def unexpected_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     # Refused, timed out, reset, still starting up, "database is locked", cancelled: the
     # database is not answering, which is worth a retry (503), not a bug report (500).
+    # Behind PgBouncer, PostgreSQL's absence arrives as PgBouncer's own error (08P01, "server
+    # login has been failing") on a connection it then closes, and SQLAlchemy may pass the
+    # driver's error on unwrapped (when it surfaces while a connection is being reset).
     if (
         isinstance(exc, PoolTimeout | OSError | OperationalError | InterfaceError)
         or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or unavailable(exc)
         or _operator_intervention(exc)
     ):
         logger.warning("database unavailable: %s", type(exc).__name__)

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 from httpx2 import Response
+from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from core.errors import InvalidInput
 from core.settings import Settings
 from persistence import clients
 from storefront import admin
+from storefront.access.ratelimit import sentinel_pool
 from storefront.app import create_app
 
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
@@ -281,3 +283,21 @@ def test_rate_limits_given_to_the_command_are_validated() -> None:
     with pytest.raises(InvalidInput, match="not a rate limit"):
         admin.parse_rate_limit("lots")
     assert admin.parse_rate_limit("500/minute") == "500/minute"
+
+
+def test_a_sentinel_url_names_its_sentinels_password_and_service() -> None:
+    sentinel, pool = sentinel_pool(
+        "redis+sentinel://:s%40cret@10.0.0.1:26379,10.0.0.2/shop", socket_timeout=0.5
+    )
+    assert [
+        (c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
+        for c in sentinel.sentinels
+    ] == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    assert {c.connection_pool.connection_kwargs["password"] for c in sentinel.sentinels} == {
+        "s@cret"
+    }
+    assert pool.service_name == "shop"  # type: ignore[attr-defined]
+    assert pool.connection_kwargs["password"] == "s@cret"
+    assert pool.connection_kwargs["socket_timeout"] == 0.5
+    with pytest.raises(ValidationError, match="must name the service"):
+        Settings(_env_file=None, rate_limit_storage_url="redis+sentinel://10.0.0.1:26379")  # type: ignore[call-arg]

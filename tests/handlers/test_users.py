@@ -26,6 +26,9 @@ from storefront import admin
 from storefront.app import create_app
 from tests.helpers import assert_error, db_rows, parse_links
 
+# A representative part of the HTTP suite also runs through PgBouncer (tests/conftest.py).
+pytestmark = pytest.mark.pgbouncer
+
 USER_ID = re.compile(r"^user_[A-Za-z0-9_-]{12,}$")
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 NOT_FOUND = {"error": "User not found", "message": "The specified user ID does not exist."}

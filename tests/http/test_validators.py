@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+from starlette.datastructures import Headers
+from starlette.formparsers import FormParser, MultiPartException
 from starlette.testclient import TestClient
+
+from storefront.http.validators import UrlencodedFormParser
 
 SECRET = "hunter2"  # 7 characters: one too few, so the request is rejected
 
@@ -90,3 +99,38 @@ def test_the_media_type_case_does_not_skip_validation(
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"] == "Bad Request"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet="ab=&;%+2 \x00é", max_size=6),
+            st.text(alphabet="ab=&;%+2F \x00é", max_size=8),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["&", ";", "&&", "=&"]),
+)
+@hyp_settings(max_examples=300, deadline=None)
+def test_the_form_parser_reads_a_body_as_starlettes_does(
+    pairs: list[tuple[str, str]], joiner: str
+) -> None:
+    body = joiner.join(f"{name}={value}" for name, value in pairs).encode("utf-8")
+
+    async def parse(parser_cls: Any) -> Any:
+        async def stream() -> AsyncGenerator[bytes, None]:
+            yield body[: len(body) // 2]
+            yield body[len(body) // 2 :]
+
+        try:
+            return list(
+                (
+                    await parser_cls(Headers(), stream(), max_fields=5, max_part_size=12).parse()
+                ).multi_items()
+            )
+        except MultiPartException as exc:
+            return exc.message
+
+    ours = asyncio.run(parse(UrlencodedFormParser))
+    starlettes = asyncio.run(parse(FormParser))
+    assert ours == starlettes

@@ -13,7 +13,8 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
-from persistence.counts import category_total
+from persistence import products
+from persistence.counts import catalogue_version, category_total
 from persistence.products import ProductData, count_products, upsert_products
 from persistence.users import list_users
 from tests.helpers import in_transaction
@@ -205,3 +206,64 @@ def _until_a_transaction_waits_for_a_lock(engine: Engine) -> None:
         while not observer.scalar(query):
             assert time.monotonic() < deadline, "the second writer never waited"
             time.sleep(0.01)
+
+
+def versioned_count(url: str, search: str, category: str | None = None) -> tuple[int, int]:
+    """(the catalogue version, the search's count) in one snapshot."""
+
+    def read(connection: Connection) -> tuple[int, int]:
+        return catalogue_version(connection), count_products(
+            connection, search=search, category=category
+        )
+
+    return in_transaction(url, read)
+
+
+def test_a_remembered_search_count_is_used_only_while_the_catalogue_is_unchanged(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[str] = []
+    count_search = products._count_search
+
+    def counting(connection: Connection, *, category: str | None, search: str) -> int:
+        counted.append(search)
+        return count_search(connection, category=category, search=search)
+
+    monkeypatch.setattr(products, "_count_search", counting)
+    in_transaction(
+        database_url,
+        sql(
+            "insert into products (id, name, description, price, category) values "
+            "('prod_a', 'Walnut desk', '', 1, 'Office'),"
+            "('prod_b', 'Oak desk', 'walnut veneer', 1, 'Office'),"
+            "('prod_c', 'Lamp', '', 1, 'Home')"
+        ),
+    )
+    version, first = versioned_count(database_url, "walnut")
+    assert first == 2
+    # Asked again with nothing written: the remembered count, at the same version.
+    assert versioned_count(database_url, "walnut") == (version, 2)
+    assert counted == ["walnut"]
+
+    # Every kind of write moves the version on, so the count is taken again, and is exact.
+    writes = [
+        (
+            "insert into products (id, name, description, price, category) values "
+            "('prod_d', 'Walnut shelf', '', 1, 'Home')",
+            3,
+        ),
+        ("update products set name = 'Oak desk' where id = 'prod_a'", 2),
+        ("update products set description = 'walnut top' where id = 'prod_c'", 3),
+        ("update products set category = 'Garden' where id = 'prod_c'", 3),
+        ("delete from products where id = 'prod_b'", 2),
+    ]
+    for statement, expected in writes:
+        in_transaction(database_url, sql(statement))
+        moved, total = versioned_count(database_url, "walnut")
+        assert moved > version, statement
+        assert total == expected, statement
+        version = moved
+    assert counted == ["walnut"] * (1 + len(writes))
+    # A category narrows its own entry: (term, category) are remembered apart.
+    assert versioned_count(database_url, "walnut", "HOME")[1] == 1  # prod_d
+    assert versioned_count(database_url, "walnut", "garden")[1] == 1  # prod_c

@@ -65,6 +65,59 @@ def test_postgresql_drivers_connect_with_our_settings(
     assert asyncio.run(scenario()) == ("force_custom_plan", "still here")
 
 
+@pytest.mark.pgbouncer(only=True)
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_through_pgbouncer_every_transaction_gets_the_connection_settings(
+    database_url: str, driver: str
+) -> None:
+    """Transaction pooling: many transactions at once share PgBouncer's few server
+    connections, and each still plans per execution and gives up after the timeout."""
+    url = make_url(database_url).set(drivername=f"postgresql+{driver}")
+
+    def settings_and_server(connection: Connection) -> tuple[str, str, int]:
+        mode, timeout, pid = connection.execute(
+            text(
+                "SELECT current_setting('plan_cache_mode'), "
+                "current_setting('statement_timeout'), pg_backend_pid()"
+            )
+        ).one()
+        return str(mode), str(timeout), int(pid)
+
+    async def scenario() -> list[tuple[str, str, int]]:
+        db = Database(url, timeout=0.5, pooler="pgbouncer")
+        try:
+            seen = await asyncio.gather(*(db.read(settings_and_server) for _ in range(40)))
+            with pytest.raises((TimeoutError, DBAPIError)):
+                await db.read(lambda c: c.execute(text("SELECT pg_sleep(5)")))
+            # The same statement again, on whichever server connection is free: nothing
+            # prepared by name is left behind to collide with or to go missing.
+            seen += await asyncio.gather(*(db.read(settings_and_server) for _ in range(40)))
+            return seen
+        finally:
+            await db.dispose()
+
+    seen = asyncio.run(scenario())
+    assert {(mode, timeout) for mode, timeout, _ in seen} == {("force_custom_plan", "500ms")}
+    assert len(seen) == 80
+    assert 1 < len({pid for _, _, pid in seen}) <= 10  # PgBouncer's pool, shared
+
+
+@pytest.mark.pgbouncer(only=True)
+def test_a_direct_connection_setup_is_refused_by_pgbouncer(database_url: str) -> None:
+    """Why STOREFRONT_DATABASE_POOLER exists: what a direct connection sets when it connects
+    (plan_cache_mode) is a startup parameter PgBouncer refuses."""
+
+    async def scenario() -> None:
+        db = Database(database_url, timeout=2)
+        try:
+            await db.read(lambda c: c.execute(text("SELECT 1")))
+        finally:
+            await db.dispose()
+
+    with pytest.raises(Exception, match="unsupported startup parameter"):
+        asyncio.run(scenario())
+
+
 #: A statement that would run for minutes unless stopped.
 SLOW = {
     "sqlite": (

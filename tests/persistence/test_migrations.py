@@ -23,6 +23,8 @@ from tests.helpers import in_transaction
 EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower_id"}
 #: PostgreSQL's trigram indexes (migration 0003); SQLite has the FTS5 table instead.
 TRIGRAM_INDEXES = {"ix_products_name_lower_trgm", "ix_products_description_lower_trgm"}
+#: Tables of the migrations after 0004, which a database at 0004 lacks as well.
+TABLES_AFTER_0004 = {"secret_fingerprints", "idempotency_keys", "revoked_tokens"}
 
 
 @pytest.fixture
@@ -175,12 +177,8 @@ def test_0004_counts_what_is_there_and_goes_away_cleanly(empty_database: str) ->
     assert not in_transaction(empty_database, _triggers) & set(COUNT_TRIGGERS)
     diff, _, version = inspect(empty_database)
     assert version == "0003"
-    assert {change[1].name for change in diff if change[0] == "add_table"} == {
-        "table_counts",
-        "category_counts",
-        "secret_fingerprints",  # 0005's, gone with it
-        "revoked_tokens",  # 0006's
-    }
+    added = {change[1].name for change in diff if change[0] == "add_table"}
+    assert added - TABLES_AFTER_0004 == {"table_counts", "category_counts"}
     # Writes work without the counters (no trigger is left behind to miss its table) ...
     in_transaction(
         empty_database,
@@ -216,10 +214,7 @@ def test_0005_keeps_fingerprints_and_goes_away_cleanly(empty_database: str) -> N
     downgrade(alembic_config(empty_database), "0004")
     diff, _, version = inspect(empty_database)
     assert version == "0004"
-    assert sorted(change[1].name for change in diff if change[0] == "add_table") == [
-        "revoked_tokens",  # 0006's, gone with it
-        "secret_fingerprints",
-    ]
+    assert {change[1].name for change in diff if change[0] == "add_table"} == TABLES_AFTER_0004
     # Upgraded again, it starts empty: the next start records the secrets it has.
     upgrade(empty_database)
     assert (
@@ -233,7 +228,33 @@ def test_0005_keeps_fingerprints_and_goes_away_cleanly(empty_database: str) -> N
     )
 
 
-def test_0006_revoked_tokens_go_away_cleanly(empty_database: str) -> None:
+def test_0007_versions_existing_users_and_goes_away_cleanly(empty_database: str) -> None:
+    upgrade(empty_database, "0006")
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into users (id, name, email, password_hash, created_at) values "
+                "('user_0123456789ab', 'Ada', 'ada@example.com', 'x', '2026-01-01 00:00:00')"
+            )
+        ),
+    )
+    upgrade(empty_database)
+
+    def versions(connection: Connection) -> list[Any]:
+        return connection.execute(text("select id, version from users")).all()
+
+    assert in_transaction(empty_database, versions) == [("user_0123456789ab", 1)]
+    downgrade(alembic_config(empty_database), "0006")
+    diff, indexes, version = inspect(empty_database)
+    assert version == "0006"
+    assert "ix_idempotency_keys_expires_at" not in indexes
+    # The users table was altered in place: its counting triggers are still there.
+    assert in_transaction(empty_database, _triggers) >= set(COUNT_TRIGGERS)
+    assert {change[0] for change in diff} >= {"add_table", "add_column"}
+
+
+def test_0008_revoked_tokens_go_away_cleanly(empty_database: str) -> None:
     upgrade(empty_database)
     in_transaction(
         empty_database,
@@ -244,9 +265,9 @@ def test_0006_revoked_tokens_go_away_cleanly(empty_database: str) -> None:
             )
         ),
     )
-    downgrade(alembic_config(empty_database), "0005")
+    downgrade(alembic_config(empty_database), "0007")
     diff, _, version = inspect(empty_database)
-    assert version == "0005"
+    assert version == "0007"
     assert [change[1].name for change in diff if change[0] == "add_table"] == ["revoked_tokens"]
     upgrade(empty_database)
     assert inspect(empty_database)[0] == []  # the index is back with the table

@@ -202,6 +202,30 @@ def test_set_limit_gives_a_client_its_own_budget(
     assert "not a rate limit" in err
 
 
+@pytest.mark.pgbouncer(only=True)
+def test_behind_pgbouncer_commands_need_postgresql_itself_for_migrations(
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    database_env: dict[str, str],
+) -> None:
+    for name, value in database_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("STOREFRONT_MIGRATION_DATABASE_URL")
+    code, _, err = run(capsys, "db", "upgrade")
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "STOREFRONT_DATABASE_POOLER=pgbouncer needs STOREFRONT_MIGRATION_DATABASE_URL" in err
+
+    monkeypatch.setenv(
+        "STOREFRONT_MIGRATION_DATABASE_URL", database_env["STOREFRONT_MIGRATION_DATABASE_URL"]
+    )
+    assert run(capsys, "db", "upgrade")[0] == 0
+    created = run_json(capsys, "clients", "create", "--name", "pooled", "--json")
+    listed = run_json(capsys, "clients", "list", "--json")
+    assert [c["client_id"] for c in listed] == [created["client_id"]]
+
+
 def _commands() -> list[list[str]]:
     """Every command line that has options of its own: ["serve"], ["clients", "create"], …"""
     found: list[list[str]] = []

@@ -25,8 +25,8 @@ matches, with the time it took to be refused. The table shows p50 and p90 of the
 X-Total-Count query alone, p50 over the same backend's p50 at the smallest N, and the same two
 for a repeat (warm: the term asked again, its exact count remembered for the catalogue's
 version), so that the cache never hides the cold cost. ``--only`` keeps the scenarios whose
-name contains that text (e.g. ``--only search=`` for the searches). ``--explain`` prints the plan of every statement of
-every scenario at the largest N.
+name contains that text (e.g. ``--only search=`` for the searches). ``--explain`` prints the
+plan of every statement of every scenario at the largest N.
 
 The catalogue: names and descriptions from a vocabulary of random words; ten categories of
 about 10% each and one of exactly 20 products; "waterproof" in 1% of descriptions (a term

@@ -286,7 +286,7 @@ class Limiter:
         """At start: a shared store that does not answer gets a warning naming the setting and
         what requests will meet until it answers (the server starts either way: Redis may come
         up after it)."""
-        if not self.shared or await self.check():
+        if not self.shared or await self.check() is None:  # None: it answers
             return
         logger.warning(
             "the rate-limit store STOREFRONT_RATE_LIMIT_STORAGE_URL=%s cannot be reached; %s",

@@ -99,7 +99,10 @@ def test_through_pgbouncer_every_transaction_gets_the_connection_settings(
     seen = asyncio.run(scenario())
     assert {(mode, timeout) for mode, timeout, _ in seen} == {("force_custom_plan", "500ms")}
     assert len(seen) == 80
-    assert 1 < len({pid for _, _, pid in seen}) <= 10  # PgBouncer's pool, shared
+    # PgBouncer's pool of 10, shared: each burst of 40 met at most 10 server connections (the
+    # cancelled pg_sleep may cost its connection, so the two bursts may not share all of them).
+    for burst in (seen[:40], seen[40:]):
+        assert 1 < len({pid for _, _, pid in burst}) <= 10
 
 
 @pytest.mark.pgbouncer(only=True)

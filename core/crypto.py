@@ -15,13 +15,26 @@ from typing import Any, Literal
 import anyio
 import jwt
 from argon2 import PasswordHasher, Type
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_encode
 
 Algorithm = Literal["EdDSA", "ES256", "HS256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "ES256", "HS256")
+
+
+def as_algorithm(name: str) -> Algorithm:
+    """``name`` as an Algorithm; ValueError for any other (a stored row that was altered)."""
+    for algorithm in ALGORITHMS:
+        if name == algorithm:
+            return algorithm
+    raise ValueError(f"not a signing algorithm: {name!r}")
+
+
 #: The algorithms whose public keys the JWKS publishes.
 ASYMMETRIC: frozenset[str] = frozenset({"EdDSA", "ES256"})
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type
@@ -74,25 +87,161 @@ def _derived(secret: bytes, label: str, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
-def signing_keys(secret: bytes, algorithm: Algorithm) -> tuple[Any, Any]:
-    """The (signing, verifying) key of ``algorithm``, derived from the signing secret.
+#: The order of P-256's group.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
-    The asymmetric private keys are derived from the same secret as the HS256 key (at least
-    256 random bits, kept in the key directory or set by STOREFRONT_JWT_SECRET): every
-    instance given that secret signs with the same private key, and the database's
-    fingerprint of the secret binds the private key too, with no second file to keep.
+
+def derived_private_key(secret: bytes, algorithm: Algorithm) -> Any:
+    """The private key of ``algorithm`` derived from the signing secret, as before migration
+    0009: what every instance given that secret signed with. It becomes the database's first
+    signing key, with the same kid, so that tokens issued before the upgrade stay valid.
+
+    HS256's key is the secret itself; the asymmetric keys come from it by HKDF.
     """
     if algorithm == "HS256":
-        return secret, secret
+        return secret
     if algorithm == "EdDSA":
-        private: Any = ed25519.Ed25519PrivateKey.from_private_bytes(_derived(secret, "Ed25519", 32))
-        return private, private.public_key()
+        return ed25519.Ed25519PrivateKey.from_private_bytes(_derived(secret, "Ed25519", 32))
     # A P-256 scalar: 48 bytes reduced modulo the group order minus one, so the bias is
     # below 2**-128 (FIPS 186-5 A.2.1) and the scalar is never zero.
-    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    scalar = int.from_bytes(_derived(secret, "P-256", 48), "big") % (order - 1) + 1
-    private = ec.derive_private_key(scalar, ec.SECP256R1())
-    return private, private.public_key()
+    scalar = int.from_bytes(_derived(secret, "P-256", 48), "big") % (_P256_ORDER - 1) + 1
+    return ec.derive_private_key(scalar, ec.SECP256R1())
+
+
+def signing_keys(secret: bytes, algorithm: Algorithm) -> tuple[Any, Any]:
+    """The (signing, verifying) key of ``algorithm`` derived from the signing secret."""
+    private = derived_private_key(secret, algorithm)
+    return (private, private) if algorithm == "HS256" else (private, private.public_key())
+
+
+#: Bytes of a new HS256 key: the size of the hash output (RFC 7518 §3.2).
+HS256_KEY_BYTES = 32
+
+
+def new_private_key(algorithm: Algorithm) -> Any:
+    """A new random private key of ``algorithm`` (from the operating system's CSPRNG)."""
+    if algorithm == "HS256":
+        return secrets.token_bytes(HS256_KEY_BYTES)
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_key_bytes(algorithm: Algorithm, private: Any) -> bytes:
+    """The private key as the bytes that are encrypted into the database: the HMAC key, the
+    Ed25519 seed (32 bytes), or the P-256 scalar (32 bytes, big-endian)."""
+    if algorithm == "HS256":
+        return bytes(private)
+    if algorithm == "EdDSA":
+        raw: bytes = private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return raw
+    scalar: int = private.private_numbers().private_value
+    return scalar.to_bytes(32, "big")
+
+
+def private_key_from_bytes(algorithm: Algorithm, raw: bytes) -> Any:
+    """The inverse of :func:`private_key_bytes`."""
+    if algorithm == "HS256":
+        return raw
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.from_private_bytes(raw)
+    return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+
+
+class UnreadableKey(Exception):
+    """A stored signing key does not decrypt under this key-encryption key (another KEK, or a
+    row that was altered)."""
+
+
+class KeyEncryption:
+    """AES-256-GCM under a key-encryption key (KEK) derived by HKDF-SHA256 from the signing
+    secret (STOREFRONT_JWT_SECRET or the key directory's jwt-signing.key).
+
+    Each signing key is sealed with a random 96-bit nonce, and its kid and algorithm as the
+    associated data: a sealed key copied to another row, or relabelled with another algorithm,
+    does not decrypt. The stored form is the nonce followed by the ciphertext and tag.
+    """
+
+    NONCE_BYTES = 12
+
+    def __init__(self, secret: bytes) -> None:
+        kek = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=b"storefront key-encryption key: signing keys",
+        ).derive(secret)
+        self._aead = AESGCM(kek)
+
+    @staticmethod
+    def _associated(kid: str, algorithm: str) -> bytes:
+        return f"storefront signing key|{kid}|{algorithm}".encode()
+
+    def seal(self, *, kid: str, algorithm: str, key: bytes) -> bytes:
+        nonce = os.urandom(self.NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, key, self._associated(kid, algorithm))
+
+    def open(self, *, kid: str, algorithm: str, sealed: bytes) -> bytes:
+        nonce, ciphertext = sealed[: self.NONCE_BYTES], sealed[self.NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, ciphertext, self._associated(kid, algorithm))
+        except (InvalidTag, ValueError):
+            raise UnreadableKey(f"signing key {kid} does not decrypt") from None
+
+
+class SigningKey:
+    """One signing key, prepared once: its kid, its public JWK (None for HS256, whose key is a
+    shared secret and never published), the header of the tokens it signs, and the key objects
+    PyJWT's algorithm signs and verifies with (PyJWT would otherwise parse and check the key
+    on every call)."""
+
+    def __init__(self, algorithm: Algorithm, private: Any) -> None:
+        self.algorithm: Algorithm = algorithm
+        self._impl = get_default_algorithms()[algorithm]
+        self.private = private
+        self._signing = self._impl.prepare_key(private)
+        self.public_jwk: dict[str, Any] | None = None
+        if algorithm in ASYMMETRIC:
+            self.verifying = self._impl.prepare_key(private.public_key())
+            jwk: dict[str, Any] = self._impl.to_jwk(self.verifying, as_dict=True)
+            # The RFC 7638 thumbprint: a kid any party can recompute from the public key.
+            self.kid = jwk_thumbprint(jwk)
+            self.public_jwk = {**jwk, "kid": self.kid, "alg": algorithm, "use": "sig"}
+        else:
+            self.verifying = self._signing
+            self.kid = hashlib.sha256(b"kid:" + bytes(private)).hexdigest()[:16]
+        header = {"alg": algorithm, "kid": self.kid, "typ": TOKEN_TYPE}
+        self.header = base64url_encode(json.dumps(header, separators=(",", ":")).encode())
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return base64url_encode(self._impl.sign(signing_input, self._signing))
+
+
+@dataclass(frozen=True)
+class ScheduledKey:
+    """A signing key and its life cycle, in epoch seconds (see persistence.signing_keys):
+    it signs from ``activates_at`` until a newer key activates, and verifies until
+    ``retires_at`` (never, while None)."""
+
+    key: SigningKey
+    activates_at: float = 0.0
+    retires_at: float | None = None
+
+    def retired(self, now: float) -> bool:
+        return self.retires_at is not None and now >= self.retires_at
+
+
+class UnknownSigningKey(InvalidToken):
+    """The token names a kid this codec does not hold (yet: another instance may have
+    rotated); the caller may reload the keys once and try again."""
+
+
+class NoSigningKey(Exception):
+    """No key may sign now (none is loaded, or all have retired)."""
 
 
 #: Verified tokens remembered at most (see TokenCodec.verify); past it the memory starts over.
@@ -102,43 +251,84 @@ LEEWAY = 5
 
 
 class TokenCodec:
-    """Issues and verifies access tokens in the RFC 9068 profile, one algorithm pinned:
-    EdDSA (Ed25519), ES256 (P-256) or HS256."""
+    """Issues and verifies access tokens in the RFC 9068 profile.
+
+    It holds a set of keys (``install``): the active one signs, every one not retired
+    verifies the tokens that name its kid, each with its own algorithm pinned (EdDSA, ES256
+    or HS256). Given ``key``, it holds one key derived from that secret, never retiring (the
+    codec before migration 0009; the unit tests' and benchmarks' shortcut).
+    """
 
     def __init__(
         self,
-        key: bytes,
+        key: bytes | None = None,
         *,
         issuer: str,
         audience: str,
         ttl: int,
         algorithm: Algorithm = "HS256",
     ) -> None:
-        self.algorithm_name: Algorithm = algorithm
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
         self._jwt = jwt.PyJWT(options={"require": REQUIRED_CLAIMS})
-        self._algorithm = get_default_algorithms()[algorithm]
-        signing, verifying = signing_keys(key, algorithm)
-        # Prepared once: PyJWT would otherwise parse and check the key on every call.
-        self._prepared_key = self._algorithm.prepare_key(signing)
-        self._key = self._algorithm.prepare_key(verifying)
-        self._public_jwk: dict[str, Any] | None = None
-        if algorithm in ASYMMETRIC:
-            jwk: dict[str, Any] = self._algorithm.to_jwk(self._key, as_dict=True)
-            # The RFC 7638 thumbprint: a kid any party can recompute from the public key.
-            self.kid = jwk_thumbprint(jwk)
-            self._public_jwk = {**jwk, "kid": self.kid, "alg": algorithm, "use": "sig"}
-        else:
-            self.kid = hashlib.sha256(b"kid:" + key).hexdigest()[:16]
-        header = {"alg": algorithm, "kid": self.kid, "typ": TOKEN_TYPE}
-        self._header = base64url_encode(json.dumps(header, separators=(",", ":")).encode())
+        self._keys: dict[str, ScheduledKey] = {}
+        self._signer: SigningKey | None = None
+        #: The signer holds until this time (the next activation or its own retirement).
+        self._signer_until = 0.0
         #: token -> its claims, for tokens that passed every check.
         self._verified: dict[str, dict[str, Any]] = {}
+        if key is not None:
+            self.install([ScheduledKey(SigningKey(algorithm, derived_private_key(key, algorithm)))])
+
+    def install(self, keys: list[ScheduledKey]) -> None:
+        """Hold ``keys`` from now on, in place of those held before."""
+        gone = self._keys.keys() - {scheduled.key.kid for scheduled in keys}
+        self._keys = {scheduled.key.kid: scheduled for scheduled in keys}
+        self._signer, self._signer_until = None, 0.0
+        if gone:  # a key withdrawn: the tokens it signed are checked again
+            self._verified.clear()
+
+    @property
+    def keys(self) -> list[ScheduledKey]:
+        return list(self._keys.values())
+
+    def signer(self, now: float | None = None) -> SigningKey:
+        """The key that signs at ``now``: of the keys active by then and not retired, the one
+        activated last."""
+        now = time.time() if now is None else now
+        if self._signer is not None and now < self._signer_until:
+            return self._signer
+        live = [s for s in self._keys.values() if not s.retired(now)]
+        if not live:
+            raise NoSigningKey("no signing key is loaded")
+        active = [s for s in live if s.activates_at <= now]
+        # None active yet (this clock behind the one that made the first key): the first to
+        # activate signs, rather than nothing.
+        chosen = (
+            max(active, key=lambda s: (s.activates_at, s.key.kid))
+            if active
+            else min(live, key=lambda s: (s.activates_at, s.key.kid))
+        )
+        later = [s.activates_at for s in live if s.activates_at > max(now, chosen.activates_at)]
+        until = min([*later, chosen.retires_at or float("inf")])
+        self._signer, self._signer_until = chosen.key, until
+        return chosen.key
+
+    @property
+    def kid(self) -> str:
+        """The kid of the key that signs now."""
+        return self.signer().kid
+
+    @property
+    def algorithm_name(self) -> Algorithm:
+        """The algorithm of the key that signs now."""
+        return self.signer().algorithm
 
     def issue(self, *, client_id: str, scopes: list[str]) -> IssuedToken:
-        now = int(time.time())
+        clock = time.time()
+        now = int(clock)
+        key = self.signer(clock)
         scope = " ".join(scopes)
         claims = {
             "iss": self.issuer,
@@ -154,18 +344,22 @@ class TokenCodec:
         # PyJWT's own algorithm and a key prepared once: jwt.encode re-checks on every call that
         # the key is no PEM, SSH or DER key (parsing it with cryptography), half its cost.
         payload = base64url_encode(json.dumps(claims, separators=(",", ":")).encode())
-        signing_input = self._header + b"." + payload
-        signature = base64url_encode(self._algorithm.sign(signing_input, self._prepared_key))
-        token = (signing_input + b"." + signature).decode("ascii")
+        signing_input = key.header + b"." + payload
+        token = (signing_input + b"." + key.sign(signing_input)).decode("ascii")
         return IssuedToken(access_token=token, expires_in=self.ttl, scope=scope)
 
-    def jwks(self) -> dict[str, list[dict[str, Any]]]:
-        """The JWK Set (RFC 7517 §5) of the public keys that verify this codec's tokens; empty
-        for HS256, whose key is a shared secret and never published."""
-        return {"keys": [] if self._public_jwk is None else [dict(self._public_jwk)]}
+    def jwks(self, now: float | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The JWK Set (RFC 7517 §5) of the public keys that verify tokens now: every key not
+        retired (the next one before it signs, the previous ones until their tokens have
+        expired), newest first. HS256 keys are shared secrets and never published."""
+        now = time.time() if now is None else now
+        live = [s for s in self._keys.values() if not s.retired(now)]
+        live.sort(key=lambda s: (s.activates_at, s.key.kid), reverse=True)
+        return {"keys": [dict(s.key.public_jwk) for s in live if s.key.public_jwk is not None]}
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid token; raises InvalidToken otherwise.
+        """The claims of a valid token; raises InvalidToken otherwise (UnknownSigningKey when
+        its kid names no key held).
 
         A client sends the same token with every request until it expires, and decoding and
         checking it again (base64, JSON, HMAC, seven claims) was a sixth of the cost of a
@@ -186,10 +380,20 @@ class TokenCodec:
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            raise InvalidToken("The access token is invalid.") from None
+        scheduled = self._keys.get(kid) if isinstance(kid, str) else None
+        if scheduled is None:
+            raise UnknownSigningKey("The access token is invalid.")
+        if scheduled.retired(time.time()):
+            raise InvalidToken("The access token is invalid.")
+        key = scheduled.key
+        try:
             decoded = self._jwt.decode_complete(
                 token,
-                self._key,
-                algorithms=[self.algorithm_name],
+                key.verifying,
+                algorithms=[key.algorithm],  # the key's own: never the token's choice
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY,
@@ -202,7 +406,7 @@ class TokenCodec:
         claims: dict[str, Any] = decoded["payload"]
         if str(header.get("typ", "")).lower() not in {TOKEN_TYPE, "application/" + TOKEN_TYPE}:
             raise InvalidToken("The access token is invalid.")
-        if header.get("kid") != self.kid or claims["sub"] != claims["client_id"]:
+        if claims["sub"] != claims["client_id"]:
             raise InvalidToken("The access token is invalid.")
         if not isinstance(claims["scope"], str):
             raise InvalidToken("The access token is invalid.")

@@ -69,12 +69,14 @@ class Settings(BaseSettings):
     #: never see each other's counts.
     rate_limit_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "storefront"
 
+    #: The key-encryption key of the signing keys stored in the database (and the seed of
+    #: the first one, as before migration 0009); generated into the key directory when unset.
     jwt_secret: SecretStr | None = None
-    #: How access tokens are signed: HS256 (the default, a shared secret: only this server
-    #: can verify them), EdDSA (Ed25519) or ES256 (P-256), whose public key the JWKS
-    #: publishes so that other services verify tokens without asking. The private key is
-    #: derived from the signing secret (core.crypto.signing_keys).
-    jwt_algorithm: Literal["EdDSA", "ES256", "HS256"] = "HS256"
+    #: The algorithm of new signing keys (the first one, and `keys rotate-signing` without
+    #: --algorithm): EdDSA (Ed25519, the default), ES256 (P-256), both published in the JWKS
+    #: so that other services verify tokens without asking, or HS256 (a shared secret, for
+    #: compatibility). Each stored key keeps its own (storefront/access/signing.py).
+    jwt_algorithm: Literal["EdDSA", "ES256", "HS256"] = "EdDSA"
     pepper: SecretStr | None = None
     #: Where generated secrets are kept when STOREFRONT_JWT_SECRET / STOREFRONT_PEPPER are unset.
     #: Unset: beside a SQLite database file (see key_directory), else ./storefront-keys.

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from handlers._common import Body
 from storefront.access.discovery import server_metadata
-from storefront.http.deps import services
+from storefront.http import conditional
+from storefront.http.deps import header, services
 
-#: A resource server refetches the key set at most this often; a new key (a new
-#: STOREFRONT_JWT_SECRET or algorithm) reaches it within this time after a restart.
-JWKS_MAX_AGE = 300  # the metadata document too: it changes only with the settings
+#: A resource server refetches the metadata document at most this often: it changes only with
+#: the settings.
+METADATA_MAX_AGE = 300
 
 
-async def jwks() -> tuple[Body, int, dict[str, str]]:
-    headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
-    return services().tokens.jwks(), 200, headers
+async def jwks() -> tuple[Body | None, int, dict[str, str]]:
+    svc = services()
+    codec = await svc.signing.fresh()  # a new key is published before it signs
+    body = codec.jwks()
+    # Cached no longer than this server's own copy of the keys may be old (the refresh
+    # window), and a new key is published for longer than that before it signs: a verifier
+    # that honours max-age always holds a key before it meets a token signed with it. The
+    # ETag makes refetching cheap (a 304).
+    tag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+    headers = {
+        "Cache-Control": f"public, max-age={int(svc.signing.window)}",
+        "ETag": f'"{tag}"',
+    }
+    condition = header("if-none-match")
+    if condition is not None:
+        tags = conditional.parse(condition)
+        if tags.any or tag in tags.strong or tag in tags.weak:
+            return None, 304, headers
+    return body, 200, headers
 
 
 async def authorization_server_metadata() -> tuple[Body, int, dict[str, str]]:
@@ -21,4 +41,4 @@ async def authorization_server_metadata() -> tuple[Body, int, dict[str, str]]:
     # The scopes the operations ask for, read from openapi.yaml: the ones worth requesting.
     scopes = sorted({scope for needed in svc.required_scopes.values() for scope in needed})
     metadata = server_metadata(svc.settings, scopes=scopes)
-    return metadata, 200, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
+    return metadata, 200, {"Cache-Control": f"public, max-age={METADATA_MAX_AGE}"}

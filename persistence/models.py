@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -243,6 +244,41 @@ class SecretFingerprint(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SigningKeyRow(Base):
+    """A key that signs access tokens (migration 0009). Its life cycle, by time alone, so that
+    every instance reading the table agrees without being told (storefront/access/signing.py):
+
+    - **pending** until ``activates_at``: published in the JWKS and trusted by every instance,
+      but not yet signing, so that each has loaded it before any token names it;
+    - **active** from ``activates_at``: of the keys active, the one activated last signs;
+    - **previous** from ``deactivates_at`` (the next key's activation): verifies only, and
+      stays published, until every token it signed has expired;
+    - **retired** from ``retires_at``: out of the JWKS and of verification; the next rotation
+      deletes the row.
+
+    The private key is stored encrypted (core.crypto.KeyEncryption: AES-256-GCM under a key
+    derived from STOREFRONT_JWT_SECRET, the kid and algorithm as associated data). A row whose
+    ``private_key`` is NULL stands for the key that servers before 0009 derived from that
+    secret: the migration cannot compute it, so the first process holding the secret replaces
+    the row with the key itself (same kid as before, so outstanding tokens stay valid).
+    """
+
+    __tablename__ = "signing_keys"
+
+    #: The RFC 7638 thumbprint of the public key (EdDSA, ES256), or 16 hex digits (HS256).
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: EdDSA, ES256 or HS256: the only algorithm tokens naming this kid are checked with.
+    algorithm: Mapped[str] = mapped_column(String(8))
+    #: 96-bit nonce || AES-GCM ciphertext and tag of the private key.
+    private_key: Mapped[bytes | None] = mapped_column(LargeBinary(), nullable=True)
+    #: The public JWK (JSON) as the JWKS publishes it; NULL for HS256, which is never published.
+    public_jwk: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    activates_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deactivates_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    retires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 def modelled(name: str | None, type_: str, _parents: Any) -> bool:

@@ -33,6 +33,7 @@ from core.settings import (
 from persistence.db import Database
 from storefront.access.ratelimit import Limiter
 from storefront.access.services import Services
+from storefront.access.signing import SigningKeys
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
 from storefront.http.failures import AuthFailureMiddleware
@@ -110,15 +111,16 @@ def served_spec(settings: Settings) -> dict[str, Any]:
 
 
 def build_services(settings: Settings) -> Services:
+    db = Database.from_settings(settings)
+    # No key yet: the signing keys are the database's, loaded at the first request.
+    tokens = TokenCodec(issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl)
     return Services(
         settings=settings,
-        db=Database.from_settings(settings),
-        tokens=TokenCodec(
-            jwt_signing_key(settings),
-            issuer=settings.issuer,
-            audience=settings.audience,
-            ttl=settings.token_ttl,
-            algorithm=settings.jwt_algorithm,
+        db=db,
+        tokens=tokens,
+        # STOREFRONT_JWT_SECRET (or the kept key file) is the key-encryption key.
+        signing=SigningKeys.from_settings(
+            settings, db=db, codec=tokens, secret=jwt_signing_key(settings)
         ),
         digester=SecretDigester(secret_pepper(settings)),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
@@ -243,7 +245,7 @@ def _refuse_foreign_secrets(settings: Settings) -> None:
     uvicorn calls the factory inside its event loop; the check runs its own, so in a thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         try:
-            pool.submit(bind_secrets, settings, generate=True).result()
+            pool.submit(bind_secrets, settings, generate=True, check_algorithm=True).result()
         except SettingsError as exc:
             logger.error("storefront: %s", exc)
             raise SystemExit(2) from None

@@ -174,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
         "limit", metavar="LIMIT", help='requests per period, as "500/minute"; or "default"'
     )
 
-    keys = command(sub, "keys", "API keys").add_subparsers(
+    keys = command(sub, "keys", "API keys, and the keys that sign access tokens").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
     key_create = command(keys, "create", "create an API key; prints it once")
@@ -189,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     json_flag(key_list)
     revoke = command(keys, "revoke", "revoke an API key; it stops working at once")
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…), not the key")
+    _signing_key_parsers(keys, command, json_flag)
 
     products = command(sub, "products", "the product catalogue").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -207,6 +208,103 @@ def _parser() -> argparse.ArgumentParser:
     )
     command(db, "upgrade", "apply all migrations")
     return parser
+
+
+#: The ``keys`` actions on the keys that sign access tokens (the others are API keys').
+SIGNING_KEY_ACTIONS = ("rotate-signing", "list-signing")
+
+
+def _signing_key_parsers(keys: Any, command: Any, json_flag: Any) -> None:
+    rotate = command(
+        keys,
+        "rotate-signing",
+        "add a token-signing key that takes over from the current one without an outage",
+        description=(
+            "Add a token-signing key. Every instance publishes it in the JWKS at once and signs "
+            "with it a few seconds later; the key it replaces keeps verifying until the last "
+            "token it signed has expired (STOREFRONT_TOKEN_TTL and 10 s), then retires."
+        ),
+    )
+    rotate.add_argument(
+        "--algorithm",
+        choices=["EdDSA", "ES256", "HS256"],
+        default=None,
+        help="the new key's algorithm (default: STOREFRONT_JWT_ALGORITHM)",
+    )
+    json_flag(rotate)
+    listing = command(
+        keys, "list-signing", "list the token-signing keys and their state, oldest first"
+    )
+    json_flag(listing)
+
+
+def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
+    """``keys rotate-signing`` and ``keys list-signing``."""
+    from storefront.access.signing import state
+    from storefront.keyring import list_signing_keys, rotate_signing_key
+
+    require_database(settings)
+    _upgrade(settings)
+    # A rotation on a database without keys yet makes the secret (the key-encryption key)
+    # and the first key, as a first start would.
+    bind_secrets(settings, generate=args.action == "rotate-signing")
+    if args.action == "rotate-signing":
+        done = rotate_signing_key(settings, algorithm=args.algorithm)
+        if args.json:
+            _print_json(
+                {
+                    "kid": done.kid,
+                    "algorithm": done.algorithm,
+                    "activates_at": done.activates_at.isoformat(),
+                    "previous": [
+                        {"kid": kid, "retires_at": done.retires_at.isoformat()}
+                        for kid in done.replaced
+                    ],
+                    "deleted": done.deleted,
+                }
+            )
+            return
+        print(
+            f"new signing key {done.kid} ({done.algorithm}), signs from {_when(done.activates_at)}"
+        )
+        for kid in done.replaced:
+            print(f"previous key {kid} verifies until {_when(done.retires_at)}, then retires")
+        for kid in done.deleted:
+            print(f"retired key {kid} deleted")
+        return
+    now = datetime.now(UTC)
+    rows = list_signing_keys(settings)
+    if args.json:
+        _print_json(
+            [
+                {
+                    "kid": row.kid,
+                    "algorithm": row.algorithm,
+                    "state": state(row, now),
+                    "created_at": row.created_at.isoformat(),
+                    "activates_at": row.activates_at.isoformat(),
+                    "deactivates_at": row.deactivates_at and row.deactivates_at.isoformat(),
+                    "retires_at": row.retires_at and row.retires_at.isoformat(),
+                    "published": row.public_jwk is not None,
+                }
+                for row in rows
+            ]
+        )
+        return
+    _table(
+        ("KID", "ALGORITHM", "STATE", "SIGNS FROM", "SIGNS UNTIL", "RETIRES"),
+        [
+            (
+                row.kid,
+                row.algorithm,
+                state(row, now),
+                _when(row.activates_at),
+                "-" if row.deactivates_at is None else _when(row.deactivates_at),
+                "-" if row.retires_at is None else _when(row.retires_at),
+            )
+            for row in rows
+        ],
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -401,6 +499,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         # Checks the secrets at hand, if any, and records them on a new database; makes none.
         bind_secrets(settings, generate=False)
         print("database is at the latest migration")
+        return
+    if args.command == "keys" and args.action in SIGNING_KEY_ACTIONS:
+        _signing_key_command(settings, args)
         return
     # Only serve and db upgrade create a database; the others say where they looked.
     require_database(settings)

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 
-from core.crypto import fingerprint
+from core.crypto import Algorithm, KeyEncryption, fingerprint
 from core.settings import (
     DEFAULT_KEY_DIR,
     JWT_KEY,
@@ -31,13 +31,23 @@ from core.settings import (
     Settings,
     SettingsError,
     configured_secret,
+    jwt_signing_key,
     key_file,
     read_or_create_secret,
     read_secret,
     sqlite_file,
 )
-from persistence import fingerprints
+from persistence import fingerprints, signing_keys
 from persistence.db import Database
+from persistence.models import utcnow
+from persistence.signing_keys import StoredKey
+from storefront.access.signing import (
+    Rotation,
+    activation_lead,
+    retirement_delay,
+    rotate,
+    seed_first_key,
+)
 
 logger = logging.getLogger("storefront")
 T = TypeVar("T")
@@ -76,18 +86,23 @@ def require_database(settings: Settings) -> None:
         )
 
 
-def bind_secrets(settings: Settings, *, generate: bool) -> None:
+def bind_secrets(settings: Settings, *, generate: bool, check_algorithm: bool = False) -> None:
     """Check the pepper and signing key against the fingerprints the database recorded,
-    recording those not yet recorded.
+    recording those not yet recorded; with the signing secret at hand, store the first
+    signing key if the database has none (storefront/access/signing.py).
 
     ``generate``: a secret that is neither set nor kept in the key directory is made (and kept)
     when the database has none recorded, as on a first start; without it such a secret is
     left alone (``db upgrade`` needs none).
+
+    ``check_algorithm`` (a server starting): warn when the key that signs (or is about to)
+    is not of STOREFRONT_JWT_ALGORITHM.
     """
 
     async def check(db: Database) -> None:
         recorded = await db.read(fingerprints.recorded)
         credentials = await db.read(fingerprints.holds_credentials)
+        signing_secret: bytes | None = None
         for kind in (PEPPER, JWT_KEY):
             known = recorded.get(kind.name)
             secret = _secret(
@@ -105,6 +120,35 @@ def bind_secrets(settings: Settings, *, generate: bool) -> None:
                 known = await db.write(fingerprints.record, name=kind.name, fingerprint=mine)
             if not hmac.compare_digest(known, mine):
                 raise SettingsError(_mismatch(settings, kind))
+            if kind is JWT_KEY:
+                signing_secret = secret
+        if signing_secret is None:
+            return
+        first = await db.write(
+            seed_first_key,
+            secret=signing_secret,
+            encryption=KeyEncryption(signing_secret),
+            algorithm=settings.jwt_algorithm,
+            algorithm_configured="jwt_algorithm" in settings.model_fields_set,
+        )
+        if first is not None:
+            logger.info(
+                "stored the first signing key %s (%s)%s",
+                first.kid,
+                first.algorithm,
+                " as before the upgrade" if first.inherited else "",
+            )
+        if check_algorithm:
+            newest = (await db.read(signing_keys.usable, now=utcnow()))[-1:]
+            if newest and newest[0].algorithm != settings.jwt_algorithm:
+                logger.warning(
+                    "tokens are signed with %s (key %s) while STOREFRONT_JWT_ALGORITHM is %s, "
+                    "which applies to new keys only: run 'storefront keys rotate-signing' to "
+                    "switch without an outage",
+                    newest[0].algorithm,
+                    newest[0].kid,
+                    settings.jwt_algorithm,
+                )
 
     _run(settings, check)
 
@@ -168,3 +212,29 @@ def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
             await db.dispose()
 
     return asyncio.run(main())
+
+
+def rotate_signing_key(settings: Settings, *, algorithm: Algorithm | None = None) -> Rotation:
+    """``storefront keys rotate-signing``: a new key (of ``algorithm``, else
+    STOREFRONT_JWT_ALGORITHM) that every instance publishes at once and signs with after the
+    activation lead; the key it replaces retires when its last token has expired."""
+
+    async def work(db: Database) -> Rotation:
+        return await db.write(
+            rotate,
+            encryption=KeyEncryption(jwt_signing_key(settings)),
+            algorithm=algorithm or settings.jwt_algorithm,
+            lead=activation_lead(settings),
+            retire_after=retirement_delay(settings),
+        )
+
+    return _run(settings, work)
+
+
+def list_signing_keys(settings: Settings) -> list[StoredKey]:
+    """Every signing key row, oldest first (retired ones until a rotation deletes them)."""
+
+    async def work(db: Database) -> list[StoredKey]:
+        return await db.read(signing_keys.every_key)
+
+    return _run(settings, work)

@@ -55,7 +55,7 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     if token.startswith(API_KEY_PREFIX):
         return await _from_api_key(services, request, token)
     try:
-        claims = services.tokens.verify(token)
+        claims = await services.signing.verify(token)
     except InvalidToken as exc:
         raise OAuthProblem(detail=str(exc)) from None
     # Checked (through a cache of STOREFRONT_AUTH_CACHE_TTL seconds) so that disabling a

@@ -160,6 +160,8 @@ async def client_credentials_grant(
     )
     # Keep the client's order so that "write read" and "read write" grant the same string.
     granted = [s for s in allowed if s in requested]
-    token = svc.tokens.issue(client_id=client.id, scopes=granted)
+    # Keys at most one refresh window old: a rotation reaches every instance before it signs.
+    codec = await svc.signing.fresh()
+    token = codec.issue(client_id=client.id, scopes=granted)
     TOKENS_ISSUED.inc()
     return token

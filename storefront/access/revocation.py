@@ -55,7 +55,7 @@ async def revoke(
     # refresh tokens, and API keys are revoked with `storefront keys revoke`).
     client, token = await _client(svc, asgi_scope, creds, token)
     try:
-        claims = svc.tokens.verify(token)
+        claims = await svc.signing.verify(token)
     except InvalidToken:
         return  # nothing that could be used: nothing to revoke
     if claims["client_id"] != client.id:
@@ -73,7 +73,7 @@ async def introspect(
 ) -> dict[str, Any]:
     client, token = await _client(svc, asgi_scope, creds, token)
     try:
-        claims = svc.tokens.verify(token)
+        claims = await svc.signing.verify(token)
     except InvalidToken:
         return INACTIVE
     own = claims["client_id"] == client.id

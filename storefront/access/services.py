@@ -11,6 +11,7 @@ from core.settings import Settings
 from persistence.clients import KeyRow
 from persistence.db import Database
 from storefront.access.ratelimit import Limiter
+from storefront.access.signing import SigningKeys
 
 
 @dataclass
@@ -18,6 +19,8 @@ class Services:
     settings: Settings
     db: Database
     tokens: TokenCodec
+    #: The database's signing keys, kept loaded into ``tokens``: verify and issue through it.
+    signing: SigningKeys
     digester: SecretDigester
     passwords: PasswordHashing
     limiter: Limiter

@@ -12,10 +12,12 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
+from core.crypto import KeyEncryption, SigningKey, as_algorithm, private_key_from_bytes
 from core.settings import Settings
 from persistence.db import async_url
 from persistence.models import Base
 from storefront import admin
+from storefront.keyring import list_signing_keys
 
 
 def assert_error(response: Response, status: int, *words: str) -> dict[str, Any]:
@@ -83,3 +85,17 @@ def in_transaction(url: str, work: Callable[[Connection], T]) -> T:
             await engine.dispose()
 
     return asyncio.run(go())
+
+
+def server_signing_key(settings: Settings) -> SigningKey:
+    """The key the server signs with (the newest stored one, decrypted with the test secret),
+    for tests that forge a token with one thing changed. The server must have stored its first
+    key already (it does on its first request)."""
+    assert settings.jwt_secret is not None
+    rows = [row for row in list_signing_keys(settings) if row.private_key is not None]
+    row = rows[-1]
+    assert row.private_key is not None
+    algorithm = as_algorithm(row.algorithm)
+    secret = settings.jwt_secret.get_secret_value().encode()
+    raw = KeyEncryption(secret).open(kid=row.kid, algorithm=algorithm, sealed=row.private_key)
+    return SigningKey(algorithm, private_key_from_bytes(algorithm, raw))

@@ -82,6 +82,13 @@ class Forger:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """HS256, explicitly: these tests forge tokens with the shared secret, one thing changed at
+    a time (tests/handlers/test_jwks.py forges EdDSA and ES256 ones)."""
+    return settings.model_copy(update={"jwt_algorithm": "HS256"})
+
+
+@pytest.fixture
 def client(make_client: MakeClient) -> admin.NewClient:
     return make_client("read write")
 

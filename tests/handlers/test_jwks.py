@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -16,7 +18,9 @@ from starlette.testclient import TestClient
 
 from core.settings import Settings
 from storefront import admin
+from storefront.access.signing import refresh_window
 from storefront.app import create_app
+from storefront.keyring import rotate_signing_key
 from tests.conftest import JWT_SECRET
 
 MakeClient = Callable[..., admin.NewClient]
@@ -32,7 +36,17 @@ def test_jwks_publishes_the_key_that_signs_tokens(
 ) -> None:
     response = api.get("/.well-known/jwks.json")
     assert response.status_code == 200, response.text
-    assert response.headers["cache-control"] == "public, max-age=300"
+    # No longer than the refresh window (STOREFRONT_AUTH_CACHE_TTL, at least 1 s).
+    assert response.headers["cache-control"] == "public, max-age=1"
+    etag = response.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    again = api.get("/.well-known/jwks.json", headers={"If-None-Match": etag})
+    assert (again.status_code, again.content) == (304, b"")
+    assert again.headers["etag"] == etag
+    assert again.headers["cache-control"] == "public, max-age=1"
+    other = api.get("/.well-known/jwks.json", headers={"If-None-Match": '"0123"'})
+    assert other.status_code == 200
+    assert other.json() == response.json()
     keys = response.json()["keys"]
     assert len(keys) == 1
     key = keys[0]
@@ -101,3 +115,39 @@ def app_hs256(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings.model_copy(update={"jwt_algorithm": "HS256"}))
     with app.test_client() as client:
         yield client
+
+
+def test_a_new_database_signs_with_eddsa_by_default(
+    backend: str, direct_database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=direct_database_url,
+        key_dir=tmp_path / "keys",
+    )
+    with create_app(settings).test_client() as api:
+        (key,) = api.get("/.well-known/jwks.json").json()["keys"]
+    assert (key["alg"], key["kty"], key["crv"]) == ("EdDSA", "OKP", "Ed25519")
+
+
+def test_a_rotation_publishes_the_new_key_first_and_keeps_the_old_one(
+    api: TestClient, settings: Settings, make_client: MakeClient, token_for: Callable[..., str]
+) -> None:
+    client = make_client("read")
+    before = token_for(client)
+    first = api.get("/.well-known/jwks.json")
+    (old_key,) = first.json()["keys"]
+
+    rotated = rotate_signing_key(settings, algorithm="ES256")
+    time.sleep(refresh_window(settings))  # this instance's copy of the keys gets stale
+    response = api.get("/.well-known/jwks.json", headers={"If-None-Match": first.headers["etag"]})
+    assert response.status_code == 200  # another key set: another tag
+    assert response.headers["etag"] != first.headers["etag"]
+    new_key, still = response.json()["keys"]
+    assert (new_key["kid"], new_key["alg"], new_key["kty"]) == (rotated.kid, "ES256", "EC")
+    assert still == old_key
+    # Pending: published, not yet signing; the old key signs and verifies.
+    during = token_for(client)
+    assert jwt.get_unverified_header(during)["kid"] == old_key["kid"]
+    for token in (before, during):
+        assert api.get("/products", headers={"Authorization": f"Bearer {token}"}).status_code == 200

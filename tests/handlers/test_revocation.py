@@ -11,14 +11,13 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from core.crypto import TokenCodec
+from core.crypto import ScheduledKey, TokenCodec, new_private_key
 from core.settings import Settings
 from persistence import clients, revocations
 from storefront import admin
 from storefront.app import create_app
-from tests.conftest import JWT_SECRET
 from tests.handlers.test_auth import assert_oauth_error, basic
-from tests.helpers import db_rows
+from tests.helpers import db_rows, server_signing_key
 
 MakeClient = Callable[..., admin.NewClient]
 TokenFor = Callable[..., str]
@@ -159,15 +158,15 @@ def test_inactive_tokens(
     client = make_client("read")
     revoked = token_for(client)
     revoke(api, client, revoked)
-    forged = jwt.encode(
+    header = jwt.get_unverified_header(revoked)
+    forged = jwt.encode(  # the same header, signed by another key of the same kind
         jwt.decode(revoked, options={"verify_signature": False}),
-        "another-key-0123456789abcdef0123456789",
-        algorithm="HS256",
-        headers=jwt.get_unverified_header(revoked),
+        new_private_key(header["alg"]),
+        algorithm=header["alg"],
+        headers=header,
     )
-    codec = TokenCodec(
-        JWT_SECRET.encode(), issuer=settings.issuer, audience=settings.audience, ttl=60
-    )
+    codec = TokenCodec(issuer=settings.issuer, audience=settings.audience, ttl=60)
+    codec.install([ScheduledKey(server_signing_key(settings))])  # the server's own key
     with monkeypatch.context() as patch:
         patch.setattr(time, "time", lambda: 1_000_000_000.0)
         expired = codec.issue(client_id=client.client_id, scopes=["read"]).access_token

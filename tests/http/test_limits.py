@@ -7,7 +7,6 @@ own refusals (headers read off the socket, malformed HTTP) are in tests/test_ser
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -25,8 +24,7 @@ from core.settings import Settings
 from storefront import admin
 from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.validators import json_depth
-from tests.conftest import JWT_SECRET
-from tests.helpers import assert_error, db_rows
+from tests.helpers import assert_error, db_rows, server_signing_key
 
 
 def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
@@ -274,7 +272,10 @@ def test_header_fields_over_the_size_limit_are_a_431(
 
 
 def test_a_token_with_a_string_exp_is_refused_every_time(
-    api: TestClient, make_client: Callable[..., admin.NewClient], caplog: pytest.LogCaptureFixture
+    api: TestClient,
+    settings: Settings,
+    make_client: Callable[..., admin.NewClient],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = make_client("read")
     now = int(time.time())
@@ -288,8 +289,11 @@ def test_a_token_with_a_string_exp_is_refused_every_time(
         "client_id": client.client_id,
         "scope": "read",
     }
-    kid = hashlib.sha256(b"kid:" + JWT_SECRET.encode()).hexdigest()[:16]
-    token = jwt.encode(claims, JWT_SECRET, algorithm="HS256", headers={"typ": "at+jwt", "kid": kid})
+    api.get("/.well-known/jwks.json")  # the server's first request stores its first key
+    key = server_signing_key(settings)  # signed with the server's own key: only exp is wrong
+    token = jwt.encode(
+        claims, key.private, algorithm=key.algorithm, headers={"typ": "at+jwt", "kid": key.kid}
+    )
     for _ in range(2):
         response = api.get("/products", headers={"Authorization": f"Bearer {token}"})
         assert_error(response, 401, "invalid")

@@ -24,7 +24,7 @@ EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower_id"}
 #: PostgreSQL's trigram indexes (migration 0003); SQLite has the FTS5 table instead.
 TRIGRAM_INDEXES = {"ix_products_name_lower_trgm", "ix_products_description_lower_trgm"}
 #: Tables of the migrations after 0004, which a database at 0004 lacks as well.
-TABLES_AFTER_0004 = {"secret_fingerprints", "idempotency_keys", "revoked_tokens"}
+TABLES_AFTER_0004 = {"secret_fingerprints", "idempotency_keys", "revoked_tokens", "signing_keys"}
 
 
 @pytest.fixture
@@ -268,6 +268,39 @@ def test_0008_revoked_tokens_go_away_cleanly(empty_database: str) -> None:
     downgrade(alembic_config(empty_database), "0007")
     diff, _, version = inspect(empty_database)
     assert version == "0007"
-    assert [change[1].name for change in diff if change[0] == "add_table"] == ["revoked_tokens"]
+    added = sorted(change[1].name for change in diff if change[0] == "add_table")
+    assert added == ["revoked_tokens", "signing_keys"]
     upgrade(empty_database)
     assert inspect(empty_database)[0] == []  # the index is back with the table
+
+
+def _signing_keys(connection: Connection) -> list[Any]:
+    return connection.execute(text("select kid, algorithm, private_key from signing_keys")).all()
+
+
+def test_0009_leaves_a_placeholder_only_where_tokens_may_be_outstanding(
+    empty_database: str,
+) -> None:
+    upgrade(empty_database, "0008")
+    upgrade(empty_database)
+    # No client, no token: the first start makes a key of STOREFRONT_JWT_ALGORITHM.
+    assert in_transaction(empty_database, _signing_keys) == []
+    downgrade(alembic_config(empty_database), "0008")
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_0123456789ab', 'old', :digest, 'read', '2026-01-01 00:00:00')"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    upgrade(empty_database)
+    # Clients: their tokens were signed with the key derived from the secret, HS256 unless
+    # configured; the first process holding the secret replaces the placeholder with it.
+    assert in_transaction(empty_database, _signing_keys) == [("derived-from-secret", "HS256", None)]
+    downgrade(alembic_config(empty_database), "0008")
+    diff, _, version = inspect(empty_database)
+    assert version == "0008"
+    assert [change[1].name for change in diff if change[0] == "add_table"] == ["signing_keys"]

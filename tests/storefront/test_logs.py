@@ -14,8 +14,7 @@ from starlette.testclient import TestClient
 from core.settings import Settings
 from storefront import admin
 from storefront.logs import configure_logging
-from tests.conftest import JWT_SECRET
-from tests.helpers import db_rows
+from tests.helpers import db_rows, server_signing_key
 
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -65,7 +64,7 @@ def test_no_secret_reaches_any_log_line(
         },
     )
     api.get("/users", params={"access_token": token})  # never read, never logged
-    refused, forged = refused_requests(api, client, bearer, token, passwords[0])
+    refused, forged = refused_requests(api, settings, client, bearer, token, passwords[0])
 
     # The server's records only: the test's own HTTP client logs the URLs it requests.
     server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
@@ -81,7 +80,12 @@ def test_no_secret_reaches_any_log_line(
 
 
 def refused_requests(
-    api: TestClient, client: admin.NewClient, bearer: dict[str, str], token: str, password: str
+    api: TestClient,
+    settings: Settings,
+    client: admin.NewClient,
+    bearer: dict[str, str],
+    token: str,
+    password: str,
 ) -> tuple[int, str]:
     """Requests refused for their size or shape, each carrying a secret: how many, and a
     token (signed, with a string ``exp``) they sent."""
@@ -121,10 +125,11 @@ def refused_requests(
         ).status_code
     )
     claims = jwt.decode(token, options={"verify_signature": False})
+    key = server_signing_key(settings)  # the server's own key: only exp is wrong
     forged = jwt.encode(
         {**claims, "exp": str(claims["exp"])},
-        JWT_SECRET,
-        algorithm="HS256",
+        key.private,
+        algorithm=key.algorithm,
         headers=jwt.get_unverified_header(token),
     )
     for _ in range(2):  # the second use was a 500

@@ -20,8 +20,12 @@ from core.crypto import (
     LEEWAY,
     InvalidToken,
     PasswordHashing,
+    ScheduledKey,
     SecretDigester,
+    SigningKey,
     TokenCodec,
+    UnknownSigningKey,
+    new_private_key,
 )
 from core.ids import API_KEY_PREFIX, new_api_key, new_id, new_secret
 from core.settings import Settings
@@ -368,3 +372,68 @@ def test_a_verified_asymmetric_token_is_not_checked_again(
     for _ in range(3):
         assert tokens.verify(token)["sub"] == "cli_abc"
     assert checks == []  # a signature check costs ~0.5 ms; the remembered claims cost none
+
+
+# --- several keys: rotation and retirement, on an injected clock ---------------------------
+
+
+def test_keys_sign_in_turn_and_verify_until_they_retire(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The codec's clock. PyJWT checks iat and exp against its own, the real one: the switch
+    # is now, so that every token issued around it is valid for PyJWT.
+    switch = time.time()
+    clock = [switch - 100]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    old = SigningKey("EdDSA", new_private_key("EdDSA"))
+    new = SigningKey("ES256", new_private_key("ES256"))
+    retire = switch + 3600 + 10  # the old key's last token's lifetime, and the margins
+    tokens = codec(ttl=3600)
+    tokens.install([ScheduledKey(old, 0.0, retire), ScheduledKey(new, switch)])
+
+    # Before the switch: the old key signs; the new one is published first, and trusted.
+    before = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    assert jwt.get_unverified_header(before)["kid"] == old.kid
+    assert [key["kid"] for key in tokens.jwks()["keys"]] == [new.kid, old.kid]
+
+    clock[0] = switch
+    after = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    assert jwt.get_unverified_header(after) == {"alg": "ES256", "kid": new.kid, "typ": "at+jwt"}
+    # The old key's tokens verify until it retires.
+    clock[0] = switch - 1
+    last = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    clock[0] = retire - 0.5
+    assert tokens.verify(last)["sub"] == "cli_abc"
+    assert tokens.signer().kid == new.kid
+    assert tokens.verify(after)["sub"] == "cli_abc"
+
+    # Retired: out of the JWKS, and its tokens refused, remembered or not.
+    clock[0] = retire
+    assert [key["kid"] for key in tokens.jwks()["keys"]] == [new.kid]
+    forged_late = jwt.encode(  # a token of the retired key (never remembered)
+        {**jwt.decode(before, options={"verify_signature": False}), "jti": "fresh"},
+        old.private,
+        algorithm="EdDSA",
+        headers={"typ": "at+jwt", "kid": old.kid},
+    )
+    with pytest.raises(InvalidToken):
+        tokens.verify(forged_late)
+    assert tokens.verify(after)["sub"] == "cli_abc"
+
+
+def test_a_token_names_its_key_and_is_checked_with_that_keys_algorithm_only() -> None:
+    hs256 = SigningKey("HS256", new_private_key("HS256"))
+    eddsa = SigningKey("EdDSA", new_private_key("EdDSA"))
+    tokens = codec()
+    tokens.install([ScheduledKey(hs256, 0.0), ScheduledKey(eddsa, 1.0)])
+    issued = tokens.issue(client_id="cli_abc", scopes=["read"]).access_token
+    claims = jwt.decode(issued, options={"verify_signature": False})
+    # The HS256 key's kid on an EdDSA header, and the reverse: refused.
+    for kid, key, algorithm in [
+        (hs256.kid, eddsa.private, "EdDSA"),
+        (eddsa.kid, hs256.private, "HS256"),
+    ]:
+        token = jwt.encode(claims, key, algorithm=algorithm, headers={"typ": "at+jwt", "kid": kid})
+        with pytest.raises(InvalidToken):
+            tokens.verify(token)
+    with pytest.raises(UnknownSigningKey):
+        tokens.verify(jwt.encode(claims, hs256.private, algorithm="HS256", headers={"kid": "nope"}))
+    assert tokens.jwks()["keys"] == [eddsa.public_jwk]  # the HS256 key is never published

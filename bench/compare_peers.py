@@ -215,6 +215,9 @@ def project_env(directory: Path) -> dict[str, str]:
         "STOREFRONT_RATE_LIMIT": HUGE,
         # Failed authentications (a bad token in bench/memory.py) have their own budget.
         "STOREFRONT_AUTH_FAILURE_LIMIT": HUGE,
+        # The peers sign and verify HS256: the same work (EdDSA, the default for new keys,
+        # costs more per token issued: bench/signing_cost.py).
+        "STOREFRONT_JWT_ALGORITHM": "HS256",
     }
 
 

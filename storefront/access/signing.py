@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.crypto import (
@@ -249,10 +250,21 @@ class SigningKeys:
         )
 
     async def fresh(self) -> TokenCodec:
-        """The codec, with keys at most one refresh window old."""
+        """The codec, with keys at most one refresh window old (or, while the database does
+        not answer, the keys loaded last: they stay right until the times they carry)."""
         loaded = self._loaded_at
-        if loaded is None or self._monotonic() - loaded >= self.window:
+        if loaded is None:
             await self.load()
+        elif self._monotonic() - loaded >= self.window:
+            try:
+                await self.load()
+            except (SQLAlchemyError, OSError) as exc:  # TimeoutError among them
+                logger.warning(
+                    "could not reload the signing keys (%s): signing with those loaded %.0f s ago",
+                    type(exc).__name__,
+                    self._monotonic() - loaded,
+                )
+                self._loaded_at = self._monotonic()  # the next attempt, a window later
         return self._codec
 
     async def verify(self, token: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from 0008), the reload on an unknown kid, and the algorithm setting against the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterator
@@ -26,9 +27,11 @@ from core.crypto import (
 )
 from core.settings import Settings
 from persistence import signing_keys
+from persistence.db import Database
 from persistence.migrate import upgrade
 from storefront import admin
 from storefront.access.signing import (
+    SigningKeys,
     activation_lead,
     retirement_delay,
     rotate,
@@ -341,3 +344,61 @@ def test_the_algorithm_setting_applies_to_new_keys_and_warns_once(
     with caplog.at_level(logging.WARNING, logger="storefront"):
         bind_secrets(eddsa, generate=False, check_algorithm=True)
     assert caplog.records == []
+
+
+def test_an_instance_reloads_at_most_once_per_window_and_rides_out_an_outage(
+    settings: Settings,
+    key_reads: list[datetime],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = [100.0]
+    db = Database.from_settings(settings)
+    codec = TokenCodec(issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl)
+    keys = SigningKeys(
+        db=db,
+        codec=codec,
+        secret=SECRET,
+        algorithm="EdDSA",
+        algorithm_configured=True,
+        window=1.0,
+        monotonic=lambda: clock[0],
+    )
+
+    async def scenario() -> list[str]:
+        kids = []
+        try:
+            kids.append((await keys.fresh()).signer().kid)  # stores the first key, reads it
+            first = len(key_reads)
+            for moment in (100.5, 100.99):  # nothing more within the window
+                clock[0] = moment
+                kids.append((await keys.fresh()).signer().kid)
+            assert len(key_reads) == first
+            rotated = await db.write(
+                rotate,
+                encryption=KeyEncryption(SECRET),
+                algorithm="ES256",
+                lead=timedelta(0),
+                retire_after=retirement_delay(settings),
+            )
+            clock[0] = 101.0  # the window has passed: the next token is signed with the new key
+            assert (await keys.fresh()).signer().kid == rotated.kid
+            assert len(key_reads) == first + 1
+
+            def away(connection: Any, *, now: datetime) -> Any:
+                raise OSError("connection refused")
+
+            monkeypatch.setattr(signing_keys, "usable", away)
+            clock[0] = 102.5
+            # The database is away: the keys loaded last still sign, and say so once.
+            assert (await keys.fresh()).signer().kid == rotated.kid
+            assert (await keys.fresh()).signer().kid == rotated.kid
+        finally:
+            await db.dispose()
+        return kids
+
+    with caplog.at_level(logging.WARNING, logger="storefront"):
+        kids = asyncio.run(scenario())
+    assert len(set(kids)) == 1
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("could not reload the signing keys (OSError): signing with those")

@@ -150,8 +150,10 @@ def seed_first_key(
     with the first ``keys rotate-signing``.
     """
     now = now or utcnow()
+    if any(row.private_key is not None for row in signing_keys.every_key(session)):
+        return None  # the usual case, every start after the first: no lock taken
     signing_keys.lock(session)
-    rows = signing_keys.every_key(session)
+    rows = signing_keys.every_key(session)  # again, under the lock
     if any(row.private_key is not None for row in rows):
         return None
     placeholder = next((row for row in rows if row.kid == signing_keys.DERIVED_KID), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import json
 import os
 import signal
@@ -383,12 +384,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         # httptools, with header fields counted and malformed requests answered in the
         # error shape (storefront.server).
         http="storefront.server:BoundedHttpToolsProtocol",
+        # uvloop, accepting every waiting connection in one turn (storefront.eventloop); where
+        # uvloop is missing (it comes with uvicorn[standard], not on Windows), asyncio's loop,
+        # which accepts that way already.
+        loop=_event_loop(),
         # Explicitly, never uvicorn's default (127.0.0.1 and FORWARDED_ALLOW_IPS from the
         # environment): a forwarded address is believed only from a proxy the operator listed.
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
+
+
+def _event_loop() -> str:
+    """uvicorn's ``loop=``: the import string of storefront.eventloop's loop, or asyncio's."""
+    if importlib.util.find_spec("uvloop") is None:
+        return "asyncio"
+    return "storefront.eventloop:new_event_loop"
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> None:

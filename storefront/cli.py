@@ -30,7 +30,7 @@ from core.settings import (
 )
 from persistence import clients as clients_repo
 from persistence.migrate import upgrade
-from persistence.models import ApiKey
+from persistence.models import ApiKey, Client
 from storefront import admin
 from storefront.keyring import bind_secrets, require_database
 from storefront.logs import configure_logging
@@ -447,6 +447,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                         "created_at": c.created_at.isoformat(),
                         "disabled": c.disabled_at is not None,
                         "rate_limit": c.rate_limit,
+                        "previous_secret_expires_at": _grace_end(c),
                     }
                     for c in clients
                 ]
@@ -514,6 +515,12 @@ def _rotate_secret_parser(parser: argparse.ArgumentParser) -> None:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+def _grace_end(client: Client) -> str | None:
+    """Until when the secret the last rotation replaced still works; None when it does not."""
+    until = client.previous_secret_expires_at
+    return None if until is None or until <= datetime.now(UTC) else until.isoformat()
 
 
 def _rotate_secret(settings: Settings, args: argparse.Namespace) -> None:

@@ -92,7 +92,10 @@ def test_an_expired_key_is_401_with_a_bearer_challenge(
     for headers in ({"X-API-Key": expiring.api_key}, bearer(expiring.api_key)):
         response = api.get("/users", headers=headers)
         assert_unauthorized(response)
-        assert response.json()["message"] == "The API key has expired."
+        assert response.json() == {"error": "Unauthorized", "message": "The API key has expired."}
+        assert (
+            'error_description="The API key has expired."' in response.headers["WWW-Authenticate"]
+        )
     assert api.get("/users", headers={"X-API-Key": forever.api_key}).status_code == 200
 
 

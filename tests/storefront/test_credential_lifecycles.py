@@ -94,8 +94,7 @@ def test_keys_expire_and_the_list_shows_each_keys_lifecycle(
             assert api.get("/users", headers={"X-API-Key": quarterly["api_key"]}).status_code == 200
         expired = api.get("/users", headers={"X-API-Key": soon["api_key"]})
         assert expired.status_code == 401
-        assert set(expired.json()) == {"error", "message"}
-        assert expired.json()["message"] == "The API key has expired."
+        assert expired.json() == {"error": "Unauthorized", "message": "The API key has expired."}
         assert expired.headers["WWW-Authenticate"].startswith("Bearer")
     # Leaving the client waited for the last-use writes.
 
@@ -190,8 +189,11 @@ def test_rotate_secret_with_a_grace(env: Path, capsys: pytest.CaptureFixture[str
     assert rotated["client_id"] == created["client_id"]
     assert rotated["client_secret"] != created["client_secret"]
     assert close_to(rotated["previous_secret_expires_at"], utcnow() + timedelta(hours=24))
-    # The secrets are in no list.
+    # The list says a grace is running, and shows neither secret.
     listed = run_json(capsys, "clients", "list", "--json")
+    assert [c["previous_secret_expires_at"] for c in listed] == [
+        rotated["previous_secret_expires_at"]
+    ]
     assert created["client_secret"] not in json.dumps(listed)
     assert rotated["client_secret"] not in json.dumps(listed)
 
@@ -227,6 +229,7 @@ def test_rotate_secret_with_a_grace(env: Path, capsys: pytest.CaptureFixture[str
             }
             assert api.post("/auth/token", data=form).status_code == status
 
+    assert run_json(capsys, "clients", "list", "--json")[0]["previous_secret_expires_at"] is None
     code, out, _ = run(capsys, "clients", "rotate-secret", created["client_id"], "--grace", "12h")
     assert code == 0
     grace_line = out.splitlines()[1]

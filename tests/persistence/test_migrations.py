@@ -271,3 +271,64 @@ def test_0008_revoked_tokens_go_away_cleanly(empty_database: str) -> None:
     assert [change[1].name for change in diff if change[0] == "add_table"] == ["revoked_tokens"]
     upgrade(empty_database)
     assert inspect(empty_database)[0] == []  # the index is back with the table
+
+
+def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
+    empty_database: str,
+) -> None:
+    before = "0010-1"  # whatever precedes it
+    upgrade(empty_database, before)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_a', 'a', :digest, 'read', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into api_keys (id, client_id, digest, created_at) values "
+                "('key_a', 'cli_a', :digest, CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "cd" * 32},
+        ),
+    )
+    upgrade(empty_database)
+
+    def lifecycle_columns(connection: Connection) -> list[Any]:
+        return [
+            *connection.execute(text("select prefix, expires_at, last_used_at from api_keys")),
+            *connection.execute(
+                text("select previous_secret_digest, previous_secret_expires_at from clients")
+            ),
+        ]
+
+    # A key made before has no prefix (its key was never stored), no expiry, no recorded use.
+    assert in_transaction(empty_database, lifecycle_columns) == [
+        (None, None, None),
+        (None, None),
+    ]
+    downgrade(alembic_config(empty_database), before)
+    diff, _, _ = inspect(empty_database)
+    assert sorted((change[2], change[3].name) for change in diff) == [
+        ("api_keys", "expires_at"),
+        ("api_keys", "last_used_at"),
+        ("api_keys", "prefix"),
+        ("clients", "previous_secret_digest"),
+        ("clients", "previous_secret_expires_at"),
+    ]
+    # The rows are kept, with the key still pointing at its client.
+    rows = in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text("select k.id, c.id from api_keys k join clients c on c.id = k.client_id")
+        ).all(),
+    )
+    assert rows == [("key_a", "cli_a")]
+    upgrade(empty_database)
+    assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []

@@ -17,12 +17,15 @@ under the same uvicorn gives the ceiling of the stack.
     .venv/bin/pip install -e '.[bench]'        # FastAPI, for the FastAPI reference
     .venv/bin/python bench/compare_peers.py [--seconds 5] [--rounds 3]
         [--scenarios users-id,users-list,products-search,auth-token,users-create]
-        [--no-peers] [--no-stock]
+        [--no-peers] [--no-stock] [--jwt-algorithm {HS256,EdDSA,ES256}]
 
 The project runs with production settings: `storefront serve` (one uvicorn worker), SQLite,
 request validation on, response validation off (the default), the rate limit and the
 failed-authentication limit counted but set far above what the load reaches, the access log on
 (sent to /dev/null). Any non-2xx response or socket error in a run stops the script.
+``--jwt-algorithm`` sets STOREFRONT_JWT_ALGORITHM for the project's servers (default: the
+server's own default); the header names the algorithm the project's tokens were signed with.
+The peers always sign and verify HS256.
 """
 
 from __future__ import annotations
@@ -206,24 +209,24 @@ def machine_state(when: str) -> None:
     )
 
 
-def project_env(directory: Path) -> dict[str, str]:
-    """The server's settings: production defaults, SQLite, limits counted but never reached."""
+def project_env(directory: Path, jwt_algorithm: str | None = None) -> dict[str, str]:
+    """The server's settings: production defaults, SQLite, limits counted but never reached;
+    the token signing algorithm when one is given (else the server's default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    algorithm = {"STOREFRONT_JWT_ALGORITHM": jwt_algorithm} if jwt_algorithm else {}
     return env | {
         "STOREFRONT_DATABASE_URL": f"sqlite:///{directory / 'storefront.db'}",
         "STOREFRONT_KEY_DIR": str(directory / "keys"),
         "STOREFRONT_RATE_LIMIT": HUGE,
         # Failed authentications (a bad token in bench/memory.py) have their own budget.
         "STOREFRONT_AUTH_FAILURE_LIMIT": HUGE,
-        # The peers sign and verify HS256: the same work (EdDSA, the default for new keys,
-        # costs more per token issued: bench/signing_cost.py).
-        "STOREFRONT_JWT_ALGORITHM": "HS256",
+        **algorithm,
     }
 
 
-def seed_project(directory: Path) -> dict[str, str]:
+def seed_project(directory: Path, jwt_algorithm: str | None = None) -> dict[str, str]:
     """A migrated SQLite database with the peers' 1,000 users, and the server's settings."""
-    env = project_env(directory)
+    env = project_env(directory, jwt_algorithm)
     subprocess.run([BIN / "storefront", "db", "upgrade"], env=env, check=True, capture_output=True)
     with sqlite3.connect(directory / "storefront.db") as con:  # bulk, not through the API
         con.executemany(
@@ -304,6 +307,14 @@ def fetch_token(base: str, client: dict[str, str]) -> str:
 
 def project_token(env: dict[str, str], base: str, scopes: str = "read") -> str:
     return fetch_token(base, create_client(env, scopes))
+
+
+def signing_algorithm(load: Load) -> str:
+    """The algorithm in the header of the bearer token a load sends."""
+    import jwt
+
+    token = load.headers["Authorization"].removeprefix("Bearer ")
+    return str(jwt.get_unverified_header(token)["alg"])
 
 
 @contextmanager
@@ -533,6 +544,11 @@ def main() -> None:
         action="store_true",
         help="skip the project on Connexion's stock stack (STOREFRONT_HTTP_STACK=connexion)",
     )
+    parser.add_argument(
+        "--jwt-algorithm",
+        choices=["HS256", "EdDSA", "ES256"],
+        help="STOREFRONT_JWT_ALGORITHM of the project's servers (default: the server's default)",
+    )
     args = parser.parse_args()
     scenarios = parse_scenarios(args.scenarios)
 
@@ -541,7 +557,7 @@ def main() -> None:
     runs: dict[tuple[str, str], Series] = {}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        env = seed_project(directory)
+        env = seed_project(directory, args.jwt_algorithm)
         matching = seed_products(directory)
         processes: list[subprocess.Popen[bytes]] = []
         try:
@@ -552,6 +568,7 @@ def main() -> None:
                     name: replace(load, pid=server.pid)
                     for name, load in project_loads(directory, env, base, scenarios).items()
                 }
+                algorithm = signing_algorithm(loads["users-id"])
                 others: dict[str, dict[str, Load]] = {
                     name: dict(peers.get(name, {})) for name in loads
                 }
@@ -594,13 +611,14 @@ def main() -> None:
             for process in processes:
                 process.wait(timeout=15)
     machine_state("end")
-    report(runs, args, matching, env if "users-create" in scenarios else None)
+    report(runs, args, matching, algorithm, env if "users-create" in scenarios else None)
 
 
 def report(
     runs: dict[tuple[str, str], Series],
     args: argparse.Namespace,
     matching: int,
+    algorithm: str,
     env: dict[str, str] | None,
 ) -> None:
     print()
@@ -609,6 +627,8 @@ def report(
         f"1,000 users, 3,000 products ({matching} match {SEARCH_TERM!r}); "
         "ratio = project / server, from runs taken one after the other"
     )
+    chosen = "--jwt-algorithm" if args.jwt_algorithm else "the server's default"
+    print(f"project's tokens signed with {algorithm} ({chosen}); the peers' with HS256")
     if env is not None:
         print(f"POST /users hashes with {hashing_parameters(env)}")
     header = (

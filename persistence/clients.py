@@ -4,7 +4,7 @@ rows; the rest take a Session and never commit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -15,6 +15,12 @@ from core.ids import new_id
 from persistence.db import PreparedQuery
 from persistence.models import ApiKey, Client, utcnow
 
+#: Characters of a new API key kept to show it by: "sk_" and 8 of its random characters (48
+#: of 256 bits), enough to tell a deployment's keys apart, far too few to guess the rest.
+KEY_PREFIX_CHARS = 11
+#: Last use is written at most this often per key (storefront.access.last_use).
+LAST_USE_INTERVAL = timedelta(seconds=60)
+
 
 class ClientRow(NamedTuple):
     id: str
@@ -22,6 +28,9 @@ class ClientRow(NamedTuple):
     scopes: str
     disabled_at: datetime | None
     rate_limit: str | None
+    #: The secret the last rotation replaced, accepted until previous_secret_expires_at.
+    previous_secret_digest: str | None
+    previous_secret_expires_at: datetime | None
 
 
 class KeyRow(NamedTuple):
@@ -29,11 +38,20 @@ class KeyRow(NamedTuple):
     client_id: str
     scopes: str
     rate_limit: str | None
+    #: Kept with the row in the auth cache and compared at every use, so that a remembered
+    #: key never outlives its expiry.
+    expires_at: datetime | None
 
 
 _CLIENT_BY_ID = PreparedQuery(
     select(
-        Client.id, Client.secret_digest, Client.scopes, Client.disabled_at, Client.rate_limit
+        Client.id,
+        Client.secret_digest,
+        Client.scopes,
+        Client.disabled_at,
+        Client.rate_limit,
+        Client.previous_secret_digest,
+        Client.previous_secret_expires_at,
     ).where(Client.id == bindparam("client_id")),
     ClientRow,
 )
@@ -54,6 +72,7 @@ _ACTIVE_KEY_BY_DIGEST = PreparedQuery(
         Client.id.label("client_id"),
         Client.scopes,
         Client.rate_limit,
+        ApiKey.expires_at,
     )
     .join(Client, Client.id == ApiKey.client_id)
     .where(
@@ -116,12 +135,36 @@ def set_rate_limit(session: Session, *, client_id: str, rate_limit: str | None) 
         raise ClientNotFound(client_id)
 
 
-def set_client_secret(session: Session, *, client_id: str, secret_digest: str) -> None:
+def rotate_client_secret(
+    session: Session, *, client_id: str, secret_digest: str, previous_until: datetime | None
+) -> None:
+    """Make ``secret_digest`` the client's secret. The secret it replaces keeps working until
+    ``previous_until`` (None: it stops at once); it replaces any earlier previous secret, so
+    at most two secrets work at any time."""
+    if previous_until is None:
+        keep: dict[str, object] = {
+            "previous_secret_digest": None,
+            "previous_secret_expires_at": None,
+        }
+    else:
+        # The current digest, read by the UPDATE itself: no read-then-write race with another
+        # rotation.
+        keep = {
+            "previous_secret_digest": Client.secret_digest,
+            "previous_secret_expires_at": previous_until,
+        }
     result = session.execute(
-        update(Client).where(Client.id == client_id).values(secret_digest=secret_digest)
+        update(Client).where(Client.id == client_id).values(secret_digest=secret_digest, **keep)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise ClientNotFound(client_id)
+
+
+def set_client_secret(session: Session, *, client_id: str, secret_digest: str) -> None:
+    """Replace the client's secret with no grace: every earlier secret stops working."""
+    rotate_client_secret(
+        session, client_id=client_id, secret_digest=secret_digest, previous_until=None
+    )
 
 
 def disable_client(session: Session, *, client_id: str) -> Client:
@@ -134,10 +177,24 @@ def disable_client(session: Session, *, client_id: str) -> Client:
     return client
 
 
-def create_api_key(session: Session, *, client_id: str, digest: str) -> ApiKey:
+def create_api_key(
+    session: Session,
+    *,
+    client_id: str,
+    digest: str,
+    prefix: str | None = None,
+    expires_at: datetime | None = None,
+) -> ApiKey:
     if session.get(Client, client_id) is None:
         raise ClientNotFound(client_id)
-    key = ApiKey(id=new_id("key_"), client_id=client_id, digest=digest, created_at=utcnow())
+    key = ApiKey(
+        id=new_id("key_"),
+        client_id=client_id,
+        digest=digest,
+        created_at=utcnow(),
+        prefix=prefix,
+        expires_at=expires_at,
+    )
     session.add(key)
     session.flush()
     return key
@@ -156,8 +213,24 @@ def list_api_keys(session: Session, *, client_id: str | None = None) -> Sequence
 
 def find_active_key(connection: Connection, *, digest: str) -> KeyRow | None:
     """The unrevoked key with this digest and its enabled client: ``key_id``, ``client_id``,
-    ``scopes``, ``rate_limit``."""
+    ``scopes``, ``rate_limit``, and ``expires_at``, which the caller compares with the time
+    (an expired key is found: it is refused as expired, not as unknown)."""
     return _ACTIVE_KEY_BY_DIGEST.one(connection, digest=digest)
+
+
+def record_key_use(session: Session, *, key_id: str, now: datetime) -> bool:
+    """Set the key's last use to ``now`` unless it was set within LAST_USE_INTERVAL; whether
+    it was. The condition is the database's, so that several instances together write about
+    once a minute per key as well."""
+    result = session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - LAST_USE_INTERVAL),
+        )
+        .values(last_used_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def revoke_api_key(session: Session, *, key_id: str) -> ApiKey:

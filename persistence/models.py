@@ -187,6 +187,13 @@ class Client(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: This client's own rate limit ("500/minute"); None means STOREFRONT_RATE_LIMIT.
     rate_limit: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: The secret replaced by the last rotation (``storefront clients rotate-secret``), as
+    #: ``secret_digest``, still accepted until ``previous_secret_expires_at`` (migration
+    #: 0010). Only one is kept: a second rotation within the grace replaces it.
+    previous_secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True
+    )
 
 
 class ApiKey(Base):
@@ -198,6 +205,15 @@ class ApiKey(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The key's first characters ("sk_" and 8 more: 48 of its 256 random bits), kept at
+    #: creation so that an operator can tell keys apart; None for keys made before migration
+    #: 0010, whose full key was never stored.
+    prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: Past this the key is refused (401); None: it never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: When the key last authenticated a request, to within a minute (written at most once a
+    #: minute per key, off the request's path: storefront.access.last_use).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class IdempotencyKey(Base):

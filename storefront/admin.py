@@ -7,8 +7,10 @@ so that synchronous code (the CLI, the tests' set-up) can call it.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -19,6 +21,7 @@ from core.ids import new_api_key, new_secret
 from core.settings import Settings
 from persistence import clients
 from persistence.db import Database
+from persistence.models import utcnow
 from storefront.access.ratelimit import parse_limit
 
 #: read and write are the API's; introspect lets a client (a resource server) introspect any
@@ -27,6 +30,13 @@ KNOWN_SCOPES = ("read", "write", "introspect")
 #: What the demo client gets: the API's scopes.
 API_SCOPES = ("read", "write")
 RATE_LIMIT_MAX = 32  # the width of clients.rate_limit
+#: The units of a duration ("90d"), in seconds.
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+#: The longest an API key may be given to live, and a rotated secret's longest grace.
+KEY_LIFETIME_MAX = timedelta(days=3650)
+GRACE_MAX = timedelta(days=30)
+#: What `clients rotate-secret` leaves the previous secret working for, unless told.
+DEFAULT_GRACE = "24h"
 T = TypeVar("T")
 
 
@@ -43,6 +53,15 @@ class NewApiKey:
     key_id: str
     api_key: str
     client_id: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    client_id: str
+    client_secret: str
+    #: Until when the secret it replaced still works; None: it stopped at once.
+    previous_secret_expires_at: datetime | None
 
 
 def parse_scopes(text: str) -> list[str]:
@@ -64,6 +83,24 @@ def parse_rate_limit(text: str) -> str:
     if len(text) > RATE_LIMIT_MAX:
         raise InvalidInput(f"a rate limit is at most {RATE_LIMIT_MAX} characters: {text!r}")
     return text
+
+
+def parse_duration(text: str, *, option: str, maximum: timedelta, zero: bool = False) -> timedelta:
+    """A duration such as ``30m``, ``12h``, ``90d`` or ``1w`` (also ``45s``); ``0`` when
+    ``zero`` allows it. ``option`` names the option in the error."""
+    if zero and text.strip() == "0":
+        return timedelta(0)
+    match = re.fullmatch(r"\s*(\d{1,7})\s*([smhdw])\s*", text)
+    if match is None or int(match[1]) == 0:
+        allowed = "0 or " if zero else ""
+        raise InvalidInput(
+            f"{option} must be {allowed}a whole number and a unit (s, m, h, d, w), as 30m, "
+            f"12h, 90d or 1w; got {text!r}"
+        )
+    duration = timedelta(seconds=int(match[1]) * DURATION_UNITS[match[2]])
+    if duration > maximum:
+        raise InvalidInput(f"{option} must be at most {maximum.days}d; got {text!r}")
+    return duration
 
 
 def run(settings: Settings, action: Callable[[Session], T]) -> T:
@@ -100,7 +137,35 @@ def ensure_demo_client(session: Session, digester: SecretDigester) -> NewClient:
     return NewClient(existing.id, secret, existing.name, existing.scopes.split())
 
 
-def create_api_key(session: Session, digester: SecretDigester, *, client_id: str) -> NewApiKey:
+def rotate_client_secret(
+    session: Session, digester: SecretDigester, *, client_id: str, grace: timedelta
+) -> RotatedSecret:
+    """A new secret for the client; the one it replaces keeps working for ``grace`` (none
+    when zero). Only one previous secret is kept: a rotation within a grace ends the grace of
+    the secret before."""
+    secret = new_secret()
+    until = utcnow() + grace if grace > timedelta(0) else None
+    clients.rotate_client_secret(
+        session, client_id=client_id, secret_digest=digester.digest(secret), previous_until=until
+    )
+    return RotatedSecret(client_id, secret, until)
+
+
+def create_api_key(
+    session: Session,
+    digester: SecretDigester,
+    *,
+    client_id: str,
+    expires_in: timedelta | None = None,
+) -> NewApiKey:
+    """A new key for the client, which expires ``expires_in`` from now (None: never)."""
     api_key = new_api_key()
-    key = clients.create_api_key(session, client_id=client_id, digest=digester.digest(api_key))
-    return NewApiKey(key.id, api_key, client_id)
+    expires_at = None if expires_in is None else utcnow() + expires_in
+    key = clients.create_api_key(
+        session,
+        client_id=client_id,
+        digest=digester.digest(api_key),
+        prefix=api_key[: clients.KEY_PREFIX_CHARS],
+        expires_at=expires_at,
+    )
+    return NewApiKey(key.id, api_key, client_id, expires_at)

@@ -156,6 +156,7 @@ def create_app(
             yield {"services": services}
         finally:
             await services.limiter.close()
+            await services.last_use.close()
             await services.db.dispose()
 
     spec = load_spec()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import json
 import os
 import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,13 +31,14 @@ from core.settings import (
 )
 from persistence import clients as clients_repo
 from persistence.migrate import upgrade
+from persistence.models import ApiKey, Client
 from storefront import admin
 from storefront.keyring import bind_secrets, require_database
 from storefront.logs import configure_logging
 
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
 #: The commands that digest a new secret under the pepper.
-MAKE_CREDENTIALS = {("clients", "create"), ("keys", "create")}
+MAKE_CREDENTIALS = {("clients", "create"), ("clients", "rotate-secret"), ("keys", "create")}
 
 
 IMPORT_HELP = """\
@@ -173,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     set_limit.add_argument(
         "limit", metavar="LIMIT", help='requests per period, as "500/minute"; or "default"'
     )
+    _rotate_secret_parser(command(clients, "rotate-secret", ROTATE_SUMMARY, epilog=ROTATE_HELP))
 
     keys = command(sub, "keys", "API keys, and the keys that sign access tokens").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -180,6 +183,12 @@ def _parser() -> argparse.ArgumentParser:
     key_create = command(keys, "create", "create an API key; prints it once")
     key_create.add_argument(
         "--client-id", required=True, help="the client (cli_…) whose scopes the key carries"
+    )
+    key_create.add_argument(
+        "--expires-in",
+        default=None,
+        metavar="DURATION",
+        help="the key stops working this long from now: 30m, 12h, 90d, 1w (default: never expires)",
     )
     json_flag(key_create)
     key_list = command(keys, "list", "list API keys, oldest first (never the keys themselves)")
@@ -328,15 +337,18 @@ def _digester(settings: Settings) -> SecretDigester:
     return SecretDigester(secret_pepper(settings))
 
 
-def _show_once(fields: dict[str, str], as_json: bool) -> None:
-    """Print a new credential; its last field is the secret, which is never shown again."""
+def _show_once(
+    fields: Mapping[str, str | None], as_json: bool, *, text: Mapping[str, str] | None = None
+) -> None:
+    """Print a new credential; its last field is the secret, which is never shown again.
+    ``text`` gives other fields' values as the plain-text output words them."""
     if as_json:
-        _print_json(fields)
+        _print_json(dict(fields))
         return
     width = max(map(len, fields)) + 2
     *plain, (secret_name, secret) = fields.items()
     for name, value in plain:
-        print(f"{name + ':':{width}}{value}")
+        print(f"{name + ':':{width}}{(text or {}).get(name, value)}")
     print(f"{secret_name + ':':{width}}{secret}   (shown only now)")
 
 
@@ -481,12 +493,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         # httptools, with header fields counted and malformed requests answered in the
         # error shape (storefront.server).
         http="storefront.server:BoundedHttpToolsProtocol",
+        # uvloop, accepting every waiting connection in one turn (storefront.eventloop); where
+        # uvloop is missing (it comes with uvicorn[standard], not on Windows), asyncio's loop,
+        # which accepts that way already.
+        loop=_event_loop(),
         # Explicitly, never uvicorn's default (127.0.0.1 and FORWARDED_ALLOW_IPS from the
         # environment): a forwarded address is believed only from a proxy the operator listed.
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
     )
+
+
+def _event_loop() -> str:
+    """uvicorn's ``loop=``: the import string of storefront.eventloop's loop, or asyncio's."""
+    if importlib.util.find_spec("uvloop") is None:
+        return "asyncio"
+    return "storefront.eventloop:new_event_loop"
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
@@ -537,6 +560,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                         "created_at": c.created_at.isoformat(),
                         "disabled": c.disabled_at is not None,
                         "rate_limit": c.rate_limit,
+                        "previous_secret_expires_at": _grace_end(c),
                     }
                     for c in clients
                 ]
@@ -567,45 +591,137 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         )
         shown = own or f"the default ({settings.rate_limit})"
         print(f"client {args.client_id}: rate limit {shown}")
+    elif command == ("clients", "rotate-secret"):
+        _rotate_secret(settings, args)
     elif command == ("keys", "create"):
-        digester = _digester(settings)
-        key = admin.run(
-            settings, lambda s: admin.create_api_key(s, digester, client_id=args.client_id)
-        )
-        _show_once({"key_id": key.key_id, "api_key": key.api_key}, args.json)
+        _create_key(settings, args)
     elif command == ("keys", "list"):
-        keys = admin.run(
-            settings, lambda s: clients_repo.list_api_keys(s, client_id=args.client_id)
-        )
-        if args.json:
-            _print_json(
-                [
-                    {
-                        "key_id": k.id,
-                        "client_id": k.client_id,
-                        "created_at": k.created_at.isoformat(),
-                        "revoked_at": k.revoked_at and k.revoked_at.isoformat(),
-                    }
-                    for k in keys
-                ]
-            )
-        else:
-            _table(
-                ("KEY ID", "CLIENT ID", "STATUS", "CREATED", "REVOKED"),
-                [
-                    (
-                        k.id,
-                        k.client_id,
-                        "active" if k.revoked_at is None else "revoked",
-                        _when(k.created_at),
-                        "-" if k.revoked_at is None else _when(k.revoked_at),
-                    )
-                    for k in keys
-                ],
-            )
+        _list_keys(settings, args)
     elif command == ("keys", "revoke"):
         admin.run(settings, lambda s: clients_repo.revoke_api_key(s, key_id=args.key_id))
         print(f"API key {args.key_id} revoked")
+
+
+# --- credential lifecycles: expiring keys, their last use, secrets rotated with a grace ---
+
+ROTATE_SUMMARY = "give a client a new secret; the old one works on for a grace period"
+ROTATE_HELP = """\
+The new secret is printed once. The secret it replaces keeps working at /auth/token,
+/auth/revoke and /auth/introspect until the grace ends, so that the client's deployments
+can move to the new one without an outage; --grace 0 ends it at once (a leaked secret).
+
+Only one previous secret is kept: rotating again within a grace replaces it with the secret
+current until then, and the one before stops working at once.
+"""
+
+
+def _rotate_secret_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
+    parser.add_argument(
+        "--grace",
+        default=admin.DEFAULT_GRACE,
+        metavar="DURATION",
+        help="how long the old secret keeps working: 0 (not at all), 30m, 12h, 7d …",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _grace_end(client: Client) -> str | None:
+    """Until when the secret the last rotation replaced still works; None when it does not."""
+    until = client.previous_secret_expires_at
+    return None if until is None or until <= datetime.now(UTC) else until.isoformat()
+
+
+def _rotate_secret(settings: Settings, args: argparse.Namespace) -> None:
+    grace = admin.parse_duration(args.grace, option="--grace", maximum=admin.GRACE_MAX, zero=True)
+    digester = _digester(settings)
+    rotated = admin.run(
+        settings,
+        lambda s: admin.rotate_client_secret(s, digester, client_id=args.client_id, grace=grace),
+    )
+    until = rotated.previous_secret_expires_at
+    _show_once(
+        {
+            "client_id": rotated.client_id,
+            "previous_secret_expires_at": _iso(until),
+            "client_secret": rotated.client_secret,
+        },
+        args.json,
+        text={
+            "previous_secret_expires_at": (
+                "stopped working now" if until is None else f"works until {_when(until)}"
+            )
+        },
+    )
+
+
+def _create_key(settings: Settings, args: argparse.Namespace) -> None:
+    expires_in = None
+    if args.expires_in is not None:
+        expires_in = admin.parse_duration(
+            args.expires_in, option="--expires-in", maximum=admin.KEY_LIFETIME_MAX
+        )
+    digester = _digester(settings)
+    key = admin.run(
+        settings,
+        lambda s: admin.create_api_key(
+            s, digester, client_id=args.client_id, expires_in=expires_in
+        ),
+    )
+    _show_once(
+        {"key_id": key.key_id, "expires_at": _iso(key.expires_at), "api_key": key.api_key},
+        args.json,
+        text={"expires_at": "never" if key.expires_at is None else _when(key.expires_at)},
+    )
+
+
+def _key_status(key: ApiKey, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
+    keys = admin.run(settings, lambda s: clients_repo.list_api_keys(s, client_id=args.client_id))
+    now = datetime.now(UTC)
+    if args.json:
+        _print_json(
+            [
+                {
+                    "key_id": k.id,
+                    "prefix": k.prefix,
+                    "client_id": k.client_id,
+                    "status": _key_status(k, now),
+                    "created_at": k.created_at.isoformat(),
+                    "expires_at": _iso(k.expires_at),
+                    "last_used_at": _iso(k.last_used_at),
+                    "revoked_at": _iso(k.revoked_at),
+                }
+                for k in keys
+            ]
+        )
+        return
+    _table(
+        ("KEY ID", "PREFIX", "CLIENT ID", "STATUS", "CREATED", "EXPIRES", "LAST USED"),
+        [
+            (
+                k.id,
+                k.prefix or "-",  # a key made before prefixes were kept
+                k.client_id,
+                _key_status(k, now),
+                _when(k.created_at),
+                "never" if k.expires_at is None else _when(k.expires_at),
+                "never" if k.last_used_at is None else _when(k.last_used_at),
+            )
+            for k in keys
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

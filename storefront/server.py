@@ -16,7 +16,8 @@ Names of uvicorn used beyond its documented options (``http=`` takes a protocol 
 ``HttpToolsProtocol``, its callbacks ``on_message_begin``, ``on_headers_complete``,
 ``on_body``, ``on_message_complete``, ``data_received`` and ``send_400_response``, and its
 attributes ``url``, ``headers``, ``transport``, ``cycle``, ``client``, ``loop`` and
-``server_state.default_headers``. tests/test_server_limits.py fails when they change.
+``server_state.default_headers``. tests/test_uvicorn_pins.py names any of them that moved or
+changed its parameters; tests/test_server_limits.py exercises them against a real server.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
@@ -40,6 +41,9 @@ from tests.pgbouncer import PgBouncer, pgbouncer
 
 #: How many requests schemathesis sent, reported at the end of the run.
 SCHEMATHESIS_CASES = pytest.StashKey[int]()
+#: Per operation of the spec, how many of its requests were answered 2xx, 4xx, 5xx: an
+#: operation that never answers 2xx is tested only at its gate.
+SCHEMATHESIS_OPERATIONS = pytest.StashKey[dict[str, Counter[str]]]()
 
 JWT_SECRET = "test-jwt-signing-key-0123456789abcdef0123456789"
 PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
@@ -338,3 +342,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     cases = config.stash.get(SCHEMATHESIS_CASES, 0)
     if cases:
         terminalreporter.write_line(f"schemathesis: {cases} generated requests checked")
+    for label, answers in sorted(config.stash.get(SCHEMATHESIS_OPERATIONS, {}).items()):
+        classes = ", ".join(f"{n} {kind}" for kind, n in sorted(answers.items()))
+        terminalreporter.write_line(f"  {label}: {answers.total()} ({classes})")

@@ -51,10 +51,13 @@ def demo_server(directory: Path, env: dict[str, str] | None = None) -> Iterator[
 
 
 @contextmanager
-def serving(directory: Path, env: dict[str, str] | None = None, *argv: str) -> Iterator[Server]:
+def serving(
+    directory: Path, env: dict[str, str] | None = None, *argv: str, port: int | None = None
+) -> Iterator[Server]:
     """``storefront serve ARGV`` in ``directory``; its output is read as it comes, so that a
-    chatty server never blocks on a full pipe."""
-    port = free_port()
+    chatty server never blocks on a full pipe. ``port``: one chosen beforehand (free_port()),
+    for settings that must name the server's own URL; by default a free one."""
+    port = port or free_port()
     env = env or clean_env()
     process = subprocess.Popen(
         [STOREFRONT, "serve", *argv, "--port", str(port)],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, demo_server
+from tests.servers import Server, clean_env, demo_server
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -116,6 +116,23 @@ def test_retry_and_optimistic_update_examples(server: Server, tmp_path: Path) ->
     assert created == replayed
     assert "Idempotent-Replayed: true" in out
     assert "renamed: PERCY SHELLEY" in out
+
+
+@pytest.fixture(scope="module", params=["EdDSA", "ES256"])
+def asymmetric_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    env = clean_env(STOREFRONT_JWT_ALGORITHM=request.param)
+    with demo_server(tmp_path_factory.mktemp("jwks"), env) as running:
+        yield running
+
+
+def test_resource_server_example_checks_tokens_with_the_jwks_alone(
+    asymmetric_server: Server, tmp_path: Path
+) -> None:
+    out = run([sys.executable, "-c", example("python-jwks")], asymmetric_server, tmp_path)
+    client_id = credentials(asymmetric_server)["CLIENT_ID"]
+    assert out.splitlines() == [f"accepted: {client_id} read", "refused: InvalidSignatureError"]
 
 
 def test_the_configuration_table_lists_every_setting() -> None:

@@ -17,6 +17,7 @@ from core.crypto import InvalidToken
 from core.ids import API_KEY_PREFIX
 from core.settings import Settings
 from persistence import clients
+from persistence.models import utcnow
 from storefront.access.ratelimit import charge
 from storefront.access.revocation import is_revoked
 from storefront.access.services import Services, from_scope
@@ -34,7 +35,12 @@ async def _from_api_key(
     )
     if found is None:
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
+    # Compared at every use, cached or not: a remembered key never outlives its expiry. A
+    # failed authentication like a revoked key's (storefront.http.failures counts it).
+    if found.expires_at is not None and found.expires_at <= utcnow():
+        raise OAuthProblem(detail="The API key has expired.")
     publish_caller(request.scope, Caller(found.client_id, found.key_id))
+    services.last_use.touch(found.key_id)
     # Each API key has its own budget (the seed: "per API key").
     await charge(
         services.limiter, request.scope, kind="key", ident=found.key_id, override=found.rate_limit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -13,6 +14,7 @@ from core.crypto import IssuedToken
 from core.errors import OAuthError
 from core.metrics import TOKENS_ISSUED
 from persistence import clients
+from persistence.models import utcnow
 from storefront.access.ratelimit import charge, refuse_failing_source
 from storefront.access.services import Services
 from storefront.access.state import Caller, publish_caller
@@ -99,6 +101,30 @@ def _printable(token: str) -> str:
     return token.encode("unicode_escape").decode("ascii")
 
 
+def _secret_matches(svc: Services, client: clients.ClientRow | None, secret: str) -> bool:
+    """Whether ``secret`` is the client's current secret, or the previous one within its
+    grace (``storefront clients rotate-secret``).
+
+    The same work whatever the client: one digest and two constant-time comparisons, against
+    the dummy digest where there is no client or no previous secret, so that the response time
+    reveals neither which client ids are real nor which are in a rotation's grace.
+    """
+    dummy = svc.digester.dummy_digest
+    current = previous = dummy
+    until = None
+    if client is not None:
+        current = client.secret_digest
+        previous = client.previous_secret_digest or dummy
+        until = client.previous_secret_expires_at
+    digest = svc.digester.digest(secret)
+    current_ok = hmac.compare_digest(digest, current)
+    previous_ok = hmac.compare_digest(digest, previous)
+    now = utcnow()
+    in_grace = until is not None and now < until
+    # Non-short-circuit: both comparisons count, whichever matched.
+    return client is not None and (current_ok | (previous_ok & in_grace))
+
+
 async def authenticate_client(
     svc: Services, asgi_scope: Scope, creds: ClientCredentials
 ) -> clients.ClientRow:
@@ -116,10 +142,7 @@ async def authenticate_client(
     client = None
     if "\x00" not in creds.client_id:  # no client id holds NUL; PostgreSQL rejects it
         client = await svc.db.read(clients.find_client, client_id=creds.client_id)
-    # The digest is computed and compared whether or not the client exists, so that the
-    # response time does not reveal which client ids are real.
-    digest = client.secret_digest if client is not None else svc.digester.dummy_digest
-    secret_ok = svc.digester.matches(creds.client_secret, digest)
+    secret_ok = _secret_matches(svc, client, creds.client_secret)
     if client is None or not secret_ok or client.disabled_at is not None:
         raise OAuthError(
             "invalid_client",

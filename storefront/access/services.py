@@ -10,6 +10,7 @@ from core.crypto import PasswordHashing, SecretDigester, TokenCodec
 from core.settings import Settings
 from persistence.clients import KeyRow
 from persistence.db import Database
+from storefront.access.last_use import LastUse
 from storefront.access.ratelimit import Limiter
 from storefront.access.signing import SigningKeys
 
@@ -34,6 +35,11 @@ class Services:
     revoked: TTLCache[str, bool] = field(default_factory=lambda: TTLCache(0))
     #: API key digest -> its key and client, for STOREFRONT_AUTH_CACHE_TTL seconds.
     api_keys: TTLCache[str, KeyRow | None] = field(default_factory=lambda: TTLCache(0))
+    #: When each API key was last used, written in the background at most once a minute.
+    last_use: LastUse = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last_use = LastUse(self.db)
 
 
 def from_scope(scope: Any) -> Services:

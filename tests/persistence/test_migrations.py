@@ -282,7 +282,7 @@ def test_0009_leaves_a_placeholder_only_where_tokens_may_be_outstanding(
     empty_database: str,
 ) -> None:
     upgrade(empty_database, "0008")
-    upgrade(empty_database)
+    upgrade(empty_database, "0009")
     # No client, no token: the first start makes a key of STOREFRONT_JWT_ALGORITHM.
     assert in_transaction(empty_database, _signing_keys) == []
     downgrade(alembic_config(empty_database), "0008")
@@ -296,11 +296,73 @@ def test_0009_leaves_a_placeholder_only_where_tokens_may_be_outstanding(
             {"digest": "ab" * 32},
         ),
     )
-    upgrade(empty_database)
+    upgrade(empty_database, "0009")
     # Clients: their tokens were signed with the key derived from the secret, HS256 unless
     # configured; the first process holding the secret replaces the placeholder with it.
     assert in_transaction(empty_database, _signing_keys) == [("derived-from-secret", "HS256", None)]
     downgrade(alembic_config(empty_database), "0008")
     diff, _, version = inspect(empty_database)
     assert version == "0008"
-    assert [change[1].name for change in diff if change[0] == "add_table"] == ["signing_keys"]
+    added = [change[1].name for change in diff if change[0] == "add_table"]
+    assert added == ["signing_keys"]
+
+
+def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
+    empty_database: str,
+) -> None:
+    before = "0010-1"  # whatever precedes it
+    upgrade(empty_database, before)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_a', 'a', :digest, 'read', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into api_keys (id, client_id, digest, created_at) values "
+                "('key_a', 'cli_a', :digest, CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "cd" * 32},
+        ),
+    )
+    upgrade(empty_database)
+
+    def lifecycle_columns(connection: Connection) -> list[Any]:
+        return [
+            *connection.execute(text("select prefix, expires_at, last_used_at from api_keys")),
+            *connection.execute(
+                text("select previous_secret_digest, previous_secret_expires_at from clients")
+            ),
+        ]
+
+    # A key made before has no prefix (its key was never stored), no expiry, no recorded use.
+    assert in_transaction(empty_database, lifecycle_columns) == [
+        (None, None, None),
+        (None, None),
+    ]
+    downgrade(alembic_config(empty_database), before)
+    diff, _, _ = inspect(empty_database)
+    assert sorted((change[2], change[3].name) for change in diff) == [
+        ("api_keys", "expires_at"),
+        ("api_keys", "last_used_at"),
+        ("api_keys", "prefix"),
+        ("clients", "previous_secret_digest"),
+        ("clients", "previous_secret_expires_at"),
+    ]
+    # The rows are kept, with the key still pointing at its client.
+    rows = in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text("select k.id, c.id from api_keys k join clients c on c.id = k.client_id")
+        ).all(),
+    )
+    assert rows == [("key_a", "cli_a")]
+    upgrade(empty_database)
+    assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []

@@ -72,8 +72,9 @@ def test_client_lifecycle_and_api_keys(env: Path, capsys: pytest.CaptureFixture[
     assert created["client_secret"] not in json.dumps(listed)
 
     key = run_json(capsys, "keys", "create", "--client-id", created["client_id"], "--json")
-    assert set(key) == {"key_id", "api_key"}
+    assert set(key) == {"key_id", "api_key", "expires_at"}
     assert key["api_key"].startswith("sk_")
+    assert key["expires_at"] is None  # without --expires-in a key never expires
 
     settings = Settings(_env_file=None, validate_responses=True)  # type: ignore[call-arg]
     with TestClient(create_app(settings)) as api:
@@ -296,8 +297,8 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
 ) -> None:
     shop = run_json(capsys, "clients", "create", "--name", "shop", "--json")["client_id"]
     other = run_json(capsys, "clients", "create", "--name", "other", "--scopes", "read", "--json")
-    kept = run_json(capsys, "keys", "create", "--client-id", shop, "--json")["key_id"]
-    gone = run_json(capsys, "keys", "create", "--client-id", shop, "--json")["key_id"]
+    new_keys = [run_json(capsys, "keys", "create", "--client-id", shop, "--json") for _ in "ab"]
+    kept, gone = (key["key_id"] for key in new_keys)
     theirs = run_json(capsys, "keys", "create", "--client-id", other["client_id"], "--json")
     run(capsys, "keys", "revoke", gone)
 
@@ -325,18 +326,28 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
     code, out, _ = run(capsys, "keys", "list")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["KEY", "ID", "CLIENT", "ID", "STATUS", "CREATED", "REVOKED"]
-    assert [row.split()[:3] for row in rows] == [
+    assert header.split() == [
+        *("KEY", "ID", "PREFIX", "CLIENT", "ID", "STATUS"),
+        *("CREATED", "EXPIRES", "LAST", "USED"),
+    ]
+    assert [[cells[0], cells[2], cells[3]] for cells in map(str.split, rows)] == [
         [kept, shop, "active"],
         [gone, shop, "revoked"],
         [theirs["key_id"], other["client_id"], "active"],
     ]
-    assert rows[0].endswith(" -")  # not revoked
+    assert rows[0].split()[-2:] == ["never", "never"]  # no expiry, never used
 
     listed = run_json(capsys, "keys", "list", "--client-id", shop, "--json")
     assert [(k["key_id"], k["revoked_at"] is None) for k in listed] == [(kept, True), (gone, False)]
-    assert set(listed[0]) == {"key_id", "client_id", "created_at", "revoked_at"}
-    assert "sk_" not in json.dumps(listed)  # keys are shown once, at creation
+    assert set(listed[0]) == {
+        *("key_id", "prefix", "client_id", "status", "created_at"),
+        *("expires_at", "last_used_at", "revoked_at"),
+    }
+    # Keys are shown once, at creation: the list has only their first characters.
+    assert [k["prefix"] for k in listed] == [key["api_key"][:11] for key in new_keys]
+    assert [row.split()[1] for row in rows[:2]] == [key["api_key"][:11] for key in new_keys]
+    for key in new_keys:
+        assert key["api_key"][11:] not in out + json.dumps(listed)
 
     code, _, err = run(capsys, "keys", "list", "--client-id", "cli_nope")
     assert code == 1

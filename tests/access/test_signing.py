@@ -25,6 +25,7 @@ from core.crypto import (
     derived_private_key,
     fingerprint,
 )
+from core.ids import new_secret
 from core.settings import Settings
 from persistence import signing_keys
 from persistence.db import Database
@@ -260,9 +261,17 @@ def test_tokens_issued_before_the_upgrade_stay_valid(
     settings = _old_settings(database_at_0008, tmp_path, **changes)
     old_algorithm: Any = configured or "HS256"
     # What the server before 0009 did: record the secrets, make a client, sign a token.
-    client = admin.run(
-        settings,
-        lambda s: admin.create_client(s, _digester(), name="old", scopes=["read"]),
+    # (In SQL: the models describe the latest schema, and this database is at 0008.)
+    client = admin.NewClient("cli_0123456789abcdef", new_secret(), "old", ["read"])
+    in_transaction(
+        database_at_0008,
+        lambda c: c.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) "
+                "values (:id, 'old', :digest, 'read', CURRENT_TIMESTAMP)"
+            ),
+            {"id": client.client_id, "digest": _digester().digest(client.client_secret)},
+        ),
     )
     before = TokenCodec(
         SECRET,

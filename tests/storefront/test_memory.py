@@ -52,3 +52,15 @@ def test_password_hashes_leave_no_memory_behind() -> None:
     # keep them (the test would not know what it tests if they did not).
     assert grown("default") > 19
     assert grown("set") < 5
+
+
+def test_a_worker_does_not_load_httpx_command_line_client() -> None:
+    """httpx's CLI (click, rich, pygments: 5 MB) stays out of the app's process; httpx works."""
+    code = (
+        "import sys, storefront.app, httpx\n"
+        "names = ('click', 'rich', 'pygments', 'httpx._main')\n"
+        "print(sorted(m for m in names if sys.modules.get(m)))\n"
+        "print(httpx.Client().base_url)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["[]", ""]

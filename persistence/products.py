@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from persistence.counts import catalogue_version, category_total, table_total
 from persistence.models import Product
@@ -97,7 +97,9 @@ def _category_filter(category: str | None) -> list[ColumnElement[bool]]:
     return [] if category is None else [func.lower(Product.category) == category.lower()]
 
 
-def _ascii_contains(column: ColumnElement[str], term: str) -> ColumnElement[bool]:
+def _ascii_contains(
+    column: ColumnElement[str] | InstrumentedAttribute[str], term: str
+) -> ColumnElement[bool]:
     """Whether ``column`` contains the ASCII ``term`` as the FTS5 trigram index says it does,
     tested on the row itself: SQLite's LIKE ignores the case of ASCII letters only, and the
     index folds case for all of Unicode, but an ASCII term can only meet the ASCII letters,

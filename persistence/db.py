@@ -53,8 +53,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
 ReadWork = Callable[Concatenate[Connection, P], T]
-#: Searches running at once on SQLite (Database.scan), each on a worker thread with its own
-#: connection.
+#: Searches running at once on SQLite (Database.scan), each on a worker thread with one of
+#: as many connections.
 SCANS_AT_ONCE = 2
 WriteWork = Callable[Concatenate[Session, P], T]
 #: SQLite calls a scan's progress handler every this many virtual-machine instructions. A
@@ -250,6 +250,11 @@ class Database:
             _configure_sqlite(self._read_engine, immediate=False)
             self._readers = threading.local()
             self._scan_slots = anyio.CapacityLimiter(SCANS_AT_ONCE)
+            # Scans run on whichever worker thread anyio hands them, and anyio ends a thread
+            # after 10 s idle: connections kept per thread were left open by every thread
+            # that ended (each with up to 2 MB of page cache), for as long as the process
+            # lived. Scans take one of these instead: at most SCANS_AT_ONCE, ever.
+            self._idle_scanners: list[Connection] = []
             self._open_readers: list[Connection] = []
             self._write_engine = create_engine(self.url, echo=echo, connect_args=connect_args)
             _configure_sqlite(self._write_engine, immediate=True)
@@ -315,29 +320,38 @@ class Database:
                     raise
 
         def run() -> T:
-            connection = self._reader()
+            # No lock: the limiter lets at most SCANS_AT_ONCE threads here, and list.pop and
+            # list.append are atomic.
+            connection = self._idle_scanners.pop() if self._idle_scanners else None
+            if connection is None or connection.closed or connection.invalidated:
+                connection = self._open_reader()
             raw = connection.connection.dbapi_connection
             assert isinstance(raw, sqlite3.Connection)
             deadline = time.monotonic() + budget
             # A true return interrupts the statement running (SQLITE_INTERRUPT).
             raw.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
             try:
-                return self._read_sqlite(work, *args, **kwargs)
+                return self._read_on(connection, work, *args, **kwargs)
             except (DBAPIError, sqlite3.OperationalError) as exc:
                 if _over_budget(exc, deadline):
                     raise SearchTooBroad(budget) from None
                 raise
             finally:
                 raw.set_progress_handler(None, 0)
+                self._idle_scanners.append(connection)
 
         return await anyio.to_thread.run_sync(run, limiter=self._scan_slots)
 
     def _read_sqlite(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._read_on(self._reader(), work, *args, **kwargs)
+
+    def _read_on(
+        self, connection: Connection, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         # No BEGIN up front: a read of one statement (a PreparedQuery's) is its own
         # transaction, and BEGIN, COMMIT and SQLAlchemy's bookkeeping around them cost more
         # than the read. A second statement through SQLAlchemy begins a transaction (the
         # "begin" event), so that a count and its page see one snapshot; it ends here.
-        connection = self._reader()
         try:
             return work(connection, *args, **kwargs)
         finally:
@@ -348,10 +362,14 @@ class Database:
         """This thread's read connection (reads run on the event loop's thread)."""
         connection: Connection | None = getattr(self._readers, "connection", None)
         if connection is None or connection.closed or connection.invalidated:
-            assert self._read_engine is not None
-            connection = self._read_engine.connect()
+            connection = self._open_reader()
             self._readers.connection = connection
-            self._open_readers.append(connection)
+        return connection
+
+    def _open_reader(self) -> Connection:
+        assert self._read_engine is not None
+        connection = self._read_engine.connect()
+        self._open_readers.append(connection)
         return connection
 
     async def write(self, work: WriteWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -377,6 +395,7 @@ class Database:
             for connection in self._open_readers:
                 connection.close()
             self._open_readers.clear()
+            self._idle_scanners.clear()
         for engine in (self._read_engine, self._write_engine):
             if engine is not None:
                 engine.dispose()

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from persistence.counts import catalogue_version, category_total, table_total
 from persistence.models import Product
@@ -68,10 +68,21 @@ _ROWID: ColumnElement[int] = literal_column("products.rowid", Integer)
 #: The same, where SQLite may not use it to look rows up (a unary + disqualifies a term).
 _WALK_ROWID: ColumnElement[int] = literal_column("+products.rowid", Integer)
 #: What reading one match costs against stepping one entry along the id index and testing
-#: it, roughly, as measured at 10^5 and 10^6 products (bench/data_growth.py). On SQLite a
-#: rowid lookup against an index step; on PostgreSQL a bitmap heap fetch, recheck and sort
-#: against a primary-key step and strpos(): about the same, 3.5-5 µs each. See _walk_pays.
-SEEK_COST = {"sqlite": 20, "postgresql": 1}
+#: it, roughly, as measured at 10^4 to 10^6 products (bench/data_growth.py). On SQLite, for an
+#: ASCII term, finding a match in the FTS index, looking its row up and sorting it, against
+#: reading the next row in id order and testing it with LIKE (``_ascii_contains``):
+#: 2.5-8 µs against 0.6-3 µs. On PostgreSQL a bitmap heap fetch, recheck and sort against a
+#: primary-key step and strpos(): about the same, 3.5-5 µs each. See _walk_pays.
+SEEK_COST = {"sqlite": 4, "postgresql": 1}
+#: On SQLite, for a term with other characters than ASCII, a walk tests each row against the
+#: list of the FTS index's matches, which it reads in full first: the walk saves only the
+#: lookups and the sort, so it pays later.
+SEEK_COST_FTS_WALK = 20
+#: Characters other than ASCII that SQLite's FTS5 trigram tokenizer folds to an ASCII letter
+#: (KELVIN SIGN and LATIN SMALL LETTER LONG S), which LIKE does not: with these made ASCII,
+#: LIKE and the index agree on every ASCII term (tests/persistence/test_search.py asks
+#: SQLite about every code point).
+FTS_FOLDS_TO_ASCII = {"\u212a": "k", "\u017f": "s"}
 
 
 def _fts_phrase(term: str) -> str:
@@ -86,6 +97,20 @@ def _category_filter(category: str | None) -> list[ColumnElement[bool]]:
     return [] if category is None else [func.lower(Product.category) == category.lower()]
 
 
+def _ascii_contains(
+    column: ColumnElement[str] | InstrumentedAttribute[str], term: str
+) -> ColumnElement[bool]:
+    """Whether ``column`` contains the ASCII ``term`` as the FTS5 trigram index says it does,
+    tested on the row itself: SQLite's LIKE ignores the case of ASCII letters only, and the
+    index folds case for all of Unicode, but an ASCII term can only meet the ASCII letters,
+    and the two characters that the index folds to one (replaced first when the term has
+    their letter)."""
+    for character, ascii_letter in FTS_FOLDS_TO_ASCII.items():
+        if ascii_letter in term.lower():
+            column = func.replace(column, character, ascii_letter)
+    return column.contains(term, autoescape=True)
+
+
 def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnElement[bool]:
     """Whether a product's name or description contains ``search``, case aside.
 
@@ -93,7 +118,9 @@ def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnEl
     (see _walk_pays); otherwise through the trigram index where the term has a trigram.
 
     - SQLite, three characters or more: the FTS5 trigram index, whose case folding covers
-      Unicode (a unary + keeps a walk from looking the matches up by rowid).
+      Unicode. To walk, an ASCII term is tested on the row (``_ascii_contains``): testing
+      against the index would read every match first. Another term is tested against the
+      index's matches (a unary + keeps SQLite from looking them up by rowid instead).
     - PostgreSQL: ``lower(x) LIKE '%term%'``, which the GIN trigram indexes serve, or, to
       walk or for a term with no trigram, ``strpos(lower(x), term) > 0``, the same test that
       no index serves (with LIKE the planner may scan a whole trigram index for such a term).
@@ -102,6 +129,10 @@ def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnEl
 
     autoescape makes ``%`` and ``_`` literal characters, not wildcards."""
     if dialect == "sqlite" and len(search) >= TRIGRAM:
+        if walk and search.isascii():
+            return or_(
+                _ascii_contains(Product.name, search), _ascii_contains(Product.description, search)
+            )
         rowid = _WALK_ROWID if walk else _ROWID
         return rowid.in_(select(_FTS.c.rowid).where(_FTS_MATCH(_fts_phrase(search))))
     term = search.lower()
@@ -178,7 +209,7 @@ def _count_search(connection: Connection, *, category: str | None, search: str) 
     return count_rows(connection, Product.__table__, where)
 
 
-def _walk_pays(connection: Connection, *, total: int, reads: int) -> bool:
+def _walk_pays(connection: Connection, *, search: str, total: int, reads: int) -> bool:
     """Whether a page that reads ``reads`` of ``total`` matching products is cheaper found by
     walking the id index and testing each entry (about reads * products / total steps) than
     by looking every match up and sorting them (``total`` lookups).
@@ -187,7 +218,10 @@ def _walk_pays(connection: Connection, *, total: int, reads: int) -> bool:
     and PostgreSQL's once walked 100,000 products for a term with 20 matches (405 ms instead
     of 5 ms)."""
     products = table_total(connection, Product)
-    return reads * products < SEEK_COST[connection.dialect.name] * total * total
+    seek_cost = SEEK_COST[connection.dialect.name]
+    if connection.dialect.name == "sqlite" and not search.isascii():
+        seek_cost = SEEK_COST_FTS_WALK
+    return reads * products < seek_cost * total * total
 
 
 def list_products(
@@ -211,7 +245,9 @@ def list_products(
     if search is not None:
         # Only a term with a trigram has matches to look up; a shorter one is read from the table.
         indexed = len(search) >= TRIGRAM
-        walk = indexed and _walk_pays(connection, total=total, reads=offset + limit + 1)
+        walk = indexed and _walk_pays(
+            connection, search=search, total=total, reads=offset + limit + 1
+        )
         where.append(_search_filter(dialect, search, walk=walk))
         if dialect == "postgresql" and indexed and not walk:
             source = select(*COLUMNS).where(*where).cte("matches").prefix_with("MATERIALIZED")

@@ -441,14 +441,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             "STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://host:6379 (or run one worker)"
         )
 
-    from storefront.importer import import_file
-
     _check_can_listen(args.host, args.port)
     _create_database(settings)
     # In the main process, before any worker: a first start makes and records the keys once,
     # and a mismatch stops here with one line rather than in every worker's log.
     bind_secrets(settings, generate=True)
     if args.demo:
+        # Here only: rich (its progress bar) would stay in the serving process' memory.
+        from storefront.importer import import_file
+
         import_file(settings, DEMO_CATALOGUE, progress=False)
         digester = _digester(settings)
         demo = admin.run(settings, lambda s: admin.ensure_demo_client(s, digester))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from limits import RateLimitItem, parse
@@ -30,15 +30,17 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
-from redis.exceptions import ReadOnlyError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
 from core.settings import Settings, masked_url
 from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, request_state
+
+if TYPE_CHECKING:
+    # redis-py is imported only by a server whose store is Redis: with the OpenTelemetry SDK
+    # that it brings in, it is about 20 MB of every worker's memory (bench/memory.py).
+    from redis.asyncio import ConnectionPool
+    from redis.asyncio.sentinel import Sentinel
 
 logger = logging.getLogger("storefront.access.ratelimit")
 
@@ -65,6 +67,8 @@ def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool
     own Sentinel storage reads from replicas, whose counts lag behind the primary's): a budget
     is exact or it is not a budget.
     """
+    from redis.asyncio.sentinel import Sentinel
+
     parts = urlsplit(url)
     service = parts.path.strip("/")
     if not service:
@@ -151,6 +155,8 @@ class Limiter:
                 # storage class; the pool decides where the connections go.
                 storage_url = "redis://sentinel-primary:0"
             else:
+                from redis.asyncio import ConnectionPool
+
                 self._pool = ConnectionPool.from_url(storage_url, **timeouts)
             options = {
                 "wrap_exceptions": True,
@@ -274,6 +280,9 @@ class Limiter:
         name no address). A success ends any back-off."""
         if self._pool is None:  # in process: always there
             return None
+        from redis.asyncio import Redis
+        from redis.exceptions import RedisError
+
         try:
             # A PING of our own: limits' check() swallows the error that says why.
             await Redis(connection_pool=self._pool).ping()
@@ -307,6 +316,10 @@ class Limiter:
 
 def _store_failure(exc: BaseException) -> str:
     """Why the store failed, in words that name no address (redis-py's messages do)."""
+    from redis.asyncio.sentinel import MasterNotFoundError
+    from redis.exceptions import ReadOnlyError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     chain = [exc]
     while (cause := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 10:
         chain.append(cause)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.errors import SearchTooBroad
 from core.settings import Settings
-from persistence.db import Database
+from persistence.db import SCANS_AT_ONCE, Database
 
 
 def _thread_and_answer(connection: Connection) -> tuple[int, int]:
@@ -40,6 +40,36 @@ def test_reads_run_on_the_loop_and_scans_off_it_on_sqlite(settings: Settings) ->
         assert scan_thread != loop_thread  # a read no index bounds must not hold the loop
     else:
         assert read_thread == scan_thread == loop_thread  # asyncpg: nothing blocks
+
+
+def test_scans_share_a_few_connections_whichever_threads_run_them(settings: Settings) -> None:
+    """anyio ends a worker thread after 10 s idle and starts another when needed (each event
+    loop has its own). Scans on SQLite used to keep a connection per thread, never closed:
+    every thread that had run one left a connection and its page cache behind."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's scans run on worker threads")
+    db = Database(settings.database_url)
+    threads: list[threading.Thread] = []
+    connections: set[int] = set()
+
+    def where(connection: Connection) -> None:
+        threads.append(threading.current_thread())
+        raw = connection.connection.dbapi_connection
+        connections.add(id(raw))
+        connection.scalar(text("SELECT 1"))
+
+    async def scans() -> None:  # a new loop: new worker threads
+        async with asyncio.TaskGroup() as group:
+            for _ in range(SCANS_AT_ONCE):
+                group.create_task(db.scan(where))
+
+    try:
+        for _ in range(4):
+            asyncio.run(scans())
+    finally:
+        asyncio.run(db.dispose())
+    assert len(set(threads)) > SCANS_AT_ONCE  # the scans did run on new threads
+    assert 1 <= len(connections) <= SCANS_AT_ONCE
 
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])

@@ -105,10 +105,12 @@ def test_through_pgbouncer_every_transaction_gets_the_connection_settings(
     url = make_url(database_url).set(drivername=f"postgresql+{driver}")
 
     def settings_and_server(connection: Connection) -> tuple[str, str, int]:
-        mode, timeout, pid = connection.execute(
+        # Each transaction holds its server connection a little (pg_sleep), so that a burst
+        # needs more than one even when the machine is slow to start them.
+        mode, timeout, pid, _ = connection.execute(
             text(
                 "SELECT current_setting('plan_cache_mode'), "
-                "current_setting('statement_timeout'), pg_backend_pid()"
+                "current_setting('statement_timeout'), pg_backend_pid(), pg_sleep(0.02)"
             )
         ).one()
         return str(mode), str(timeout), int(pid)

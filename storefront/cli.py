@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,7 +30,6 @@ from core.settings import (
     sqlite_file,
 )
 from persistence import clients as clients_repo
-from persistence.migrate import upgrade
 from persistence.models import ApiKey, Client
 from storefront import admin
 from storefront.keyring import bind_secrets, require_database
@@ -390,6 +389,10 @@ def _check_can_listen(host: str, port: int) -> None:
 def _upgrade(settings: Settings) -> None:
     """Migrate: the first thing every command does with the database, so the one place that
     turns an unreachable database into a line naming the setting and where it points."""
+    # Alembic and the migrations, imported here only: `serve` migrates in a child process
+    # (_in_child), so that they never take room in the serving process.
+    from persistence.migrate import upgrade
+
     try:
         # Straight to PostgreSQL when a pooler sits in front (STOREFRONT_MIGRATION_DATABASE_URL).
         upgrade(settings.migrations_url)
@@ -431,23 +434,14 @@ def _create_database(settings: Settings) -> None:
     _upgrade(settings)
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    import uvicorn
-
-    if args.workers > 1 and settings.rate_limit_storage_url.startswith("memory"):
-        # Each worker would count on its own: the budget would silently become N times larger.
-        raise SettingsError(
-            f"--workers {args.workers} needs a shared rate-limit store: set "
-            "STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://host:6379 (or run one worker)"
-        )
-
-    _check_can_listen(args.host, args.port)
+def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
+    """What ``serve`` does before it listens: migrate (creating the database), make or check
+    the keys, and with ``--demo`` load the demo catalogue and client."""
     _create_database(settings)
-    # In the main process, before any worker: a first start makes and records the keys once,
-    # and a mismatch stops here with one line rather than in every worker's log.
+    # Before any worker: a first start makes and records the keys once, and a mismatch stops
+    # here with one line rather than in every worker's log.
     bind_secrets(settings, generate=True)
     if args.demo:
-        # Here only: rich (its progress bar) would stay in the serving process' memory.
         from storefront.importer import import_file
 
         import_file(settings, DEMO_CATALOGUE, progress=False)
@@ -465,7 +459,48 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             f"&client_secret={demo.client_secret}'"
         )
         print(f"Swagger UI: {base}/ui/")
-        sys.stdout.flush()
+
+
+def _in_child(work: Callable[[], None]) -> None:
+    """Run ``work`` in a forked child process and wait for it.
+
+    What the child imports (Alembic and the migrations, the importer and rich) never enters
+    this process, which goes on to serve: 9 MiB of a worker's memory (bench/memory.py). The
+    child prints its own one-line error, as ``main`` does, and this process then ends with the
+    child's exit code. No other thread runs yet, so forking is safe; where there is no fork
+    (Windows), the work runs here."""
+    if not hasattr(os, "fork"):
+        work()
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = _handled(work)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(code)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    if args.workers > 1 and settings.rate_limit_storage_url.startswith("memory"):
+        # Each worker would count on its own: the budget would silently become N times larger.
+        raise SettingsError(
+            f"--workers {args.workers} needs a shared rate-limit store: set "
+            "STOREFRONT_RATE_LIMIT_STORAGE_URL=redis://host:6379 (or run one worker)"
+        )
+
+    _check_can_listen(args.host, args.port)
+    _in_child(lambda: _prepare_to_serve(settings, args))
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its samples here and /metrics sums them (prometheus_client's
         # multiprocess mode); set before any worker imports core.metrics.
@@ -727,10 +762,20 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    def work() -> None:
         settings = load_settings()
         configure_logging(settings)
         _dispatch(settings, args)
+
+    return _handled(work)
+
+
+def _handled(work: Callable[[], None]) -> int:
+    """Run ``work``; an error it raises is one line on stderr and an exit code, never a
+    traceback."""
+    try:
+        work()
     except SettingsError as exc:
         _fail(str(exc))
         return 2

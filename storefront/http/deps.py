@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from connexion import request
 from connexion.context import scope as current_scope
+from starlette.types import Scope
 
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, caller_of
@@ -18,6 +19,14 @@ def services() -> Services:
     # The scope itself, not ``request.scope``: Connexion's request proxy builds a new request
     # object on every access.
     return from_scope(current_scope)
+
+
+def request_scope() -> Scope:
+    """This request's ASGI scope: what ``request.url`` or ``request.query_params`` would be
+    made from, read without them (``connexion.request`` makes a new request object on every
+    attribute access, and each of those parses the URL or the query again)."""
+    found: Scope = current_scope._get_current_object()
+    return found
 
 
 def header(name: str) -> str | None:
@@ -37,4 +46,4 @@ def caller() -> Caller | None:
     return caller_of(current_scope)
 
 
-__all__ = ["Caller", "Services", "caller", "header", "request", "services"]
+__all__ = ["Caller", "Services", "caller", "header", "request", "request_scope", "services"]

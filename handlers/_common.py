@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
-
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import URL, QueryParams
@@ -60,13 +59,17 @@ def paging_headers(
     if cursored:
         before = cursor(page.rows[0]) if page.has_prev and page.rows else None
         if before is not None:
-            links.append((here.with_params(("offset", "after"), limit=limit, before=before), "prev"))
+            links.append(
+                (here.with_params(("offset", "after"), limit=limit, before=before), "prev")
+            )
     elif offset > 0:
         prev = max(offset - limit, 0)
         links.append((here.with_params((), limit=limit, offset=prev), "prev"))
     headers = {"X-Total-Count": str(page.total)}
     if links:
-        headers["Link"] = ", ".join(f'<{absolute_url(target)}>; rel="{rel}"' for target, rel in links)
+        headers["Link"] = ", ".join(
+            f'<{absolute_url(target)}>; rel="{rel}"' for target, rel in links
+        )
     return headers
 
 

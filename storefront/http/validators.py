@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from itertools import accumulate
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
@@ -47,7 +47,148 @@ def _validator_for(schema: dict[str, Any]) -> Draft4Validator:
     return cached[1]
 
 
+#: Scope key of the parameters the compiled pipeline checked directly
+#: (``NamingParameterValidator.checked``): ``(path values, query values)``, converted as
+#: Connexion's URI parser converts them, for the handler's arguments.
+CHECKED_PARAMETERS = "storefront.checked_parameters"
+
+#: Schema keywords a direct check knows, per type (anything else: Connexion's path).
+_STRING_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "x-invalid-message"})
+_INTEGER_KEYWORDS = frozenset({"type", "minimum", "maximum"})
+_PARAMETER_KEYWORDS = frozenset(
+    {"name", "in", "required", "schema", "description", "example", "examples", "deprecated"}
+)
+
+
+def _direct_check(param: dict[str, Any]) -> Callable[[str], Any] | None:
+    """A function that takes a parameter's raw text and returns the value Connexion's URI
+    parser makes of it when jsonschema would accept that value, or ``_REFUSED``; None when
+    the parameter's schema is beyond the few keywords these checks know."""
+    if set(param) - _PARAMETER_KEYWORDS:
+        return None
+    schema = param.get("schema", {})
+    annotations = {"description", "example", "default", "title"}
+    kind = schema.get("type")
+    if kind == "string" and not set(schema) - _STRING_KEYWORDS - annotations:
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+
+        def string(text: str) -> Any:
+            if len(text) < low or (high is not None and len(text) > high):
+                return _REFUSED
+            if pattern is not None and pattern.search(text) is None:
+                return _REFUSED
+            return text
+
+        return string
+    if kind == "integer" and not set(schema) - _INTEGER_KEYWORDS - annotations:
+        minimum, maximum = schema.get("minimum"), schema.get("maximum")
+
+        def integer(text: str) -> Any:
+            try:
+                number = int(text)  # what Connexion's coerce_type does (make_type)
+            except ValueError:
+                return _REFUSED
+            if (minimum is not None and number < minimum) or (
+                maximum is not None and number > maximum
+            ):
+                return _REFUSED
+            return number
+
+        return integer
+    return None
+
+
+_REFUSED: Any = object()
+
+
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
+    def __init__(
+        self,
+        parameters: list[dict[str, Any]],
+        uri_parser: Any,
+        strict_validation: bool = False,
+        security_query_params: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            parameters,
+            uri_parser=uri_parser,
+            strict_validation=strict_validation,
+            security_query_params=security_query_params,
+        )
+        self._direct = self._direct_checks()
+
+    def _direct_checks(self) -> Any:
+        """Per kind of parameter, (name, required, check) for :meth:`checked`; None when a
+        parameter is beyond the direct checks (then every request takes Connexion's path)."""
+        if set(self.parameters) - {"query", "path", "header"}:
+            return None
+        checks: dict[str, list[tuple[str, bool, Callable[[str], Any]]]] = {}
+        for kind in ("query", "path", "header"):
+            for param in self.parameters.get(kind, []):
+                check = _direct_check(param)
+                # Connexion converts query and path values, never headers: a header is
+                # checked as the text it is, so only string headers are checked directly.
+                if check is None or (kind == "header" and check.__name__ != "string"):
+                    return None
+                if kind == "path" and "-" in param["name"]:  # Connexion renames those
+                    return None
+                checks.setdefault(kind, []).append(
+                    (param["name"], param.get("required", False), check)
+                )
+        known = frozenset(
+            [p["name"] for p in self.parameters.get("query", [])] + list(self.security_query_params)
+        )
+        return checks.get("query", []), checks.get("path", []), checks.get("header", []), known
+
+    def checked(self, scope: Scope) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The request's path and query parameters, converted, when each passes the direct
+        checks, which hold exactly when Connexion's validation would pass (jsonschema over
+        what its URI parser makes of the text; ``tests/http/test_validators.py`` compares the
+        two on generated requests); None otherwise: ``validate_request`` then validates, and
+        says what is wrong in its own words."""
+        direct = self._direct
+        if direct is None:
+            return None
+        query_checks, path_checks, header_checks, known = direct
+        # Starlette's QueryParams, as Connexion reads them: the last value of a repeated name.
+        query = dict(
+            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        )
+        if self.strict_validation and not known.issuperset(query):
+            return None
+        query_values: dict[str, Any] = {}
+        for name, required, check in query_checks:
+            text = query.get(name)
+            if text is None:
+                if required:
+                    return None
+                continue
+            value = check(text)
+            if value is _REFUSED:
+                return None
+            query_values[name] = value
+        path_values: dict[str, Any] = {}
+        if path_checks:
+            raw = scope.get("path_params", {})
+            for name, _required, check in path_checks:
+                text = raw.get(name)
+                if text is None or not isinstance(text, str):
+                    return None
+                value = check(text)
+                if value is _REFUSED:
+                    return None
+                path_values[name] = value
+        for name, required, check in header_checks:
+            wanted = name.lower().encode("latin-1")
+            text = next((v.decode("latin-1") for k, v in scope["headers"] if k == wanted), None)
+            if text is None:
+                if required:
+                    return None
+            elif check(text) is _REFUSED:
+                return None
+        return path_values, query_values
+
     @staticmethod
     def validate_parameter(
         parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None

@@ -220,9 +220,119 @@ def test_a_plain_form_is_parsed_and_checked_as_connexion_does(
 
         try:
             await validator.wrap_receive(receive, scope=scope)
-        except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        except Exception as exc:
             return type(exc).__name__, getattr(exc, "detail", str(exc))
         return scope.get(PARSED_BODY, "no parsed body")
 
     assert asyncio.run(run(ours_cls)) == asyncio.run(run(Connexions))
 
+
+def _spec_operations() -> list[tuple[str, list[dict[str, Any]]]]:
+    """(method and path, its parameters resolved) for every operation of openapi.yaml."""
+    from connexion.json_schema import resolve_refs
+
+    from storefront.app import load_spec
+
+    spec = resolve_refs(load_spec())
+    found = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            params = {(p["name"], p["in"]): p for p in item.get("parameters", [])}
+            params.update({(p["name"], p["in"]): p for p in operation.get("parameters", [])})
+            found.append((f"{method.upper()} {path}", list(params.values())))
+    return found
+
+
+SPEC_OPERATIONS = _spec_operations()
+QUERY_NAMES = ["limit", "offset", "after", "before", "search", "category", "other", "lim%69t"]
+QUERY_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "1",
+            "20",
+            "100",
+            "101",
+            "-1",
+            "+5",
+            " 7",
+            "1_0",
+            "\u0661\u0662",
+            "1e3",
+            "abc",
+            "1000000000",
+            "1000000001",
+            "17.user_1",
+            "-17.a",
+            "x" * 64,
+            "x" * 65,
+            "%00",
+            "walnut",
+            "a%20b",
+            "%C3%A9",
+        ]
+    ),
+    st.text(alphabet="0123456789.-_abAZ %+", max_size=8),
+    st.integers(min_value=-(10**20), max_value=10**20).map(str),
+    st.integers(min_value=95, max_value=105).map(lambda n: "x" * n),
+)
+
+
+@given(
+    operation=st.sampled_from(SPEC_OPERATIONS),
+    query=st.lists(st.tuples(st.sampled_from(QUERY_NAMES), QUERY_VALUES), max_size=5),
+    path_value=st.one_of(st.sampled_from(["user_1", "", "a b"]), st.text(max_size=5)),
+    header=st.one_of(st.none(), st.sampled_from(['"1"', "*", "", '"x"', "w/1"])),
+)
+@hyp_settings(max_examples=1500, deadline=None)
+def test_direct_parameter_checks_pass_exactly_what_connexion_passes(
+    operation: tuple[str, list[dict[str, Any]]],
+    query: list[tuple[str, str]],
+    path_value: str,
+    header: str | None,
+) -> None:
+    """``NamingParameterValidator.checked`` (the compiled pipeline's direct checks) accepts a
+    request exactly when Connexion's validation (its URI parser, then jsonschema) does, and
+    hands the handler the values Connexion's request would."""
+    from connexion.exceptions import BadRequestProblem, ExtraParameterProblem
+    from connexion.lifecycle import ConnexionRequest
+    from connexion.uri_parsing import OpenAPIURIParser
+
+    from storefront.http.validators import NamingParameterValidator
+
+    _, params = operation
+    uri_parser = OpenAPIURIParser(params, {})
+    validator = NamingParameterValidator(params, uri_parser=uri_parser, strict_validation=True)
+    headers = [(b"host", b"test")]
+    if header is not None:
+        for p in params:
+            if p["in"] == "header":
+                headers.append((p["name"].lower().encode(), header.encode()))
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": "&".join(f"{k}={v}" for k, v in query).encode(),
+        "headers": headers,
+        "path_params": {p["name"]: path_value for p in params if p["in"] == "path"},
+    }
+    checked = validator.checked(scope)
+    request = ConnexionRequest(scope, uri_parser=uri_parser)
+    try:
+        validator.validate_request(request)
+    except (BadRequestProblem, ExtraParameterProblem):
+        assert checked is None
+        return
+    assert checked is not None  # every parameter of the spec is within the direct checks
+    path_values, query_values = checked
+    assert path_values == {
+        p["name"]: request.path_params[p["name"]] for p in params if p["in"] == "path"
+    }
+    assert query_values == {
+        p["name"]: request.query_params[p["name"]]
+        for p in params
+        if p["in"] == "query" and p["name"] in request.query_params
+    }

@@ -53,7 +53,7 @@ from connexion.security import SecurityHandlerFactory
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from storefront.http.validators import PARSED_BODY
+from storefront.http.validators import CHECKED_PARAMETERS, PARSED_BODY
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,11 @@ class CompiledOperation:
             uri_parser=self.uri_parser,
             strict_validation=strict_validation,
             security_query_params=security_query_params,
+        )
+        #: The validator's direct checks of plain parameters (storefront.http.validators),
+        #: when it has them; a request they do not pass is validated by validate_request.
+        self.check_parameters: Callable[[Scope], Any] | None = getattr(
+            self.parameter_validator, "checked", None
         )
         self.consumes = MediaTypeDict([(c.lower(), None) for c in operation.consumes])
         self.default_mime_type = (
@@ -193,7 +198,11 @@ class CompiledOperation:
 
     async def validate(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
-        self.parameter_validator.validate_request(request)
+        checked = self.check_parameters(scope) if self.check_parameters is not None else None
+        if checked is None:
+            self.parameter_validator.validate_request(request)
+        else:
+            scope[CHECKED_PARAMETERS] = checked  # for the binder: not parsed a second time
         body_receive, body_scope = await self.validate_body(scope, receive)
         if body_scope is not scope or body_receive is not receive:
             # The body validator replays the body it read through a new channel.
@@ -337,13 +346,14 @@ class ArgumentBinder:
                 known = self.form_fields
                 body = {k: str(v) if k in known else v for k, v in body.items()}
             kwargs[self.body_name] = body
+        checked = request.scope.get(CHECKED_PARAMETERS) if self.path or self.query else None
         if self.path:
-            path_params = request.path_params
+            path_params = checked[0] if checked is not None else request.path_params
             for name, keyword, param in self.path:
                 if name in path_params:
                     kwargs[keyword] = self.convert(path_params[name], param)
         if self.query:
-            query_params = request.query_params
+            query_params = checked[1] if checked is not None else request.query_params
             for name, keyword, param, default in self.query:
                 value = query_params.get(name, default)
                 if value is not _MISSING:

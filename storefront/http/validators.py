@@ -445,7 +445,9 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
         schema = self._schema
         # The requestBody's encoding (Connexion keeps it on the URI parser only).
         encoding = getattr(self._uri_parser, "_body_encoding", None)
-        if encoding != {} or set(schema) - {"type", "required", "properties", *_ANNOTATIONS}:
+        # "components": what Connexion adds for $refs to resolve against (no constraint).
+        keywords = {"type", "required", "properties", "components", *_ANNOTATIONS}
+        if encoding != {} or set(schema) - keywords:
             return None
         properties = schema.get("properties", {})
         if schema.get("type") != "object" or not all(

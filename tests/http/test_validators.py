@@ -182,6 +182,8 @@ def test_a_plain_form_is_parsed_and_checked_as_connexion_does(
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: dict(FORM_PROPERTIES[name]) for name in properties},
+        # As Connexion hands it over: with the spec's components, for $refs.
+        "components": {"schemas": {"Other": {"type": "integer"}}},
     }
     if required:
         schema["required"] = required
@@ -336,3 +338,26 @@ def test_direct_parameter_checks_pass_exactly_what_connexion_passes(
         for p in params
         if p["in"] == "query" and p["name"] in request.query_params
     }
+
+
+def test_the_token_form_takes_the_direct_path() -> None:
+    """The token endpoint's form is plain as the app hands it over (with the components
+    Connexion adds): a change to the spec that sends it back through Connexion's parse and
+    jsonschema shows here, not only as a slower token endpoint."""
+    from connexion.json_schema import resolve_refs
+    from connexion.uri_parsing import OpenAPIURIParser
+
+    from storefront.app import load_spec
+
+    spec = resolve_refs(load_spec())
+    content = spec["paths"]["/auth/token"]["post"]["requestBody"]["content"]
+    definition = content["application/x-www-form-urlencoded"]
+    validator = validator_map()["body"]["application/x-www-form-urlencoded"](
+        schema={**definition["schema"], "components": spec["components"]},
+        required=True,
+        nullable=False,
+        encoding="utf-8",
+        strict_validation=False,
+        uri_parser=OpenAPIURIParser([], definition),
+    )
+    assert validator._plain_required == {"grant_type"}

@@ -29,7 +29,7 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
-from starlette.types import Scope
+from starlette.types import Message, Receive, Scope
 
 from core.errors import UnsupportedCharset
 
@@ -400,23 +400,30 @@ class UrlencodedFormParser:
         self.max_part_size = max_part_size
 
     async def parse(self) -> FormData:
-        text = b"".join([chunk async for chunk in self.stream]).decode("latin-1")
-        items: list[tuple[str, str | UploadFile]] = []
-        # Field by field, in order, so that the first limit passed is the one reported.
-        for field in text.split("&"):
-            if not field:
-                continue
-            name, equals, value = field.partition("=")
-            if len(field) - len(equals) > self.max_part_size:
-                raise MultiPartException(
-                    f"Field exceeded maximum size of {int(self.max_part_size / 1024)}KB."
-                )
-            if len(items) == self.max_fields:
-                raise MultiPartException(
-                    f"Too many fields. Maximum number of fields is {self.max_fields}."
-                )
-            items.append((unquote_plus(name), unquote_plus(value)))
-        return FormData(items)
+        body = b"".join([chunk async for chunk in self.stream])
+        return FormData(urlencoded_fields(body, self.max_fields, self.max_part_size))
+
+
+def urlencoded_fields(
+    body: bytes, max_fields: int, max_part_size: int
+) -> list[tuple[str, str | UploadFile]]:
+    """The (name, value) pairs of a url-encoded body, as :class:`UrlencodedFormParser` reads
+    them (Starlette's ``MultiPartException`` past a limit)."""
+    text = body.decode("latin-1")
+    items: list[tuple[str, str | UploadFile]] = []
+    # Field by field, in order, so that the first limit passed is the one reported.
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, equals, value = field.partition("=")
+        if len(field) - len(equals) > max_part_size:
+            raise MultiPartException(
+                f"Field exceeded maximum size of {int(max_part_size / 1024)}KB."
+            )
+        if len(items) == max_fields:
+            raise MultiPartException(f"Too many fields. Maximum number of fields is {max_fields}.")
+        items.append((unquote_plus(name), unquote_plus(value)))
+    return items
 
 
 class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
@@ -457,31 +464,70 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
             return None
         return frozenset(schema.get("required", []))
 
-    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        """Connexion's ``wrap_receive`` (read the body, parse it, validate it, replay it to
+        the app), done directly for a plain form with a body: the messages read in a loop
+        rather than through an async generator, the fields parsed into the body Connexion's
+        parse makes of them (:meth:`plain_body`) with no ``FormData`` in between. Anything else
+        (no Content-Length, or 0: Connexion's default and required-body rules) is Connexion's.
+        """
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
+        if self._plain_required is None or not int(length):
+            wrapped: tuple[Receive, Scope] = await super().wrap_receive(receive, scope=scope)
+            return wrapped
+        messages: list[Message] = []
+        more_body = True
+        while more_body:
+            message = await receive()
+            messages.append(message)
+            more_body = message.get("more_body", False)
+        body = self.plain_body(b"".join([message.get("body", b"") for message in messages]))
+        scope[PARSED_BODY] = body
+        self._validate(body)
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        return replayed, scope
+
+    def plain_body(self, raw: bytes) -> dict[str, str]:
+        """What Connexion's parse makes of a plain form (``FormDataValidator._parse``, then its
+        URI parser's ``resolve_form``): each field's values joined with "," (style "form",
+        exploded), left as strings. tests/http/test_validators.py holds the two to the same
+        result."""
         try:
-            if self._plain_required is None:
-                body = await super()._parse(stream, scope)
-            else:
-                # What Connexion's parse makes of a plain form (FormDataValidator._parse, then
-                # its URI parser's resolve_form): each field's values joined with "," (style
-                # "form", exploded), left as strings. tests/http/test_validators.py holds the
-                # two to the same result.
-                form = await self._form_parser_cls(None, stream).parse()
-                values: dict[str, list[str]] = {}
-                for name, value in form.multi_items():
-                    values.setdefault(name, []).append(value)
-                body = {name: ",".join(found) for name, found in values.items()}
+            fields = urlencoded_fields(raw, self.limits.form_fields, self.limits.form_field_bytes)
         except MultiPartException as exc:
-            # Starlette's messages count in KB; ours name the settings' own units.
-            if exc.message.startswith("Too many fields"):
-                detail = f"The form has more than {self.limits.form_fields} fields."
-            else:
-                detail = (
-                    f"A form field (name and value) is over {self.limits.form_field_bytes} bytes."
-                )
-            raise BadRequestProblem(detail=detail) from None
+            raise self._too_big(exc) from None
+        values: dict[str, list[str]] = {}
+        for name, value in fields:
+            values.setdefault(name, []).append(str(value))
+        return {name: ",".join(found) for name, found in values.items()}
+
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+        if self._plain_required is not None:
+            body: Any = self.plain_body(b"".join([chunk async for chunk in stream]))
+        else:
+            try:
+                body = await super()._parse(stream, scope)
+            except MultiPartException as exc:
+                raise self._too_big(exc) from None
         scope[PARSED_BODY] = body
         return body
+
+    def _too_big(self, exc: MultiPartException) -> BadRequestProblem:
+        # Starlette's messages count in KB; ours name the settings' own units.
+        if exc.message.startswith("Too many fields"):
+            return BadRequestProblem(
+                detail=f"The form has more than {self.limits.form_fields} fields."
+            )
+        return BadRequestProblem(
+            detail=f"A form field (name and value) is over {self.limits.form_field_bytes} bytes."
+        )
 
     @cached_property
     def _validator(self) -> Draft4Validator:

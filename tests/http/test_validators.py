@@ -202,6 +202,7 @@ def test_a_plain_form_is_parsed_and_checked_as_connexion_does(
             return body
 
         _validate = FormDataValidator._validate
+        wrap_receive = FormDataValidator.wrap_receive
 
     async def run(cls: Any) -> Any:
         validator = cls(
@@ -217,14 +218,23 @@ def test_a_plain_form_is_parsed_and_checked_as_connexion_does(
             "headers": [(b"content-length", str(len(body)).encode())],
         }
 
+        # The body in two messages, then a disconnect for any read past it.
+        messages = iter(
+            [
+                {"type": "http.request", "body": body[:3], "more_body": True},
+                {"type": "http.request", "body": body[3:], "more_body": False},
+            ]
+        )
+
         async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
+            return next(messages, {"type": "http.disconnect"})
 
         try:
-            await validator.wrap_receive(receive, scope=scope)
+            replay, _ = await validator.wrap_receive(receive, scope=scope)
         except Exception as exc:
             return type(exc).__name__, getattr(exc, "detail", str(exc))
-        return scope.get(PARSED_BODY, "no parsed body")
+        replayed = [await replay() for _ in range(3)]  # what the app then reads
+        return scope.get(PARSED_BODY, "no parsed body"), replayed
 
     assert asyncio.run(run(ours_cls)) == asyncio.run(run(Connexions))
 

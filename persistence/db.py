@@ -447,7 +447,7 @@ class PreparedQuery(Generic[R]):
         values = [params[name] if name in params else defaults[name] for name in names]
         raw = connection.connection.dbapi_connection
         assert raw is not None
-        found = raw.execute(sql, values).fetchall()
+        found: list[tuple[Any, ...]] = raw.execute(sql, values).fetchall()
         if not processing:
             return found
         rows = []

@@ -103,20 +103,11 @@ _REFUSED: Any = object()
 
 
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
-    def __init__(
-        self,
-        parameters: list[dict[str, Any]],
-        uri_parser: Any,
-        strict_validation: bool = False,
-        security_query_params: list[str] | None = None,
-    ) -> None:
-        super().__init__(
-            parameters,
-            uri_parser=uri_parser,
-            strict_validation=strict_validation,
-            security_query_params=security_query_params,
-        )
-        self._direct = self._direct_checks()
+    @cached_property
+    def _direct(self) -> Any:
+        # Worked out on first use, so once per operation on the compiled stack, and never on
+        # the stock stack (which makes a validator per request and never asks).
+        return self._direct_checks()
 
     def _direct_checks(self) -> Any:
         """Per kind of parameter, (name, required, check) for :meth:`checked`; None when a

@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers._common import Body
 from storefront.access import revocation
 from storefront.access.oauth import ClientCredentials, client_credentials_grant, credentials
-from storefront.http.deps import request, services
+from storefront.http.deps import first_header, request_scope, services
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -14,7 +14,7 @@ def _form(body: Body) -> tuple[Body, ClientCredentials]:
     # RFC 6749 §3.2: a parameter sent without a value is treated as if it were omitted.
     body = {name: value for name, value in body.items() if value != ""}
     creds = credentials(
-        authorization=request.headers.get("authorization"),
+        authorization=first_header("authorization"),
         client_id=body.get("client_id"),
         client_secret=body.get("client_secret"),
     )
@@ -25,7 +25,7 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
     body, creds = _form(body)
     token = await client_credentials_grant(
         services(),
-        request.scope,
+        request_scope(),
         grant_type=body.get("grant_type"),
         creds=creds,
         scope=body.get("scope"),
@@ -44,13 +44,13 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
 
 async def revoke_token(body: Body) -> tuple[Body, int, dict[str, str]]:
     body, creds = _form(body)
-    await revocation.revoke(services(), request.scope, creds=creds, token=body.get("token"))
+    await revocation.revoke(services(), request_scope(), creds=creds, token=body.get("token"))
     return {}, 200, NO_STORE
 
 
 async def introspect_token(body: Body) -> tuple[Body, int, dict[str, str]]:
     body, creds = _form(body)
     answer = await revocation.introspect(
-        services(), request.scope, creds=creds, token=body.get("token")
+        services(), request_scope(), creds=creds, token=body.get("token")
     )
     return answer, 200, NO_STORE

@@ -451,7 +451,8 @@ class PreparedQuery(Generic[R]):
         processors = [
             _result_processor(column.type, dialect) for column in self.statement.selected_columns
         ]
-        entry = (compiled.string, names, dict(compiled.params), processors)
+        processing = [(index, p) for index, p in enumerate(processors) if p is not None]
+        entry = (compiled.string, names, dict(compiled.params), processing)
         self._compiled[dialect.name] = entry
         return entry
 
@@ -459,17 +460,23 @@ class PreparedQuery(Generic[R]):
         dialect = connection.dialect
         if dialect.name != "sqlite":
             return [tuple(row) for row in connection.execute(self.statement, params)]
-        sql, names, defaults, processors = self._compiled.get(dialect.name) or self._compile(
+        sql, names, defaults, processing = self._compiled.get(dialect.name) or self._compile(
             dialect
         )
         values = [params[name] if name in params else defaults[name] for name in names]
         raw = connection.connection.dbapi_connection
         assert raw is not None
-        found = raw.execute(sql, values).fetchall()
-        return [
-            tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-            for row in found
-        ]
+        found: list[tuple[Any, ...]] = raw.execute(sql, values).fetchall()
+        if not processing:
+            return found
+        rows = []
+        for row in found:
+            # Only the columns that have a processor (a user row: its two times of six).
+            cells = list(row)
+            for index, process in processing:
+                cells[index] = process(cells[index])
+            rows.append(tuple(cells))
+        return rows
 
     def one(self, connection: Connection, /, **params: Any) -> R | None:
         """The first row, or None."""

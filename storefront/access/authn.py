@@ -12,6 +12,7 @@ from typing import Any
 
 from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.lifecycle import ConnexionRequest
+from starlette.types import Scope
 
 from core.crypto import InvalidToken
 from core.ids import API_KEY_PREFIX
@@ -48,16 +49,19 @@ async def _from_api_key(
     return {"sub": found.client_id, "scope": found.scopes.split(), "key_id": found.key_id}
 
 
-def _one_credential(request: ConnexionRequest) -> None:
+def _one_credential(scope: Scope) -> None:
     # A request carrying both a bearer credential and X-API-Key is ambiguous: rather than
     # silently pick one (and ignore a bad one), refuse it, as RFC 6750 §2 does for tokens.
-    if "x-api-key" in request.headers and "authorization" in request.headers:
+    # (The scope's header names, as request.headers would look them up: ASGI's are lower-case.)
+    names = {name for name, _ in scope["headers"]}
+    if b"x-api-key" in names and b"authorization" in names:
         raise OAuthProblem(detail="Send one credential: Authorization or X-API-Key, not both.")
 
 
 async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
-    _one_credential(request)
-    services = from_scope(request.scope)
+    scope = request.scope  # once: each attribute of Connexion's request is a lookup
+    _one_credential(scope)
+    services = from_scope(scope)
     if token.startswith(API_KEY_PREFIX):
         return await _from_api_key(services, request, token)
     try:
@@ -74,11 +78,9 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         raise OAuthProblem(detail="The client of this access token is disabled.")
     if await is_revoked(services, claims):
         raise OAuthProblem(detail="The access token has been revoked.")
-    publish_caller(request.scope, Caller(claims["sub"]))
+    publish_caller(scope, Caller(claims["sub"]))
     # All of a client's tokens share one budget, so minting more tokens buys nothing.
-    await charge(
-        services.limiter, request.scope, kind="client", ident=claims["sub"], override=own_limit
-    )
+    await charge(services.limiter, scope, kind="client", ident=claims["sub"], override=own_limit)
     return {"sub": claims["sub"], "scope": claims["scope"].split(), "key_id": None}
 
 
@@ -87,7 +89,7 @@ def validate_scope(required_scopes: list[str], token_scopes: list[str]) -> bool:
 
 
 async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any]:
-    _one_credential(request)
+    _one_credential(request.scope)
     services = from_scope(request.scope)
     if not api_key.startswith(API_KEY_PREFIX):
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")

@@ -90,6 +90,13 @@ def parse_limit(text: str) -> RateLimitItem:
     return parse(text)
 
 
+@lru_cache(maxsize=4096)
+def _storage_key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+    """``item.key_for(*identifiers)``, remembered: limits builds the key anew on every call
+    (a string conversion per part, then a join), the same few keys for a client's requests."""
+    return item.key_for(*identifiers)
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -218,7 +225,7 @@ class Limiter:
             if consume and isinstance(self.strategy, FixedWindowRateLimiter):
                 # The default strategy's hot path: INCR already returns the count, so the
                 # window stats need one more call (the expiry), not two (Redis round trips).
-                key = item.key_for(*ids)
+                key = _storage_key(item, ids)
                 count = await self.storage.incr(key, item.get_expiry())
                 allowed, remaining = count <= item.amount, max(0, item.amount - count)
                 reset = await self.storage.get_expiry(key)
@@ -226,7 +233,7 @@ class Limiter:
                 # A look without counting (the token endpoint's check before it reads a secret):
                 # one GET. The window's expiry is read only when the look finds no room, the one
                 # case whose decision reaches a response.
-                key = item.key_for(*ids)
+                key = _storage_key(item, ids)
                 count = await self.storage.get(key)
                 allowed, remaining = count < item.amount, max(0, item.amount - count)
                 reset = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from connexion import request
 from connexion.context import scope as current_scope
+from starlette.types import Scope
 
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, caller_of
@@ -16,8 +17,16 @@ from storefront.access.state import Caller, caller_of
 def services() -> Services:
     """The app's services (database, tokens, limiter, ...), from the lifespan state."""
     # The scope itself, not ``request.scope``: Connexion's request proxy builds a new request
-    # object on every access.
-    return from_scope(current_scope)
+    # object on every access (and its scope is the proxy again).
+    return from_scope(request_scope())
+
+
+def request_scope() -> Scope:
+    """This request's ASGI scope: what ``request.url`` or ``request.query_params`` would be
+    made from, read without them (``connexion.request`` makes a new request object on every
+    attribute access, and each of those parses the URL or the query again)."""
+    found: Scope = current_scope._get_current_object()
+    return found
 
 
 def header(name: str) -> str | None:
@@ -26,15 +35,34 @@ def header(name: str) -> str | None:
     and a header map first, a cost worth avoiding on every GET /users/{id} for an
     If-None-Match that is mostly absent."""
     wanted = name.encode("latin-1")
-    found = [value for key, value in current_scope["headers"] if key == wanted]  # lower-case
+    found = [value for key, value in request_scope()["headers"] if key == wanted]  # lower-case
     if not found:
         return None
     return ", ".join(value.decode("latin-1") for value in found)
 
 
+def first_header(name: str) -> str | None:
+    """The first field of a request header by its lower-case name, None when absent: what
+    ``request.headers.get(name)`` gives, read straight from the scope."""
+    wanted = name.encode("latin-1")
+    for key, value in request_scope()["headers"]:  # lower-case
+        if key == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def caller() -> Caller | None:
     """Who is calling, once a credential has been proven."""
-    return caller_of(current_scope)
+    return caller_of(request_scope())
 
 
-__all__ = ["Caller", "Services", "caller", "header", "request", "services"]
+__all__ = [
+    "Caller",
+    "Services",
+    "caller",
+    "first_header",
+    "header",
+    "request",
+    "request_scope",
+    "services",
+]

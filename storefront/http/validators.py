@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from itertools import accumulate
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
@@ -29,7 +29,7 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
-from starlette.types import Scope
+from starlette.types import Message, Receive, Scope
 
 from core.errors import UnsupportedCharset
 
@@ -47,7 +47,139 @@ def _validator_for(schema: dict[str, Any]) -> Draft4Validator:
     return cached[1]
 
 
+#: Scope key of the parameters the compiled pipeline checked directly
+#: (``NamingParameterValidator.checked``): ``(path values, query values)``, converted as
+#: Connexion's URI parser converts them, for the handler's arguments.
+CHECKED_PARAMETERS = "storefront.checked_parameters"
+
+#: Schema keywords a direct check knows, per type (anything else: Connexion's path).
+_STRING_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "x-invalid-message"})
+_INTEGER_KEYWORDS = frozenset({"type", "minimum", "maximum"})
+_PARAMETER_KEYWORDS = frozenset(
+    {"name", "in", "required", "schema", "description", "example", "examples", "deprecated"}
+)
+
+
+def _direct_check(param: dict[str, Any]) -> Callable[[str], Any] | None:
+    """A function that takes a parameter's raw text and returns the value Connexion's URI
+    parser makes of it when jsonschema would accept that value, or ``_REFUSED``; None when
+    the parameter's schema is beyond the few keywords these checks know."""
+    if set(param) - _PARAMETER_KEYWORDS:
+        return None
+    schema = param.get("schema", {})
+    annotations = {"description", "example", "default", "title"}
+    kind = schema.get("type")
+    if kind == "string" and not set(schema) - _STRING_KEYWORDS - annotations:
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+
+        def string(text: str) -> Any:
+            if len(text) < low or (high is not None and len(text) > high):
+                return _REFUSED
+            if pattern is not None and pattern.search(text) is None:
+                return _REFUSED
+            return text
+
+        return string
+    if kind == "integer" and not set(schema) - _INTEGER_KEYWORDS - annotations:
+        minimum, maximum = schema.get("minimum"), schema.get("maximum")
+
+        def integer(text: str) -> Any:
+            try:
+                number = int(text)  # what Connexion's coerce_type does (make_type)
+            except ValueError:
+                return _REFUSED
+            if (minimum is not None and number < minimum) or (
+                maximum is not None and number > maximum
+            ):
+                return _REFUSED
+            return number
+
+        return integer
+    return None
+
+
+_REFUSED: Any = object()
+
+
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
+    @cached_property
+    def _direct(self) -> Any:
+        # Worked out on first use, so once per operation on the compiled stack, and never on
+        # the stock stack (which makes a validator per request and never asks).
+        return self._direct_checks()
+
+    def _direct_checks(self) -> Any:
+        """Per kind of parameter, (name, required, check) for :meth:`checked`; None when a
+        parameter is beyond the direct checks (then every request takes Connexion's path)."""
+        if set(self.parameters) - {"query", "path", "header"}:
+            return None
+        checks: dict[str, list[tuple[str, bool, Callable[[str], Any]]]] = {}
+        for kind in ("query", "path", "header"):
+            for param in self.parameters.get(kind, []):
+                check = _direct_check(param)
+                # Connexion converts query and path values, never headers: a header is
+                # checked as the text it is, so only string headers are checked directly.
+                if check is None or (kind == "header" and check.__name__ != "string"):
+                    return None
+                if kind == "path" and "-" in param["name"]:  # Connexion renames those
+                    return None
+                checks.setdefault(kind, []).append(
+                    (param["name"], param.get("required", False), check)
+                )
+        known = frozenset(
+            [p["name"] for p in self.parameters.get("query", [])] + list(self.security_query_params)
+        )
+        return checks.get("query", []), checks.get("path", []), checks.get("header", []), known
+
+    def checked(self, scope: Scope) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The request's path and query parameters, converted, when each passes the direct
+        checks, which hold exactly when Connexion's validation would pass (jsonschema over
+        what its URI parser makes of the text; ``tests/http/test_validators.py`` compares the
+        two on generated requests); None otherwise: ``validate_request`` then validates, and
+        says what is wrong in its own words."""
+        direct = self._direct
+        if direct is None:
+            return None
+        query_checks, path_checks, header_checks, known = direct
+        # Starlette's QueryParams, as Connexion reads them: the last value of a repeated name.
+        query = dict(
+            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        )
+        if self.strict_validation and not known.issuperset(query):
+            return None
+        query_values: dict[str, Any] = {}
+        for name, required, check in query_checks:
+            text = query.get(name)
+            if text is None:
+                if required:
+                    return None
+                continue
+            value = check(text)
+            if value is _REFUSED:
+                return None
+            query_values[name] = value
+        path_values: dict[str, Any] = {}
+        if path_checks:
+            raw = scope.get("path_params", {})
+            for name, _required, check in path_checks:
+                text = raw.get(name)
+                if text is None or not isinstance(text, str):
+                    return None
+                value = check(text)
+                if value is _REFUSED:
+                    return None
+                path_values[name] = value
+        for name, required, check in header_checks:
+            wanted = name.lower().encode("latin-1")
+            text = next((v.decode("latin-1") for k, v in scope["headers"] if k == wanted), None)
+            if text is None:
+                if required:
+                    return None
+            elif check(text) is _REFUSED:
+                return None
+        return path_values, query_values
+
     @staticmethod
     def validate_parameter(
         parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
@@ -259,23 +391,30 @@ class UrlencodedFormParser:
         self.max_part_size = max_part_size
 
     async def parse(self) -> FormData:
-        text = b"".join([chunk async for chunk in self.stream]).decode("latin-1")
-        items: list[tuple[str, str | UploadFile]] = []
-        # Field by field, in order, so that the first limit passed is the one reported.
-        for field in text.split("&"):
-            if not field:
-                continue
-            name, equals, value = field.partition("=")
-            if len(field) - len(equals) > self.max_part_size:
-                raise MultiPartException(
-                    f"Field exceeded maximum size of {int(self.max_part_size / 1024)}KB."
-                )
-            if len(items) == self.max_fields:
-                raise MultiPartException(
-                    f"Too many fields. Maximum number of fields is {self.max_fields}."
-                )
-            items.append((unquote_plus(name), unquote_plus(value)))
-        return FormData(items)
+        body = b"".join([chunk async for chunk in self.stream])
+        return FormData(urlencoded_fields(body, self.max_fields, self.max_part_size))
+
+
+def urlencoded_fields(
+    body: bytes, max_fields: int, max_part_size: int
+) -> list[tuple[str, str | UploadFile]]:
+    """The (name, value) pairs of a url-encoded body, as :class:`UrlencodedFormParser` reads
+    them (Starlette's ``MultiPartException`` past a limit)."""
+    text = body.decode("latin-1")
+    items: list[tuple[str, str | UploadFile]] = []
+    # Field by field, in order, so that the first limit passed is the one reported.
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, equals, value = field.partition("=")
+        if len(field) - len(equals) > max_part_size:
+            raise MultiPartException(
+                f"Field exceeded maximum size of {int(max_part_size / 1024)}KB."
+            )
+        if len(items) == max_fields:
+            raise MultiPartException(f"Too many fields. Maximum number of fields is {max_fields}.")
+        items.append((unquote_plus(name), unquote_plus(value)))
+    return items
 
 
 class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
@@ -295,20 +434,91 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
             max_part_size=self.limits.form_field_bytes,
         )
 
-    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+    @cached_property
+    def _plain_required(self) -> frozenset[str] | None:
+        """The required fields, when this form is *plain*: an object whose properties are all
+        strings and nothing more (no format, length, pattern or enum, not nullable), with no
+        encoding given for any field. Then Connexion's form parse and its schema check come
+        down to two steps, done here directly (``_parse``, ``_validate``); None otherwise."""
+        schema = self._schema
+        # The requestBody's encoding (Connexion keeps it on the URI parser only).
+        encoding = getattr(self._uri_parser, "_body_encoding", None)
+        # "components": what Connexion adds for $refs to resolve against (no constraint).
+        keywords = {"type", "required", "properties", "components", *_ANNOTATIONS}
+        if encoding != {} or set(schema) - keywords:
+            return None
+        properties = schema.get("properties", {})
+        if schema.get("type") != "object" or not all(
+            prop.get("type") == "string" and not set(prop) - {"type", *_ANNOTATIONS}
+            for prop in properties.values()
+        ):
+            return None
+        return frozenset(schema.get("required", []))
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        """Connexion's ``wrap_receive`` (read the body, parse it, validate it, replay it to
+        the app), done directly for a plain form with a body: the messages read in a loop
+        rather than through an async generator, the fields parsed into the body Connexion's
+        parse makes of them (:meth:`plain_body`) with no ``FormData`` in between. Anything else
+        (no Content-Length, or 0: Connexion's default and required-body rules) is Connexion's.
+        """
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
+        if self._plain_required is None or not int(length):
+            wrapped: tuple[Receive, Scope] = await super().wrap_receive(receive, scope=scope)
+            return wrapped
+        messages: list[Message] = []
+        more_body = True
+        while more_body:
+            message = await receive()
+            messages.append(message)
+            more_body = message.get("more_body", False)
+        body = self.plain_body(b"".join([message.get("body", b"") for message in messages]))
+        scope[PARSED_BODY] = body
+        self._validate(body)
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        return replayed, scope
+
+    def plain_body(self, raw: bytes) -> dict[str, str]:
+        """What Connexion's parse makes of a plain form (``FormDataValidator._parse``, then its
+        URI parser's ``resolve_form``): each field's values joined with "," (style "form",
+        exploded), left as strings. tests/http/test_validators.py holds the two to the same
+        result."""
         try:
-            body = await super()._parse(stream, scope)
+            fields = urlencoded_fields(raw, self.limits.form_fields, self.limits.form_field_bytes)
         except MultiPartException as exc:
-            # Starlette's messages count in KB; ours name the settings' own units.
-            if exc.message.startswith("Too many fields"):
-                detail = f"The form has more than {self.limits.form_fields} fields."
-            else:
-                detail = (
-                    f"A form field (name and value) is over {self.limits.form_field_bytes} bytes."
-                )
-            raise BadRequestProblem(detail=detail) from None
+            raise self._too_big(exc) from None
+        values: dict[str, list[str]] = {}
+        for name, value in fields:
+            values.setdefault(name, []).append(str(value))
+        return {name: ",".join(found) for name, found in values.items()}
+
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+        if self._plain_required is not None:
+            body: Any = self.plain_body(b"".join([chunk async for chunk in stream]))
+        else:
+            try:
+                body = await super()._parse(stream, scope)
+            except MultiPartException as exc:
+                raise self._too_big(exc) from None
         scope[PARSED_BODY] = body
         return body
+
+    def _too_big(self, exc: MultiPartException) -> BadRequestProblem:
+        # Starlette's messages count in KB; ours name the settings' own units.
+        if exc.message.startswith("Too many fields"):
+            return BadRequestProblem(
+                detail=f"The form has more than {self.limits.form_fields} fields."
+            )
+        return BadRequestProblem(
+            detail=f"A form field (name and value) is over {self.limits.form_field_bytes} bytes."
+        )
 
     @cached_property
     def _validator(self) -> Draft4Validator:
@@ -317,6 +527,18 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
             self._schema, format_checker=Draft4Validator.FORMAT_CHECKER
         )
         return validator
+
+    def _validate(self, body: Any) -> Any:
+        required = self._plain_required
+        # A plain form's fields are all strings: its schema holds exactly when every required
+        # field is there. Otherwise jsonschema says what is wrong, in Connexion's words.
+        if required is not None and isinstance(body, dict) and required.issubset(body):
+            return None
+        return super()._validate(body)
+
+
+#: Schema keywords that describe and do not constrain.
+_ANNOTATIONS = frozenset({"title", "description", "example", "examples", "default"})
 
 
 def validator_map(limits: BodyLimits | None = None) -> dict[str, Any]:

@@ -9,6 +9,9 @@ from collections.abc import Callable
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from core.settings import Settings
@@ -189,3 +192,36 @@ def test_json_format_writes_one_object_per_line(
         assert "time" in record
     finally:
         logging.getLogger().handlers.clear()
+
+
+@given(
+    moments=st.lists(
+        st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False), min_size=1, max_size=5
+    ),
+    zone=st.sampled_from(["UTC", "Europe/Paris", "America/St_Johns", "Asia/Kolkata"]),
+)
+@hyp_settings(max_examples=300, deadline=None)
+def test_the_time_of_a_line_is_what_logging_writes(moments: list[float], zone: str) -> None:
+    """The formatters remember the current second's stamp; every line still reads as
+    logging.Formatter would write it, in any time zone, with or without a datefmt."""
+    import os
+    import time
+
+    from storefront.logs import JSONFormatter, TextFormatter
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        for ours in (TextFormatter("%(asctime)s"), JSONFormatter("%(asctime)s")):
+            plain = logging.Formatter()
+            for moment in [*moments, *moments]:  # again: from the remembered stamp
+                record = logging.makeLogRecord({"created": moment, "msecs": moment % 1 * 1000})
+                assert ours.formatTime(record) == plain.formatTime(record)
+                assert ours.formatTime(record, "%H:%M") == plain.formatTime(record, "%H:%M")
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()

@@ -190,6 +190,14 @@ INTERNALS: tuple[Internal, ...] = (
         "replaced by a validator built once per operation instead of per request",
     ),
     Internal(
+        "connexion.uri_parsing:AbstractURIParser.__init__",
+        "private",
+        ("self", "param_defns", "body_defn"),
+        "sets _body_encoding (the requestBody's encoding map), read by the form validator: a "
+        "plain form is parsed and checked directly only when no field has an encoding (when "
+        "the attribute is gone, every form takes Connexion's path again)",
+    ),
+    Internal(
         "connexion.validators.parameter:ParameterValidator.validate_parameter",
         "undocumented",
         ("parameter_type", "value", "param", "param_name"),

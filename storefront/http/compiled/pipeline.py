@@ -26,6 +26,7 @@ The three stages run in Connexion's order, and a middleware added at ``BEFORE_SE
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,7 @@ from connexion.decorators.parameter import (
 from connexion.decorators.response import AsyncResponseDecorator
 from connexion.exceptions import UnsupportedMediaTypeProblem
 from connexion.frameworks.starlette import Starlette as StarletteFramework
-from connexion.lifecycle import ConnexionRequest
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware.abstract import ROUTING_CONTEXT
 from connexion.middleware.context import ContextOperation
 from connexion.middleware.response_validation import ResponseValidationOperation
@@ -53,7 +54,7 @@ from connexion.security import SecurityHandlerFactory
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from storefront.http.validators import PARSED_BODY
+from storefront.http.validators import CHECKED_PARAMETERS, PARSED_BODY
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ class CompiledOperation:
             strict_validation=strict_validation,
             security_query_params=security_query_params,
         )
+        #: The validator's direct checks of plain parameters (storefront.http.validators),
+        #: when it has them; a request they do not pass is validated by validate_request.
+        self.check_parameters: Callable[[Scope], Any] | None = getattr(
+            self.parameter_validator, "checked", None
+        )
         self.consumes = MediaTypeDict([(c.lower(), None) for c in operation.consumes])
         self.default_mime_type = (
             operation.consumes[0] if operation.consumes else "application/octet-stream"
@@ -131,6 +137,7 @@ class CompiledOperation:
             framework=StarletteFramework, jsonifier=jsonifier
         )
         self.endpoint = self.response_decorator(self.binder)
+        self.json_response = JSONResponder.of(operation, jsonifier)
         respond: ASGICallable = ContextOperation(self.call_handler, operation=operation)
         if validate_responses:
             respond = ResponseValidationOperation(
@@ -193,7 +200,11 @@ class CompiledOperation:
 
     async def validate(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
-        self.parameter_validator.validate_request(request)
+        checked = self.check_parameters(scope) if self.check_parameters is not None else None
+        if checked is None:
+            self.parameter_validator.validate_request(request)
+        else:
+            scope[CHECKED_PARAMETERS] = checked  # for the binder: not parsed a second time
         body_receive, body_scope = await self.validate_body(scope, receive)
         if body_scope is not scope or body_receive is not receive:
             # The body validator replays the body it read through a new channel.
@@ -224,8 +235,83 @@ class CompiledOperation:
         request = scope.get(REQUEST)
         if request is None or request.scope is not scope:  # a middleware changed the scope
             request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
-        response = await self.endpoint(request)
-        await response(scope, receive, send)
+        if self.json_response is None:
+            response = await self.endpoint(request)
+            await response(scope, receive, send)
+            return
+        result = await self.binder(request)
+        if not await self.json_response(result, send):
+            # As Connexion's response decorator (self.endpoint) makes a response of a result.
+            framework = StarletteFramework
+            if framework.is_framework_response(result):
+                response = result
+            elif isinstance(result, ConnexionResponse):
+                response = framework.connexion_to_framework_response(result)
+            else:
+                response = self.response_decorator.build_framework_response(result)
+            await response(scope, receive, send)
+
+
+class JSONResponder:
+    """The response Connexion's response decorator would make of a handler's
+    ``(body, status, headers)`` with a dict or list body, for an operation that produces one
+    JSON media type, sent directly: the same body (its jsonifier's JSON, a newline), the same
+    header fields in the same order (the handler's, lower-cased, then ``content-type``, then
+    ``content-length``). Connexion's decorator works out the media type anew on every
+    response (through the ``connexion.operation`` proxy), encodes through a new JSON encoder,
+    and builds a Starlette response: a sixth of a ``GET /users/{id}``. Any other result (no
+    body, a response object, a Content-Type of the handler's own) goes to the decorator;
+    ``tests/http/test_stacks.py`` compares every route and error with the stock stack."""
+
+    def __init__(self, media_type: str, encode: Callable[[Any], str]) -> None:
+        self.content_type = (b"content-type", media_type.encode("latin-1"))
+        self.encode = encode
+
+    @staticmethod
+    def of(operation: AbstractOperation, jsonifier: Any) -> JSONResponder | None:
+        produces = list(set(operation.produces)) or ["application/json"]
+        if len(produces) != 1 or not utils.is_json_mimetype(
+            utils.split_content_type(produces[0])[0]
+        ):
+            return None
+        # The jsonifier's dumps is json.dumps(data, cls=..., **dumps_args) + "\n": the same
+        # encoder, made once, when those are all its arguments.
+        arguments = getattr(jsonifier, "dumps_args", None)
+        if (
+            getattr(jsonifier, "json", None) is not json
+            or not arguments
+            or set(arguments) != {"cls"}
+        ):
+            return None
+        encoder = arguments["cls"]()
+        return JSONResponder(produces[0], encoder.encode)
+
+    async def __call__(self, result: Any, send: Send) -> bool:
+        """Send ``result`` as Connexion would; False when it is not a result this sends."""
+        if type(result) is not tuple or len(result) != 3:
+            return False
+        data, status, headers = result
+        if (
+            not isinstance(data, dict | list)
+            or type(status) is not int
+            or not status
+            or type(headers) is not dict
+        ):
+            return False
+        raw = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.items()
+        ]
+        for name, _ in raw:
+            if name == b"content-type" or name == b"content-length":
+                return False
+        body = (self.encode(data) + "\n").encode("utf-8")
+        raw.append(self.content_type)
+        if not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
 
 class ArgumentBinder:
@@ -337,13 +423,14 @@ class ArgumentBinder:
                 known = self.form_fields
                 body = {k: str(v) if k in known else v for k, v in body.items()}
             kwargs[self.body_name] = body
+        checked = request.scope.get(CHECKED_PARAMETERS) if self.path or self.query else None
         if self.path:
-            path_params = request.path_params
+            path_params = checked[0] if checked is not None else request.path_params
             for name, keyword, param in self.path:
                 if name in path_params:
                     kwargs[keyword] = self.convert(path_params[name], param)
         if self.query:
-            query_params = request.query_params
+            query_params = checked[1] if checked is not None else request.query_params
             for name, keyword, param, default in self.query:
                 value = query_params.get(name, default)
                 if value is not _MISSING:

@@ -10,7 +10,7 @@ from core.errors import NotFound, NotReady
 from core.metrics import CONTENT_TYPE, exposition
 from handlers._common import Body
 from persistence.health import describe_failure, pooler_answers, schema_revision
-from persistence.migrate import head_revision
+from persistence.revisions import head_revision
 from storefront.access.authn import require_metrics_token
 from storefront.access.services import Services
 from storefront.http.deps import request, services

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from persistence.db import async_url
@@ -24,7 +23,3 @@ def alembic_config(database_url: str | URL) -> Config:
 
 def upgrade(database_url: str | URL, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
-
-
-def head_revision() -> str | None:
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()

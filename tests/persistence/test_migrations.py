@@ -14,9 +14,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from persistence.migrate import alembic_config, head_revision, upgrade
+from persistence.migrate import MIGRATIONS, alembic_config, upgrade
 from persistence.models import COUNT_TRIGGERS, FTS_TABLES, FTS_TRIGGERS, Base, modelled
 from persistence.products import list_products
+from persistence.revisions import head_revision
 from tests.conftest import RUN_ID, postgres_admin, postgres_database_url
 from tests.helpers import in_transaction
 
@@ -366,3 +367,14 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
     assert rows == [("key_a", "cli_a")]
     upgrade(empty_database)
     assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
+
+
+def test_the_head_read_without_alembic_is_alembics() -> None:
+    """/readyz reads the head from the files (persistence.revisions), not through Alembic."""
+    from alembic.script import ScriptDirectory
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert (
+        head_revision()
+        == sorted(p.name for p in (MIGRATIONS / "versions").glob("0*.py"))[-1].split("_")[0]
+    )

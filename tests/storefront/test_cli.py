@@ -18,7 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from core.settings import Settings
-from persistence.migrate import head_revision
+from persistence.revisions import head_revision
 from storefront.app import create_app
 from storefront.cli import _parser, main
 from tests.helpers import db_rows

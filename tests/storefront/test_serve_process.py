@@ -21,6 +21,7 @@ from storefront import cli
 def run(*args, **kwargs):
     import storefront.app
     storefront.app.create_app_from_env()
+    import handlers.health, handlers.users, handlers.products, handlers.auth  # as requests do
     held = ["alembic", "persistence.migrate", "storefront.importer", "rich"]
     print(json.dumps({name: name in sys.modules for name in held}))
 

@@ -10,6 +10,15 @@ transaction mode that the run starts itself (``tests/pgbouncer.py``). It costs a
 whatever it applies to, so it applies only to tests marked ``pgbouncer``: a representative
 part of the HTTP suite (``@pytest.mark.pgbouncer`` adds it to a test's platforms,
 ``@pytest.mark.pgbouncer(only=True)`` runs the test there alone).
+
+Connexion's stock stack (the platform ``sqlite-connexion``) runs only the tests marked
+``stock_stack``: those of what differs between the two stacks (middleware order, validation,
+security, error mapping, body parsing, limits). Every other route and error is compared
+across the stacks by tests/http/test_stacks.py, so a third run of a handler's test there
+proves nothing more. docs/development.md states the rule.
+
+Hypothesis runs under the profile named by ``HYPOTHESIS_PROFILE``: ``default`` (a bounded
+number of examples, for every run) or ``thorough`` (ten times as many, for a deeper look).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import connexion
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -110,7 +121,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 #: Where the HTTP tests run: the compiled stack on every backend, Connexion's stock stack on
-#: SQLite (both stacks must answer alike; tests/http/test_stacks.py compares them directly).
+#: SQLite for the tests marked ``stock_stack`` (both stacks must answer alike;
+#: tests/http/test_stacks.py compares them directly).
 PLATFORMS = [
     (backend, stack)
     for backend, stack in [
@@ -122,6 +134,27 @@ PLATFORMS = [
 ]
 #: The platform of tests marked ``pgbouncer``.
 POOLED = ("pgbouncer", "compiled")
+#: The platform that only tests marked ``stock_stack`` run on.
+STOCK_STACK = ("sqlite", "connexion")
+
+#: Hypothesis' example counts. ``default``: what every run affords (the property tests and
+#: schemathesis take their counts from it). ``thorough``: ten times as many, for a deeper run
+#: (``HYPOTHESIS_PROFILE=thorough .venv/bin/pytest tests/http/test_no_server_errors.py``).
+#: No deadline: a request's time depends on the machine's load, not on the input. CI replays
+#: one fixed sequence, so that a red build can be reproduced; developers' runs explore new
+#: examples every time (and Hypothesis keeps what fails in .hypothesis/).
+hypothesis_settings.register_profile(
+    "default",
+    max_examples=25,
+    deadline=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.register_profile(
+    "thorough", hypothesis_settings.get_profile("default"), max_examples=250
+)
+# Also under CI, where Hypothesis would otherwise load its own ``ci`` profile.
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,18 +162,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "pgbouncer(only=False): also run (or, with only=True, run only) through PgBouncer",
     )
+    config.addinivalue_line(
+        "markers",
+        "stock_stack: also run on Connexion's stock stack (sqlite-connexion): for tests of what "
+        "the stacks do differently (middleware, validation, security, errors, bodies, limits)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that needs a backend runs on each; those that talk to the app (``api`` /
-    ``app``) run on every platform above, and through PgBouncer when marked ``pgbouncer``."""
+    ``app``) run on the compiled stack of every backend above, on the stock stack when marked
+    ``stock_stack``, and through PgBouncer when marked ``pgbouncer``."""
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("pgbouncer")
     only = marker is not None and bool(marker.kwargs.get("only"))
     pooled = [POOLED] if marker is not None and POOLED[0] in BACKENDS else []
     if {"api", "app"} & set(metafunc.fixturenames) and "http_stack" in metafunc.fixturenames:
-        platforms = pooled if only else PLATFORMS + pooled
+        stock = metafunc.definition.get_closest_marker("stock_stack") is not None
+        unpooled = [p for p in PLATFORMS if stock or p != STOCK_STACK]
+        platforms = pooled if only else unpooled + pooled
         metafunc.parametrize(
             ["backend", "http_stack"],
             platforms,

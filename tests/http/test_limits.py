@@ -28,6 +28,9 @@ from storefront.http.validators import json_depth
 from tests.conftest import JWT_SECRET
 from tests.helpers import assert_error, db_rows
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 
 def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
     """No traceback, nothing at ERROR, at most one WARNING: a refusal is not an incident."""

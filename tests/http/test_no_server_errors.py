@@ -22,6 +22,9 @@ from starlette.testclient import TestClient
 
 from storefront.app import HTTP_METHODS, load_spec
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 #: (method, path, the media type its body is declared in, if it takes one)
 OPERATIONS = [
     (method.upper(), path, next(iter(op.get("requestBody", {}).get("content", {})), None))

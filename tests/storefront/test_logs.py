@@ -17,6 +17,9 @@ from storefront.logs import configure_logging
 from tests.conftest import JWT_SECRET
 from tests.helpers import db_rows
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "storefront.access"]

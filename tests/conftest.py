@@ -29,6 +29,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -237,17 +238,16 @@ def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
         postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def direct_database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
-    """A freshly migrated database of this test's own, reached directly (what migrations use
-    when the server goes through PgBouncer)."""
+@contextmanager
+def cloned_database(backend: str, template: str, directory: Path) -> Iterator[str]:
+    """A copy of the migrated ``template`` until the block ends: its direct URL."""
     if backend == "sqlite":
-        database = tmp_path / "storefront.db"
-        shutil.copy(database_template, database)
+        database = directory / "storefront.db"
+        shutil.copy(template, database)
         yield f"sqlite:///{database}"
         return
     name = f"sf_{RUN_ID}_{next(_DATABASES)}"
-    postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"')
+    postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
         yield postgres_database_url(name)
     finally:
@@ -255,27 +255,63 @@ def direct_database_url(backend: str, database_template: str, tmp_path: Path) ->
 
 
 @pytest.fixture
-def database_url(backend: str, direct_database_url: str, request: pytest.FixtureRequest) -> str:
-    """The URL the server is given: the test's database, through PgBouncer on that backend."""
+def direct_database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database of this test's own, reached directly (what migrations use
+    when the server goes through PgBouncer)."""
+    with cloned_database(backend, database_template, tmp_path) as url:
+        yield url
+
+
+def settings_for(backend: str, direct_url: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The database settings of this backend for a database, by field name (``STOREFRONT_`` +
+    upper case): the server reaches it through PgBouncer on that backend."""
     if backend != "pgbouncer":
-        return direct_database_url
+        return {"database_url": direct_url}
     bouncer: PgBouncer = request.getfixturevalue("pgbouncer_server")
-    return bouncer.url_for(direct_database_url)
+    return {
+        "database_url": bouncer.url_for(direct_url),
+        "database_pooler": "pgbouncer",
+        "migration_database_url": direct_url,
+    }
+
+
+def as_env(values: dict[str, str]) -> dict[str, str]:
+    """Settings by field name as environment variables, for ``storefront`` processes."""
+    return {f"STOREFRONT_{name.upper()}": value for name, value in values.items()}
 
 
 @pytest.fixture
-def database_settings(backend: str, database_url: str, direct_database_url: str) -> dict[str, str]:
+def database_settings(
+    backend: str, direct_database_url: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
     """The database settings of this backend, by field name (``STOREFRONT_`` + upper case)."""
-    values = {"database_url": database_url}
-    if backend == "pgbouncer":
-        values |= {"database_pooler": "pgbouncer", "migration_database_url": direct_database_url}
-    return values
+    return settings_for(backend, direct_database_url, request)
+
+
+@pytest.fixture
+def database_url(database_settings: dict[str, str]) -> str:
+    """The URL the server is given: the test's database, through PgBouncer on that backend."""
+    return database_settings["database_url"]
 
 
 @pytest.fixture
 def database_env(database_settings: dict[str, str]) -> dict[str, str]:
     """The same settings as environment variables, for ``storefront`` processes."""
-    return {f"STOREFRONT_{name.upper()}": value for name, value in database_settings.items()}
+    return as_env(database_settings)
+
+
+@pytest.fixture(scope="module")
+def module_database_env(
+    backend: str,
+    database_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, str]]:
+    """``database_env`` of one database that a module's tests share: for servers that they
+    share too (each test then uses data of its own: its own client, key, emails)."""
+    directory = tmp_path_factory.mktemp("database")
+    with cloned_database(backend, database_template, directory) as url:
+        yield as_env(settings_for(backend, url, request))
 
 
 @pytest.fixture

@@ -213,6 +213,7 @@ def test_a_bad_password_is_not_echoed(
             assert repr(password) not in response.json()["message"]
 
 
+@pytest.mark.stock_stack
 def test_a_bad_password_is_not_logged(
     api: TestClient, h: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:

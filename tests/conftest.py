@@ -10,6 +10,15 @@ transaction mode that the run starts itself (``tests/pgbouncer.py``). It costs a
 whatever it applies to, so it applies only to tests marked ``pgbouncer``: a representative
 part of the HTTP suite (``@pytest.mark.pgbouncer`` adds it to a test's platforms,
 ``@pytest.mark.pgbouncer(only=True)`` runs the test there alone).
+
+Connexion's stock stack (the platform ``sqlite-connexion``) runs only the tests marked
+``stock_stack``: those of what differs between the two stacks (middleware order, validation,
+security, error mapping, body parsing, limits). Every other route and error is compared
+across the stacks by tests/http/test_stacks.py, so a third run of a handler's test there
+proves nothing more. docs/development.md states the rule.
+
+Hypothesis runs under the profile named by ``HYPOTHESIS_PROFILE``: ``default`` (a bounded
+number of examples, for every run) or ``thorough`` (ten times as many, for a deeper look).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import shutil
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -29,6 +39,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import connexion
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -114,7 +126,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 #: Where the HTTP tests run: the compiled stack on every backend, Connexion's stock stack on
-#: SQLite (both stacks must answer alike; tests/http/test_stacks.py compares them directly).
+#: SQLite for the tests marked ``stock_stack`` (both stacks must answer alike;
+#: tests/http/test_stacks.py compares them directly).
 PLATFORMS = [
     (backend, stack)
     for backend, stack in [
@@ -126,6 +139,27 @@ PLATFORMS = [
 ]
 #: The platform of tests marked ``pgbouncer``.
 POOLED = ("pgbouncer", "compiled")
+#: The platform that only tests marked ``stock_stack`` run on.
+STOCK_STACK = ("sqlite", "connexion")
+
+#: Hypothesis' example counts. ``default``: what every run affords (the property tests and
+#: schemathesis take their counts from it). ``thorough``: ten times as many, for a deeper run
+#: (``HYPOTHESIS_PROFILE=thorough .venv/bin/pytest tests/http/test_no_server_errors.py``).
+#: No deadline: a request's time depends on the machine's load, not on the input. CI replays
+#: one fixed sequence, so that a red build can be reproduced; developers' runs explore new
+#: examples every time (and Hypothesis keeps what fails in .hypothesis/).
+hypothesis_settings.register_profile(
+    "default",
+    max_examples=25,
+    deadline=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.register_profile(
+    "thorough", hypothesis_settings.get_profile("default"), max_examples=250
+)
+# Also under CI, where Hypothesis would otherwise load its own ``ci`` profile.
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -133,18 +167,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "pgbouncer(only=False): also run (or, with only=True, run only) through PgBouncer",
     )
+    config.addinivalue_line(
+        "markers",
+        "stock_stack: also run on Connexion's stock stack (sqlite-connexion): for tests of what "
+        "the stacks do differently (middleware, validation, security, errors, bodies, limits)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that needs a backend runs on each; those that talk to the app (``api`` /
-    ``app``) run on every platform above, and through PgBouncer when marked ``pgbouncer``."""
+    ``app``) run on the compiled stack of every backend above, on the stock stack when marked
+    ``stock_stack``, and through PgBouncer when marked ``pgbouncer``."""
     if "backend" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("pgbouncer")
     only = marker is not None and bool(marker.kwargs.get("only"))
     pooled = [POOLED] if marker is not None and POOLED[0] in BACKENDS else []
     if {"api", "app"} & set(metafunc.fixturenames) and "http_stack" in metafunc.fixturenames:
-        platforms = pooled if only else PLATFORMS + pooled
+        stock = metafunc.definition.get_closest_marker("stock_stack") is not None
+        unpooled = [p for p in PLATFORMS if stock or p != STOCK_STACK]
+        platforms = pooled if only else unpooled + pooled
         metafunc.parametrize(
             ["backend", "http_stack"],
             platforms,
@@ -200,17 +242,16 @@ def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
         postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def direct_database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
-    """A freshly migrated database of this test's own, reached directly (what migrations use
-    when the server goes through PgBouncer)."""
+@contextmanager
+def cloned_database(backend: str, template: str, directory: Path) -> Iterator[str]:
+    """A copy of the migrated ``template`` until the block ends: its direct URL."""
     if backend == "sqlite":
-        database = tmp_path / "storefront.db"
-        shutil.copy(database_template, database)
+        database = directory / "storefront.db"
+        shutil.copy(template, database)
         yield f"sqlite:///{database}"
         return
     name = f"sf_{RUN_ID}_{next(_DATABASES)}"
-    postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"')
+    postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
         yield postgres_database_url(name)
     finally:
@@ -218,27 +259,63 @@ def direct_database_url(backend: str, database_template: str, tmp_path: Path) ->
 
 
 @pytest.fixture
-def database_url(backend: str, direct_database_url: str, request: pytest.FixtureRequest) -> str:
-    """The URL the server is given: the test's database, through PgBouncer on that backend."""
+def direct_database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database of this test's own, reached directly (what migrations use
+    when the server goes through PgBouncer)."""
+    with cloned_database(backend, database_template, tmp_path) as url:
+        yield url
+
+
+def settings_for(backend: str, direct_url: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The database settings of this backend for a database, by field name (``STOREFRONT_`` +
+    upper case): the server reaches it through PgBouncer on that backend."""
     if backend != "pgbouncer":
-        return direct_database_url
+        return {"database_url": direct_url}
     bouncer: PgBouncer = request.getfixturevalue("pgbouncer_server")
-    return bouncer.url_for(direct_database_url)
+    return {
+        "database_url": bouncer.url_for(direct_url),
+        "database_pooler": "pgbouncer",
+        "migration_database_url": direct_url,
+    }
+
+
+def as_env(values: dict[str, str]) -> dict[str, str]:
+    """Settings by field name as environment variables, for ``storefront`` processes."""
+    return {f"STOREFRONT_{name.upper()}": value for name, value in values.items()}
 
 
 @pytest.fixture
-def database_settings(backend: str, database_url: str, direct_database_url: str) -> dict[str, str]:
+def database_settings(
+    backend: str, direct_database_url: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
     """The database settings of this backend, by field name (``STOREFRONT_`` + upper case)."""
-    values = {"database_url": database_url}
-    if backend == "pgbouncer":
-        values |= {"database_pooler": "pgbouncer", "migration_database_url": direct_database_url}
-    return values
+    return settings_for(backend, direct_database_url, request)
+
+
+@pytest.fixture
+def database_url(database_settings: dict[str, str]) -> str:
+    """The URL the server is given: the test's database, through PgBouncer on that backend."""
+    return database_settings["database_url"]
 
 
 @pytest.fixture
 def database_env(database_settings: dict[str, str]) -> dict[str, str]:
     """The same settings as environment variables, for ``storefront`` processes."""
-    return {f"STOREFRONT_{name.upper()}": value for name, value in database_settings.items()}
+    return as_env(database_settings)
+
+
+@pytest.fixture(scope="module")
+def module_database_env(
+    backend: str,
+    database_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, str]]:
+    """``database_env`` of one database that a module's tests share: for servers that they
+    share too (each test then uses data of its own: its own client, key, emails)."""
+    directory = tmp_path_factory.mktemp("database")
+    with cloned_database(backend, database_template, directory) as url:
+        yield as_env(settings_for(backend, url, request))
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@ from tests.servers import free_port
 
 #: Server connections per (database, user): what PostgreSQL sees, whatever the clients hold.
 POOL_SIZE = 10
+#: Seconds before PgBouncer tries again to log in to a PostgreSQL that refused it: after an
+#: outage (tests/test_faults.py) service resumes that much after PostgreSQL is back. 15 by
+#: default; 1 here, so that the test waits for the recovery it checks, not for the timer.
+LOGIN_RETRY = 1
 
 
 @dataclass
@@ -85,6 +89,7 @@ logfile = {directory}/pgbouncer.log
 pidfile = {directory}/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
+server_login_retry = {LOGIN_RETRY}
 """
 
 

@@ -75,7 +75,16 @@ def redis_with_sentinel() -> Iterator[RedisTopology]:
         f"sentinel failover-timeout {SERVICE} 10000\n"
     )
     commands = {
-        "primary": ["redis-server", "--port", str(topology.primary_port), *common],
+        # The replica's first full sync at once, not after the default 5 s of waiting for
+        # more replicas to share it.
+        "primary": [
+            "redis-server",
+            "--port",
+            str(topology.primary_port),
+            "--repl-diskless-sync-delay",
+            "0",
+            *common,
+        ],
         "replica": [
             "redis-server",
             "--port",
@@ -89,11 +98,15 @@ def redis_with_sentinel() -> Iterator[RedisTopology]:
         ],
         "sentinel": ["redis-sentinel", str(directory / "sentinel.conf")],
     }
+
+    def start(name: str) -> None:
+        topology.processes[name] = subprocess.Popen(
+            commands[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
     try:
-        for name, command in commands.items():
-            topology.processes[name] = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+        start("primary")
+        start("replica")
 
         def replica_synced() -> bool:
             with redis.Redis(port=topology.replica_port, socket_timeout=1) as replica:
@@ -105,6 +118,9 @@ def redis_with_sentinel() -> Iterator[RedisTopology]:
             return any(r["port"] == topology.replica_port for r in replicas)
 
         _wait("the replica", replica_synced)
+        # Only now: the Sentinel learns the replicas from the primary's INFO, which it asks
+        # for once on connecting and then every 10 s; started earlier, it may wait that long.
+        start("sentinel")
         _wait("the Sentinel", sentinel_knows_the_replica)
         yield topology
     finally:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,7 +98,7 @@ def serving(
             process.stdout.close()
 
 
-def wait_until_up(base: str, timeout: float = 30) -> None:
+def wait_until_up(base: str, timeout: float = 60) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -161,6 +163,49 @@ def stop_servers(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def deployment_env(
+    *, rate_limit_storage_url: str, key_dir: Path, **settings: str
+) -> dict[str, str]:
+    """The environment of every instance of one deployment: generated once, not per process,
+    so that every instance verifies the tokens every other one issues, and the digests of
+    every secret; one rate-limit store, under a key prefix of its own. ``settings``: more
+    ``STOREFRONT_*`` variables."""
+    return clean_env(
+        STOREFRONT_JWT_SECRET=secrets.token_urlsafe(48),
+        STOREFRONT_PEPPER=secrets.token_urlsafe(48),
+        STOREFRONT_KEY_DIR=str(key_dir),
+        STOREFRONT_RATE_LIMIT_STORAGE_URL=rate_limit_storage_url,
+        STOREFRONT_RATE_LIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
+        **settings,
+    )
+
+
+@contextmanager
+def instances(env: dict[str, str], count: int = 2) -> Iterator[list[str]]:
+    """The database migrated, then ``count`` ``storefront serve`` processes on it, each on a
+    port of its own: their base URLs, once every one answers."""
+    storefront(env, "db", "upgrade")
+    started = [start_server(env) for _ in range(count)]
+    try:
+        bases = [base for _, base in started]
+        for base in bases:
+            wait_until_up(base)
+        yield bases
+    finally:
+        stop_servers([process for process, _ in started])
+
+
+def new_api_key(
+    env: dict[str, str], *, scopes: str = "read", limit: str | None = None
+) -> dict[str, str]:
+    """A new client with ``scopes`` (and its own rate ``limit``), and an API key of it, made by
+    the commands: the key's JSON (``key_id``, ``api_key``, …)."""
+    client = storefront_json(env, "clients", "create", "--name", "test", "--scopes", scopes)
+    if limit is not None:
+        storefront(env, "clients", "set-limit", client["client_id"], limit)
+    return storefront_json(env, "keys", "create", "--client-id", client["client_id"])
 
 
 async def burst(bases: list[str], headers: dict[str, str], total: int) -> list[int]:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +23,7 @@ import pytest
 from storefront.access.ratelimit import RETRY_STORE_AFTER
 from tests.conftest import require_program
 from tests.sentinel import DOWN_AFTER_MS, RedisTopology, redis_with_sentinel
-from tests.servers import (
-    burst,
-    clean_env,
-    start_server,
-    stop_servers,
-    storefront,
-    storefront_json,
-    wait_until_up,
-)
+from tests.servers import burst, deployment_env, instances, new_api_key
 
 #: Kill to counting again: the Sentinel's down-after, its election and promotion (about a
 #: second here), then the server's back-off from an unreachable store, and slack for a busy
@@ -59,22 +49,16 @@ def topology() -> Iterator[RedisTopology]:
 
 @pytest.fixture
 def env(topology: RedisTopology, tmp_path: Path) -> dict[str, str]:
-    return clean_env(
+    return deployment_env(
+        rate_limit_storage_url=topology.url,
+        key_dir=tmp_path / "unused-keys",
         STOREFRONT_DATABASE_URL=f"sqlite:///{tmp_path / 'storefront.db'}",
-        STOREFRONT_JWT_SECRET=secrets.token_urlsafe(48),
-        STOREFRONT_PEPPER=secrets.token_urlsafe(48),
-        STOREFRONT_KEY_DIR=str(tmp_path / "unused-keys"),
-        STOREFRONT_RATE_LIMIT_STORAGE_URL=topology.url,
-        STOREFRONT_RATE_LIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
         STOREFRONT_LOG_LEVEL="error",
     )
 
 
 def _key(env: dict[str, str], limit: str) -> dict[str, str]:
-    client = storefront_json(env, "clients", "create", "--name", "f", "--scopes", "read")
-    storefront(env, "clients", "set-limit", client["client_id"], limit)
-    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
-    return {"X-API-Key": key["api_key"]}
+    return {"X-API-Key": new_api_key(env, limit=limit)["api_key"]}
 
 
 def _counting_again(seen: list[Seen], bases: list[str]) -> bool:
@@ -124,15 +108,8 @@ async def _load(
 
 @pytest.fixture
 def servers(env: dict[str, str]) -> Iterator[list[str]]:
-    storefront(env, "db", "upgrade")
-    started = [start_server(env), start_server(env)]
-    try:
-        bases = [base for _, base in started]
-        for base in bases:
-            wait_until_up(base)
+    with instances(env) as bases:
         yield bases
-    finally:
-        stop_servers([process for process, _ in started])
 
 
 def test_sentinel_failover_under_load(

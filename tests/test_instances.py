@@ -2,13 +2,14 @@
 
 Run on each backend: SQLite (one file, several processes) and PostgreSQL, and the test of one
 set of users and clients through PgBouncer as well. Rate limits are in Redis here on all, since
-a global budget is what is being tested.
+a global budget is what is being tested. The module's tests share one database and two
+servers per backend (starting them is most of the cost); each makes its own clients, keys and
+users, so that none depends on what another left.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,10 @@ from tests.conftest import REDIS_URL, require_service
 from tests.servers import (
     burst,
     clean_env,
+    deployment_env,
     free_port,
+    instances,
+    new_api_key,
     run_storefront,
     start_server,
     stop_servers,
@@ -35,41 +39,59 @@ from tests.servers import (
 AUTH_CACHE_TTL = Settings.model_fields["auth_cache_ttl"].default
 
 
-@pytest.fixture
-def env(database_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def env(
+    module_database_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     require_service(REDIS_URL, 6379)
-    base = clean_env()
-    return {
-        **base,
-        **database_env,
-        # Shared configuration, not generated per process: every instance verifies the
-        # tokens every other one issues, and the digests of every secret.
-        "STOREFRONT_JWT_SECRET": secrets.token_urlsafe(48),
-        "STOREFRONT_PEPPER": secrets.token_urlsafe(48),
-        "STOREFRONT_KEY_DIR": str(tmp_path / "unused-keys"),
-        "STOREFRONT_RATE_LIMIT_STORAGE_URL": REDIS_URL,
-        "STOREFRONT_RATE_LIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-        "STOREFRONT_LOG_LEVEL": "warning",
-    }
+    return deployment_env(
+        rate_limit_storage_url=REDIS_URL,
+        key_dir=tmp_path_factory.mktemp("instances") / "unused-keys",
+        STOREFRONT_LOG_LEVEL="warning",
+        **module_database_env,
+    )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def servers(env: dict[str, str]) -> Iterator[list[str]]:
     """Two separate ``storefront serve`` processes on different ports."""
-    storefront(env, "db", "upgrade")
-    started = [start_server(env), start_server(env)]
-    try:
-        bases = [base for _, base in started]
-        for base in bases:
-            wait_until_up(base)
+    with instances(env) as bases:
         yield bases
+
+
+def test_workers_share_one_budget(env: dict[str, str]) -> None:
+    # First of the module: its workers start before the shared servers load the machine.
+    storefront(env, "db", "upgrade")
+    key = new_api_key(env, limit="20/minute")
+    metrics_port = free_port()
+    env = {**env, "STOREFRONT_METRICS_PORT": str(metrics_port), "STOREFRONT_METRICS_ACCESS": "off"}
+    process, base = start_server(env, "--workers", "2")
+    try:
+        wait_until_up(base)
+        statuses = asyncio.run(burst([base, base], {"X-API-Key": key["api_key"]}, 60))
+        assert httpx.get(f"{base}/metrics").status_code == 404  # off on the API's port
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     finally:
-        stop_servers([process for process, _ in started])
+        stop_servers([process])
+    assert statuses.count(200) == 20
+    assert statuses.count(429) == 40
+    # Both workers' counts, summed (prometheus_client's multiprocess mode).
+    assert _sample(scraped, "GET", "/products", "200") == 20
+    assert _sample(scraped, "GET", "/products", "429") == 40
+
+
+def _sample(text: str, method: str, path: str, status: str) -> float:
+    labels = {f'method="{method}"', f'path="{path}"', f'status="{status}"'}
+    for line in text.splitlines():
+        if line.startswith("storefront_requests_total{"):
+            found = set(line[line.index("{") + 1 : line.index("}")].split(","))
+            if found == labels:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list[str]) -> None:
-    client = storefront_json(env, "clients", "create", "--name", "burst", "--scopes", "read")
-    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
+    key = new_api_key(env)
     headers = {"X-API-Key": key["api_key"]}
 
     # 300 requests at once over 30 connections, split across the two processes.
@@ -85,7 +107,7 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
         assert httpx.get(f"{base}/products", headers=headers).status_code == 401
 
 
-def test_several_workers_with_in_memory_limits_refuse_tostart_server(tmp_path: Path) -> None:
+def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
     done = run_storefront(clean_env(), "serve", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -124,39 +146,8 @@ def test_two_instances_serve_one_set_of_users_and_clients(
         assert two.get("/users", headers=auth).status_code == 401
 
 
-def test_workers_share_one_budget(env: dict[str, str]) -> None:
-    storefront(env, "db", "upgrade")
-    client = storefront_json(env, "clients", "create", "--name", "w", "--scopes", "read")
-    storefront(env, "clients", "set-limit", client["client_id"], "20/minute")
-    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
-    metrics_port = free_port()
-    env = {**env, "STOREFRONT_METRICS_PORT": str(metrics_port), "STOREFRONT_METRICS_ACCESS": "off"}
-    process, base = start_server(env, "--workers", "2")
-    try:
-        wait_until_up(base)
-        statuses = asyncio.run(burst([base, base], {"X-API-Key": key["api_key"]}, 60))
-        assert httpx.get(f"{base}/metrics").status_code == 404  # off on the API's port
-        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-    finally:
-        stop_servers([process])
-    assert statuses.count(200) == 20
-    assert statuses.count(429) == 40
-    # Both workers' counts, summed (prometheus_client's multiprocess mode).
-    assert _sample(scraped, "GET", "/products", "200") == 20
-    assert _sample(scraped, "GET", "/products", "429") == 40
-
-
-def _sample(text: str, method: str, path: str, status: str) -> float:
-    labels = {f'method="{method}"', f'path="{path}"', f'status="{status}"'}
-    for line in text.splitlines():
-        if line.startswith("storefront_requests_total{"):
-            found = set(line[line.index("{") + 1 : line.index("}")].split(","))
-            if found == labels:
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-BODY = {"name": "Ada", "email": "ada@example.com", "password": "pw-123456"}
+#: Not the other tests' user: they share the database.
+BODY = {"name": "Grace", "email": "grace@example.com", "password": "pw-123456"}
 
 
 async def _same_key(bases: list[str], keyed: dict[str, str], total: int) -> list[httpx.Response]:
@@ -174,9 +165,7 @@ async def _same_key(bases: list[str], keyed: dict[str, str], total: int) -> list
 def test_one_idempotency_key_sent_to_two_instances_creates_once(
     env: dict[str, str], servers: list[str]
 ) -> None:
-    client = storefront_json(env, "clients", "create", "--name", "retry")
-    key = storefront_json(env, "keys", "create", "--client-id", client["client_id"])
-    headers = {"X-API-Key": key["api_key"]}
+    headers = {"X-API-Key": new_api_key(env, scopes="read write")["api_key"]}
 
     keyed = {**headers, "Idempotency-Key": str(uuid.uuid4())}
     responses = asyncio.run(_same_key(servers, keyed, 20))
@@ -189,8 +178,10 @@ def test_one_idempotency_key_sent_to_two_instances_creates_once(
     assert len(first) + len(replays) + len(busy) == 20
     assert all(r.status_code == 201 and r.json() == first[0].json() for r in replays)
     assert all(r.json()["message"].startswith("A request with this Idempotency-Key") for r in busy)
-    listed = httpx.get(f"{servers[1]}/users", headers=headers)
-    assert [user["id"] for user in listed.json()] == [first[0].json()["id"]]
+    listed = httpx.get(f"{servers[1]}/users", headers=headers).json()
+    assert [user["id"] for user in listed if user["email"] == BODY["email"]] == [
+        first[0].json()["id"]
+    ]
     # Once the first has finished, a retry at either instance gets its response.
     for base in servers:
         retry = httpx.post(f"{base}/users", headers=keyed, json=BODY)

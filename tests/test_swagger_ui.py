@@ -12,11 +12,15 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.servers import Server, clean_env, demo_server, storefront
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No network beyond loopback here: keep Chromium from reaching for Google's services.
@@ -36,8 +40,10 @@ DEMO_PRODUCTS = 16  # in storefront/data/demo_products.json
 EXTRA_PRODUCTS = 10  # imported before the server starts
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One demo server for the module: the tests only read, but for the users that
+    test_execute_on_every_get_shows_real_data signs up (which the other does not count)."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run should have installed it")
@@ -46,6 +52,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         {"id": f"prod_extra_{n:02}", "name": f"Extra {n}", "price": n, "category": "Extra"}
         for n in range(EXTRA_PRODUCTS)
     ]
+    tmp_path = tmp_path_factory.mktemp("swagger-ui")
     (tmp_path / "extra.json").write_text(json.dumps(extra), encoding="utf-8")
     # Only serve and db upgrade create a database: make it, then add the products.
     storefront(clean_env(), "db", "upgrade", cwd=tmp_path)
@@ -56,6 +63,21 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def credentials(server: Server) -> dict[str, str]:
     return dict(re.findall(r"(client_id|client_secret):\s+(\S+)", server.output))
+
+
+def authorize(page: Page, found: dict[str, str]) -> Locator:
+    """Authorize (client credentials, scope read) in Swagger UI's dialog: the dialog, open."""
+    from playwright.sync_api import expect
+
+    page.click("button.authorize")
+    modal = page.locator(".modal-ux")
+    modal.locator("#client_id").fill(found["client_id"])
+    modal.locator("#client_secret").fill(found["client_secret"])
+    # Swagger UI draws its own box over the (hidden) checkbox; ask for "read" only.
+    modal.locator("label[for='read-clientCredentials-checkbox-OAuth2']").click()
+    modal.locator("button.authorize").first.click()
+    expect(modal).to_contain_text("Authorized")  # the token was fetched
+    return modal
 
 
 def sign_up_users(server: Server, count: int) -> None:
@@ -90,14 +112,7 @@ def test_authorize_and_try_it_out(server: Server, tmp_path: Path) -> None:
                 re.compile(r"^/ - This Storefront API server")
             )
 
-            page.click("button.authorize")
-            modal = page.locator(".modal-ux")
-            modal.locator("#client_id").fill(found["client_id"])
-            modal.locator("#client_secret").fill(found["client_secret"])
-            # Swagger UI draws its own box over the (hidden) checkbox; ask for "read" only.
-            modal.locator("label[for='read-clientCredentials-checkbox-OAuth2']").click()
-            modal.locator("button.authorize").first.click()
-            expect(modal).to_contain_text("Authorized")  # the token was fetched
+            modal = authorize(page, found)
             expect(modal.get_by_role("button", name="Logout")).to_be_visible()
             modal.get_by_role("button", name="Close").first.click()
 
@@ -123,7 +138,7 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
     The spec once carried example cursors, which Swagger UI sent as `after` and `before`:
     every list came back `200 []` beside an X-Total-Count of 3.
     """
-    from playwright.sync_api import Locator, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     sign_up_users(server, USERS)
     found = credentials(server)
@@ -149,13 +164,7 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 2000})
             page.goto(f"{server.base}/ui/")
-            page.click("button.authorize")
-            modal = page.locator(".modal-ux")
-            modal.locator("#client_id").fill(found["client_id"])
-            modal.locator("#client_secret").fill(found["client_secret"])
-            modal.locator("label[for='read-clientCredentials-checkbox-OAuth2']").click()
-            modal.locator("button.authorize").first.click()
-            expect(modal).to_contain_text("Authorized")
+            modal = authorize(page, found)
             modal.get_by_role("button", name="Close").first.click()
 
             gets = page.locator(".opblock-get")

@@ -21,6 +21,9 @@ from core.settings import Settings
 from persistence import clients
 from storefront import admin
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 MakeClient = Callable[..., admin.NewClient]
 MakeKey = Callable[[str], admin.NewApiKey]
 NEW_USER = {"name": "A", "email": "a@example.com", "password": "password1"}

@@ -172,13 +172,9 @@ def test_remembering_a_token_does_not_vouch_for_a_tampered_copy() -> None:
             tokens.verify(forged)
 
 
-def test_verify_refuses_expired_and_malformed_tokens(subtests: pytest.Subtests) -> None:
-    tokens = codec()
-    expired = codec(ttl=-60).issue(client_id="cli_abc", scopes=["read"]).access_token
-    with pytest.raises(InvalidToken, match="expired"):
-        tokens.verify(expired)
-    now = int(time.time())
-    base = {
+def valid_claims(now: int) -> dict[str, Any]:
+    """Every claim ``codec()`` checks, valid at ``now``."""
+    return {
         "iss": "iss-a",
         "sub": "cli_abc",
         "aud": "aud-a",
@@ -188,6 +184,14 @@ def test_verify_refuses_expired_and_malformed_tokens(subtests: pytest.Subtests) 
         "client_id": "cli_abc",
         "scope": "read",
     }
+
+
+def test_verify_refuses_expired_and_malformed_tokens(subtests: pytest.Subtests) -> None:
+    tokens = codec()
+    expired = codec(ttl=-60).issue(client_id="cli_abc", scopes=["read"]).access_token
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify(expired)
+    base = valid_claims(int(time.time()))
     header = {"typ": "at+jwt", "kid": tokens.kid}
     assert tokens.verify(jwt.encode(base, KEY, algorithm="HS256", headers=header))  # control
     for claim in base:
@@ -214,16 +218,7 @@ def test_verify_refuses_dates_that_are_not_json_numbers(claim: str, value: objec
     # compares numbers, so such a token crashed on its second use.
     tokens = codec()
     now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": "iss-a",
-        "sub": "cli_abc",
-        "aud": "aud-a",
-        "exp": now + 60,
-        "iat": now,
-        "jti": "j",
-        "client_id": "cli_abc",
-        "scope": "read",
-    }
+    claims = valid_claims(now)
     if isinstance(value, str):
         value = value.format(exp=now + 60, now=now)
     claims[claim] = value

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from core.settings import Settings
 from storefront import admin
 from storefront.app import create_app
+
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -91,6 +91,7 @@ def test_http_basic_credentials(api: TestClient, make_client: MakeClient) -> Non
     assert_token(response, "read write")
 
 
+@pytest.mark.stock_stack
 def test_http_basic_form_decodes_the_secret(
     api: TestClient,
     make_client: MakeClient,
@@ -211,6 +212,7 @@ def test_blank_scope_or_empty_scope_token_is_invalid_scope(
 # --- errors -------------------------------------------------------------------------------
 
 
+@pytest.mark.stock_stack
 def test_request_errors(
     api: TestClient, make_client: MakeClient, subtests: pytest.Subtests
 ) -> None:
@@ -283,6 +285,7 @@ def test_missing_credentials(
             assert_oauth_error(response, response.status_code, code)
 
 
+@pytest.mark.stock_stack
 def test_basic_failures_challenge_with_basic(
     api: TestClient, make_client: MakeClient, subtests: pytest.Subtests
 ) -> None:
@@ -327,6 +330,7 @@ def test_basic_and_form_secret_together_is_invalid_request(
     assert "access_token" not in mismatched.json()
 
 
+@pytest.mark.stock_stack
 def test_token_endpoint_takes_only_forms(api: TestClient, make_client: MakeClient) -> None:
     client = make_client()
     response = api.post("/auth/token", json=form(client))

@@ -127,6 +127,7 @@ def test_keys_belong_to_the_calling_client(
     assert user_count(settings) == 2
 
 
+@pytest.mark.stock_stack
 def test_malformed_keys_are_400s(
     api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
 ) -> None:

@@ -261,6 +261,7 @@ def test_paging_through_a_filtered_list(
     assert ids(api.get(links["next"], headers=h)) == seen[10:15]
 
 
+@pytest.mark.stock_stack
 @pytest.mark.usefixtures("catalogue")
 def test_bad_parameters_are_400s(api: TestClient, h: Headers, subtests: pytest.Subtests) -> None:
     for query, parameter in [
@@ -278,6 +279,7 @@ def test_bad_parameters_are_400s(api: TestClient, h: Headers, subtests: pytest.S
             assert_error(api.get(f"/products?{query}", headers=h), 400, parameter)
 
 
+@pytest.mark.stock_stack
 @pytest.mark.usefixtures("catalogue")
 def test_read_scope_suffices_and_is_needed(
     api: TestClient,

@@ -114,6 +114,7 @@ def test_create_returns_the_seed_shape_and_a_location(api: TestClient, h: Header
     assert other["name"] == "Dora"  # trimmed
 
 
+@pytest.mark.stock_stack
 def test_length_limits_are_inclusive(
     api: TestClient, h: Headers, subtests: pytest.Subtests
 ) -> None:
@@ -183,6 +184,7 @@ BAD_CREATE_BODIES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+@pytest.mark.stock_stack
 def test_create_rejects_bad_fields(
     api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
 ) -> None:
@@ -198,6 +200,7 @@ def test_create_rejects_bad_fields(
     assert user_count(settings) == 0
 
 
+@pytest.mark.stock_stack
 def test_a_bad_password_is_not_echoed(
     api: TestClient, h: Headers, subtests: pytest.Subtests
 ) -> None:
@@ -210,6 +213,7 @@ def test_a_bad_password_is_not_echoed(
             assert repr(password) not in response.json()["message"]
 
 
+@pytest.mark.stock_stack
 def test_a_bad_password_is_not_logged(
     api: TestClient, h: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -223,6 +227,7 @@ def test_a_bad_password_is_not_logged(
     assert all(secret not in line for line in logged), logged
 
 
+@pytest.mark.stock_stack
 def test_create_needs_a_json_object(
     api: TestClient, h: Headers, settings: Settings, subtests: pytest.Subtests
 ) -> None:
@@ -349,6 +354,7 @@ def test_put_to_another_users_email_is_a_conflict(api: TestClient, h: Headers) -
     assert response.json()["email"] == "Alice@example.com"
 
 
+@pytest.mark.stock_stack
 def test_put_rejects_bad_bodies(api: TestClient, h: Headers, subtests: pytest.Subtests) -> None:
     created = new_user(api, h)
     url = f"/users/{created['id']}"
@@ -583,6 +589,7 @@ def test_offset_and_limit(api: TestClient, h: Headers) -> None:
     assert [u["id"] for u in one.json()] == ids[:1]
 
 
+@pytest.mark.stock_stack
 def test_bad_paging_parameters_are_400s(
     api: TestClient, h: Headers, subtests: pytest.Subtests
 ) -> None:
@@ -607,6 +614,7 @@ def test_bad_paging_parameters_are_400s(
 # --- who may do what ----------------------------------------------------------------------
 
 
+@pytest.mark.stock_stack
 def test_read_scope_reads_but_does_not_write(
     api: TestClient, h: Headers, auth: Callable[..., Headers], settings: Settings
 ) -> None:
@@ -623,6 +631,7 @@ def test_read_scope_reads_but_does_not_write(
     assert user_count(settings) == 1
 
 
+@pytest.mark.stock_stack
 def test_write_scope_alone_does_not_read(
     api: TestClient, h: Headers, auth: Callable[..., Headers]
 ) -> None:
@@ -634,6 +643,7 @@ def test_write_scope_alone_does_not_read(
     assert response.status_code == 200
 
 
+@pytest.mark.stock_stack
 def test_every_route_needs_credentials(api: TestClient, subtests: pytest.Subtests) -> None:
     body = {"name": "A", "email": "a@example.com", "password": PASSWORD}
     for method, path in [

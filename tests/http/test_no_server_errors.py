@@ -10,17 +10,19 @@ the error shape. On every platform (both engines, both stacks).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from storefront.app import HTTP_METHODS, load_spec
+
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
 
 #: (method, path, the media type its body is declared in, if it takes one)
 OPERATIONS = [
@@ -132,13 +134,7 @@ def often(common: Any, *others: st.SearchStrategy[Any]) -> st.SearchStrategy[Any
 
 
 @pytest.mark.parametrize(("method", "path", "media_type"), OPERATIONS)
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=bool(os.environ.get("CI")),
-)
-@given(data=st.data())
+@given(data=st.data())  # as many examples as the Hypothesis profile says (tests/conftest.py)
 def test_no_request_gets_a_server_error(
     api: TestClient,
     credentials: list[dict[str, str]],

@@ -14,6 +14,9 @@ from starlette.testclient import TestClient
 
 import persistence.users
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 Headers = dict[str, str]
 NEW_USER = {"name": "A", "email": "a@example.com", "password": "password1"}
 SOME_USER = "/users/user_abcdefghijkl"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from starlette.testclient import TestClient
 
 from core.settings import Settings
 from storefront.app import create_app, load_spec
+
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
 
 
 def test_the_served_json_is_the_written_document(api: TestClient) -> None:

@@ -28,7 +28,8 @@ from tests.conftest import JWT_SECRET, PEPPER
 #: Values that differ between two runs, whatever the stack.
 VOLATILE = re.compile(
     r"user_[A-Za-z0-9_-]{12,}|prod_[A-Za-z0-9_-]{12,}|key_[A-Za-z0-9_-]{12,}|sk_[A-Za-z0-9_-]+"
-    r"|client_[A-Za-z0-9_-]{12,}|eyJ[A-Za-z0-9_.-]+"
+    r"|client_[A-Za-z0-9_-]{12,}|cli_[A-Za-z0-9_-]{12,}|eyJ[A-Za-z0-9_.-]+"
+    r'|(?<="jti": ")[0-9a-f]{32}'
 )
 #: Times, paging cursors that carry one, and /readyz's measured latency ("answered in 3 ms"):
 #: equal within a run only by chance of the clock.
@@ -45,6 +46,8 @@ def script(client_id: str, secret: str, api_key: str) -> Callable[[Any], list[Re
     def build(token: str) -> list[Request]:
         bearer = {"Authorization": f"Bearer {token}"}
         keyed = {**bearer, "Idempotency-Key": "stack-diff-1"}
+        credentials = {"client_id": client_id, "client_secret": secret}
+        wrong_secret = {**credentials, "client_secret": secret + "x"}
         user = {"name": "Ada Lovelace", "email": "ada@example.com", "password": "analytical1"}
         return [
             ("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}),
@@ -109,6 +112,15 @@ def script(client_id: str, secret: str, api_key: str) -> Callable[[Any], list[Re
             ("GET", "/products?limit=101", {"headers": bearer}),
             ("GET", "/healthz", {}),
             ("GET", "/readyz", {}),
+            ("GET", "/.well-known/oauth-authorization-server", {}),
+            ("GET", "/.well-known/jwks.json", {}),
+            ("POST", "/auth/introspect", {"data": {**credentials, "token": token}}),
+            ("POST", "/auth/introspect", {"data": {**credentials, "token": "nonsense"}}),
+            ("POST", "/auth/introspect", {"data": {"token": token}}),
+            ("POST", "/auth/introspect", {"json": {**credentials, "token": token}}),
+            ("POST", "/auth/revoke", {"data": {**credentials, "token": "nonsense"}}),
+            ("POST", "/auth/revoke", {"data": {**wrong_secret, "token": token}}),
+            ("POST", "/auth/revoke", {"data": credentials}),
         ]
 
     return build
@@ -160,6 +172,14 @@ def run(settings: Settings, client: admin.NewClient, key: admin.NewApiKey) -> li
             headers = {**bearer, **options.pop("headers", {})}
             response = api.request(method, path, headers=headers, **options)
             answers.append(describe(method, path, response))
+        # Last, since the script's token stops working: revoked, it is inactive and refused.
+        credentials = {"client_id": client.client_id, "client_secret": client.client_secret}
+        for method, path, options in [
+            ("POST", "/auth/revoke", {"data": {**credentials, "token": token}}),
+            ("POST", "/auth/introspect", {"data": {**credentials, "token": token}}),
+            ("GET", "/users", {"headers": bearer}),
+        ]:
+            answers.append(describe(method, path, api.request(method, path, **options)))
     return answers
 
 
@@ -187,8 +207,8 @@ def normalise(answers: list[Any]) -> str:
 
     text = json.dumps(answers, indent=1, sort_keys=True)
     text = re.sub(r'"content-length": "\d+"', '"content-length": "<n>"', text)
-    # /readyz reports how long the database took: timing, not behaviour (0 ms on one stack,
-    # 1 ms on the other on a busy machine).
+    # Seconds since the epoch (introspection) and how long the database took to answer.
+    text = re.sub(r'"(exp|iat|nbf)": \d+', r'"\1": <time>', text)
     text = re.sub(r"answered in \d+ ms", "answered in <n> ms", text)
     return TIMES.sub("<time>", VOLATILE.sub(placeholder, text))
 

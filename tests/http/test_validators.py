@@ -16,6 +16,9 @@ from starlette.testclient import TestClient
 
 from storefront.http.validators import PARSED_BODY, UrlencodedFormParser, validator_map
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 SECRET = "hunter2"  # 7 characters: one too few, so the request is rejected
 
 

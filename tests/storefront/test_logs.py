@@ -19,6 +19,9 @@ from storefront import admin
 from storefront.logs import configure_logging
 from tests.helpers import db_rows, server_signing_key
 
+#: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
+pytestmark = pytest.mark.stock_stack
+
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "storefront.access"]

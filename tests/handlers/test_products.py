@@ -567,8 +567,11 @@ def test_other_requests_are_served_while_a_search_runs_to_its_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A search stands in for one that reads millions of rows; while it runs, the same
-    server answers other requests, and then the search is a 422, not a 500."""
-    budget = 0.5
+    server answers other requests, and then the search is a 422, not a 500.
+
+    Told by order, not by the clock: the other answers all come back while the search is
+    still in flight (the budget leaves a loaded machine a second for five small reads)."""
+    budget = 1.0
 
     list_products = persistence.products.list_products
 
@@ -581,15 +584,12 @@ def test_other_requests_are_served_while_a_search_runs_to_its_budget(
     monkeypatch.setattr(persistence.products, "list_products", endless_search)
     app = create_app(settings.model_copy(update={"search_budget": budget}))
     with app.test_client() as client, ThreadPoolExecutor(1) as pool:
-        client.get("/products", headers=h)  # connections opened before the clock starts
-        start = time.monotonic()
+        client.get("/products", headers=h)  # connections opened before the search starts
         search = pool.submit(client.get, "/products", headers=h, params={"search": "pro"})
         time.sleep(0.05)
         served = [client.get("/products", headers=h, params={"limit": 1}) for _ in range(5)]
-        served_in = time.monotonic() - start
-        assert not search.done()
+        assert not search.done()  # the five were answered while the search ran
         assert [ids(r) for r in served] == [["prod_001"]] * 5
-        assert served_in < budget
         refused = search.result(timeout=10)
-    assert_error(refused, 422, "500 ms", "longer search term")
+    assert_error(refused, 422, "1000 ms", "longer search term")
     assert refused.json()["error"] == "Search too broad"

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +22,6 @@ from storefront.app import create_app
 from storefront.cli import _parser, main
 from tests.helpers import db_rows
 from tests.servers import clean_env, serving
-
-
-@pytest.fixture
-def env(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    database_url: str,
-    rate_limit_storage_url: str,
-) -> Path:
-    """A working directory with its own database and keys, as an operator would have."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STOREFRONT_DATABASE_URL", database_url)
-    monkeypatch.setenv("STOREFRONT_RATE_LIMIT_STORAGE_URL", rate_limit_storage_url)
-    monkeypatch.setenv("STOREFRONT_RATE_LIMIT_KEY_PREFIX", f"test-{uuid.uuid4().hex}")
-    monkeypatch.setenv("STOREFRONT_KEY_DIR", str(tmp_path / "keys"))
-    return tmp_path
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,22 +19,6 @@ from persistence.models import ApiKey, utcnow
 from storefront import admin
 from storefront.app import create_app
 from tests.storefront.test_cli import run, run_json
-
-
-@pytest.fixture
-def env(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    database_url: str,
-    rate_limit_storage_url: str,
-) -> Path:
-    """A working directory with its own database and keys (as test_cli's)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STOREFRONT_DATABASE_URL", database_url)
-    monkeypatch.setenv("STOREFRONT_RATE_LIMIT_STORAGE_URL", rate_limit_storage_url)
-    monkeypatch.setenv("STOREFRONT_RATE_LIMIT_KEY_PREFIX", f"test-{uuid.uuid4().hex}")
-    monkeypatch.setenv("STOREFRONT_KEY_DIR", str(tmp_path / "keys"))
-    return tmp_path
 
 
 def settings_of(_env: Path) -> Settings:

@@ -5,12 +5,12 @@ process that goes on to serve never imports what only preparing needs (storefron
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.servers import clean_env, free_port
 
 #: Runs `storefront serve --demo` with uvicorn.run replaced by a function that builds the app,
 #: as the worker would, and reports which modules the serving process holds.
@@ -31,14 +31,9 @@ raise SystemExit(cli.main(["serve", "--port", sys.argv[1], "--demo"]))
 
 
 def serve(tmp_path: Path, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
-    env["STOREFRONT_DATABASE_URL"] = database_url
-    with socket.socket() as probe:  # a port that was free a moment ago: serve checks it
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
     return subprocess.run(
-        [sys.executable, "-c", SCRIPT, port],
-        env=env,
+        [sys.executable, "-c", SCRIPT, str(free_port())],
+        env=clean_env(STOREFRONT_DATABASE_URL=database_url),
         cwd=tmp_path,
         capture_output=True,
         text=True,

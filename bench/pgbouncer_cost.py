@@ -26,13 +26,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import asyncpg  # noqa: E402
-from compare_peers import HUGE, Load, free_port, machine_state, wait_until_up, wrk  # noqa: E402
+from compare_peers import (  # noqa: E402
+    HUGE,
+    Load,
+    machine_state,
+    serving,
+    wait_until_up,
+    wrk,
+)
 
 from tests.pgbouncer import pgbouncer  # noqa: E402
 
@@ -117,9 +125,13 @@ def main() -> None:
     direct_url = f"{POSTGRES}/{database}"
     copy_url = f"{POSTGRES}/{copy}"
     asyncio.run(admin("postgres", f'create database "{database}"'))
-    servers: list[subprocess.Popen[bytes]] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp, pgbouncer(direct_url) as bouncer:
+        # Servers stop (ExitStack) before the databases they use are dropped (finally).
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            pgbouncer(direct_url) as bouncer,
+            ExitStack() as servers,
+        ):
             base_env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
             base_env |= {
                 "STOREFRONT_DATABASE_URL": direct_url,
@@ -153,15 +165,7 @@ def main() -> None:
             pids: dict[str, int] = {}
             headers = {"X-API-Key": key}
             for mode, env in modes.items():
-                port = free_port()
-                process = subprocess.Popen(
-                    [BIN / "storefront", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                servers.append(process)
-                bases[mode] = f"http://127.0.0.1:{port}"
+                process, bases[mode] = servers.enter_context(serving(env))
                 pids[mode] = process.pid
                 wait_until_up(f"{bases[mode]}/users/user_000000000001", headers)
 
@@ -222,9 +226,6 @@ def main() -> None:
             for mode, pid in pids.items():
                 print(f"  {mode:10} {rss_mib(pid):6.1f} MiB")
     finally:
-        for process in servers:
-            process.terminate()
-            process.wait(timeout=15)
         for name in (copy, database):
             asyncio.run(admin("postgres", f'drop database if exists "{name}" with (force)'))
 

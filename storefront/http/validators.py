@@ -55,6 +55,10 @@ CHECKED_PARAMETERS = "storefront.checked_parameters"
 #: Schema keywords a direct check knows, per type (anything else: Connexion's path).
 _STRING_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "x-invalid-message"})
 _INTEGER_KEYWORDS = frozenset({"type", "minimum", "maximum"})
+#: Schema keywords that describe and do not constrain.
+_ANNOTATIONS = frozenset({"title", "description", "example", "examples", "default"})
+
+
 _PARAMETER_KEYWORDS = frozenset(
     {"name", "in", "required", "schema", "description", "example", "examples", "deprecated"}
 )
@@ -67,9 +71,8 @@ def _direct_check(param: dict[str, Any]) -> Callable[[str], Any] | None:
     if set(param) - _PARAMETER_KEYWORDS:
         return None
     schema = param.get("schema", {})
-    annotations = {"description", "example", "default", "title"}
     kind = schema.get("type")
-    if kind == "string" and not set(schema) - _STRING_KEYWORDS - annotations:
+    if kind == "string" and not set(schema) - _STRING_KEYWORDS - _ANNOTATIONS:
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
 
@@ -81,7 +84,7 @@ def _direct_check(param: dict[str, Any]) -> Callable[[str], Any] | None:
             return text
 
         return string
-    if kind == "integer" and not set(schema) - _INTEGER_KEYWORDS - annotations:
+    if kind == "integer" and not set(schema) - _INTEGER_KEYWORDS - _ANNOTATIONS:
         minimum, maximum = schema.get("minimum"), schema.get("maximum")
 
         def integer(text: str) -> Any:
@@ -535,10 +538,6 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
         if required is not None and isinstance(body, dict) and required.issubset(body):
             return None
         return super()._validate(body)
-
-
-#: Schema keywords that describe and do not constrain.
-_ANNOTATIONS = frozenset({"title", "description", "example", "examples", "default"})
 
 
 def validator_map(limits: BodyLimits | None = None) -> dict[str, Any]:

@@ -23,10 +23,11 @@ overruns it is stopped and refused (the API's 422), and its row says "422" inste
 matches, with the time it took to be refused. The table shows p50 and p90 of the first ask
 (cold: every run counts its search afresh), the matches (X-Total-Count), the p50 of the
 X-Total-Count query alone, p50 over the same backend's p50 at the smallest N, and the same two
-for a repeat (warm: the term asked again, its exact count remembered for the catalogue's
-version), so that the cache never hides the cold cost. ``--only`` keeps the scenarios whose
-name contains that text (e.g. ``--only search=`` for the searches). ``--explain`` prints the
-plan of every statement of every scenario at the largest N.
+for a repeat (warm: the term asked again, its exact count and its page's ids remembered for
+the catalogue's version, the page's rows read again by id), so that the cache never hides
+the cold cost. ``--only`` keeps the scenarios whose name contains that text (e.g. ``--only
+search=`` for the searches). ``--explain`` prints the plan of every statement of every
+scenario at the largest N.
 
 The catalogue: names and descriptions from a vocabulary of random words; ten categories of
 about 10% each and one of exactly 20 products; "waterproof" in 1% of descriptions (a term
@@ -370,14 +371,15 @@ async def timed(
 ) -> tuple[float, float, Any]:
     """p50 and p90 in ms, and the last result: None when the search budget stopped it (the
     times are then those of the refusals). ``cold``: every run counts its search afresh (the
-    remembered search counts are forgotten first), as the first ask of a term does; otherwise
-    a repeat of a term, its count remembered (persistence.products.SearchCounts)."""
+    remembered search counts and pages are forgotten first), as the first ask of a term does;
+    otherwise a repeat of a term, its count and page remembered
+    (persistence.products.Remembered)."""
     run = db.scan if search else db.read
     result = None
     samples = []
     for i in range(runs + 1):  # the first is a warm-up: caches, prepared statements
         if cold:
-            products.SEARCH_COUNTS.clear()
+            products.forget_searches()
         start = time.perf_counter()
         try:
             result = await run(work)
@@ -399,7 +401,7 @@ class Figure:
     p50: float
     p90: float
     count_p50: float
-    #: p50 of a repeat: the term asked again, its exact count remembered.
+    #: p50 of a repeat: the term asked again, its exact count and its page's ids remembered.
     warm_p50: float
 
 

@@ -57,7 +57,7 @@ EXPECTED = {200, 201, 400, 401, 404, 422}
 #: One POST /users in this many requests: each costs an argon2id hash (tens of ms of CPU), so
 #: more would make the run a hashing benchmark; 200,000 requests still create 1,000 users.
 CREATE_EVERY = 200
-#: Distinct search terms cycled through: more than persistence.products.SearchCounts holds
+#: Distinct search terms cycled through: more than persistence.products.Remembered holds
 #: (4,096), so that its bound, not the number of terms, decides its size.
 SEARCH_TERMS = 6000
 #: The Idempotency-Key sent with a different body on every cycle: a 422 (key reused).

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from sqlalchemy import (
     Column,
@@ -142,23 +142,34 @@ def _search_filter(dialect: str, search: str, *, walk: bool = False) -> ColumnEl
     return or_(name.contains(term, autoescape=True), description.contains(term, autoescape=True))
 
 
-class SearchCounts:
-    """Exact search counts, remembered per (database, term, category) with the catalogue
-    version they were counted at (``persistence.counts.catalogue_version``).
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
-    A common term's count grows with the catalogue (it reads every match), and popular terms
-    repeat. The version is read in the same snapshot as the count would be, and the database
-    moves it with every write to products, so a remembered count is used only while it is
-    still exact, on every instance: no invalidation message is needed. Bounded: the least
-    recently used entry goes first. Searches run on worker threads on SQLite, hence the lock.
+
+class Remembered(Generic[K, V]):
+    """What a search found, remembered per key with the catalogue version it was found at
+    (``persistence.counts.catalogue_version``).
+
+    A common term's count grows with the catalogue (it reads every match), and so does the
+    walk to its page; popular terms repeat. The version is read in the same snapshot as the
+    search would be, and the database moves it with every write to a product's name,
+    description or category and every insert or delete, so a remembered result is used only
+    while it is still exact, on every instance: no invalidation message is needed. Bounded by
+    weight (``weigh``, 1 per entry by default): the least recently used entries go first.
+    Searches run on worker threads on SQLite, hence the lock.
     """
 
-    def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str, str | None], tuple[int, int]] = OrderedDict()
+    def __init__(self, max_weight: int, weigh: Callable[[V], int] = lambda _: 1) -> None:
+        self.max_weight = max_weight
+        self.weigh = weigh
+        self.weight = 0
+        self._entries: OrderedDict[K, tuple[int, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str | None], version: int) -> int | None:
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K, version: int) -> V | None:
         with self._lock:
             found = self._entries.get(key)
             if found is None or found[0] != version:
@@ -169,16 +180,45 @@ class SearchCounts:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.weight = 0
 
-    def put(self, key: tuple[str, str, str | None], version: int, total: int) -> None:
+    def put(self, key: K, version: int, value: V) -> None:
         with self._lock:
-            self._entries[key] = (version, total)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                self.weight -= self.weigh(replaced[1])
+            self._entries[key] = (version, value)
+            self.weight += self.weigh(value)
+            while self.weight > self.max_weight and self._entries:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.weight -= self.weigh(dropped)
 
 
-SEARCH_COUNTS = SearchCounts()
+@dataclass(frozen=True, slots=True)
+class PageIds:
+    """Which products a search's page holds, in order, and what lies beside it: the page
+    without its rows, which are read again by id (a price may have changed; it does not move
+    the version, nor which products match)."""
+
+    ids: tuple[str, ...]
+    has_next: bool
+    has_prev: bool
+
+
+#: (database, term, category) -> the exact count.
+SearchKey = tuple[str, str, str | None]
+#: (database, term, category, limit, offset, after, before) -> the page's ids.
+PageKey = tuple[str, str, str | None, int, int, str | None, str | None]
+#: Counts: 4,096 of them, a few hundred kB.
+SEARCH_COUNTS: Remembered[SearchKey, int] = Remembered(4096)
+#: Pages, weighed by their ids: 32,768 ids (about 3 MB) in all.
+SEARCH_PAGES: Remembered[PageKey, PageIds] = Remembered(32768, weigh=lambda page: len(page.ids) + 1)
+
+
+def forget_searches() -> None:
+    """Forget every remembered count and page (a benchmark's cold ask; tests)."""
+    SEARCH_COUNTS.clear()
+    SEARCH_PAGES.clear()
 
 
 def count_products(
@@ -186,19 +226,24 @@ def count_products(
 ) -> int:
     """How many products the filters match: X-Total-Count. Without a search, a counter kept by
     the database (``persistence.counts``). A search is counted once per catalogue version
-    (``SearchCounts``); a search alone on SQLite is counted in the FTS index, without reading
+    (``Remembered``); a search alone on SQLite is counted in the FTS index, without reading
     products."""
     if search is None:
         if category is None:
             return table_total(connection, Product)
         return category_total(connection, category)
+    return _search_total(connection, category=category, search=search)[1]
+
+
+def _search_total(connection: Connection, *, category: str | None, search: str) -> tuple[int, int]:
+    """The catalogue version and the search's exact count at it."""
     key = (str(connection.engine.url), search, category.lower() if category else None)
     version = catalogue_version(connection)
     total = SEARCH_COUNTS.get(key, version)
     if total is None:
         total = _count_search(connection, category=category, search=search)
         SEARCH_COUNTS.put(key, version, total)
-    return total
+    return version, total
 
 
 def _count_search(connection: Connection, *, category: str | None, search: str) -> int:
@@ -236,9 +281,68 @@ def list_products(
 ) -> Page[ProductRow]:
     """A page of products in id order, by offset or after/before an id (``persistence.paging``).
 
-    A search's page is found as ``_walk_pays`` says is cheaper. On PostgreSQL a lookup reads
-    the matches in a MATERIALIZED CTE, which the planner cannot turn into a walk."""
-    total = count_products(connection, category=category, search=search)
+    A search's page is found as ``_walk_pays`` says is cheaper, and remembered (its ids) for
+    as long as the catalogue version stays where it was: asked again, its rows are read by id.
+    On PostgreSQL a lookup reads the matches in a MATERIALIZED CTE, which the planner cannot
+    turn into a walk."""
+    if search is None:
+        total = count_products(connection, category=category)
+        return _find_page(
+            connection,
+            category,
+            None,
+            total,
+            limit=limit,
+            offset=offset,
+            after=after,
+            before=before,
+        )
+    version, total = _search_total(connection, category=category, search=search)
+    key = (
+        str(connection.engine.url),
+        search,
+        category.lower() if category else None,
+        limit,
+        offset,
+        after,
+        before,
+    )
+    remembered = SEARCH_PAGES.get(key, version)
+    if remembered is not None:
+        page = _page_by_ids(connection, remembered, total)
+        if page is not None:
+            return page
+    page = _find_page(
+        connection, category, search, total, limit=limit, offset=offset, after=after, before=before
+    )
+    ids = PageIds(tuple(row.id for row in page.rows), page.has_next, page.has_prev)
+    SEARCH_PAGES.put(key, version, ids)
+    return page
+
+
+def _page_by_ids(connection: Connection, page: PageIds, total: int) -> Page[ProductRow] | None:
+    """The remembered page's rows, read by id; None when one is gone (on PostgreSQL each
+    statement sees its own snapshot, so a product deleted since the version was read)."""
+    rows: list[ProductRow] = []
+    if page.ids:
+        statement = select(*COLUMNS).where(Product.id.in_(page.ids)).order_by(Product.id)
+        rows = cast(list[ProductRow], list(connection.execute(statement)))
+        if len(rows) != len(page.ids):
+            return None
+    return Page(rows=rows, total=total, has_next=page.has_next, has_prev=page.has_prev)
+
+
+def _find_page(
+    connection: Connection,
+    category: str | None,
+    search: str | None,
+    total: int,
+    *,
+    limit: int,
+    offset: int,
+    after: str | None,
+    before: str | None,
+) -> Page[ProductRow]:
     dialect = connection.dialect.name
     source: FromClause = Product.__table__
     where = _category_filter(category)

@@ -104,10 +104,13 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
 
 def served_spec(settings: Settings) -> dict[str, Any]:
     """``openapi.yaml`` as served: its one server is STOREFRONT_PUBLIC_URL when set (never the
-    request's Host), else the relative ``/`` the file names."""
-    spec = load_spec()
-    if settings.public_url:
-        spec["servers"] = [{"url": settings.public_url, "description": "This Storefront API"}]
+    request's Host), else the relative ``/`` the file names.
+
+    Read-only: without a public URL it is the process's one parsed copy, not a deep copy."""
+    if not settings.public_url:
+        return _parsed_spec()
+    spec = dict(_parsed_spec())  # a shallow copy: only ``servers`` differs
+    spec["servers"] = [{"url": settings.public_url, "description": "This Storefront API"}]
     return spec
 
 

@@ -50,6 +50,7 @@ from persistence.migrate import upgrade
 from storefront import admin
 from storefront.app import create_app
 from tests.pgbouncer import PgBouncer, pgbouncer
+from tests.spec_validation import validate_each_document_once
 
 #: How many requests schemathesis sent, reported at the end of the run.
 SCHEMATHESIS_CASES = pytest.StashKey[int]()
@@ -160,6 +161,9 @@ hypothesis_settings.register_profile(
 )
 # Also under CI, where Hypothesis would otherwise load its own ``ci`` profile.
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# One validation of openapi.yaml a run, not one per app built (tests/spec_validation.py).
+validate_each_document_once()
 
 
 def pytest_configure(config: pytest.Config) -> None:

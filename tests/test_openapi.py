@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -146,3 +147,25 @@ def test_the_servers_entry_names_the_server() -> None:
     # Swagger UI's Servers dropdown shows "url - description"; a bare "/" tells nobody anything.
     assert [s["url"] for s in SPEC["servers"]] == ["/"]
     assert SPEC["servers"][0]["description"].startswith("This Storefront API server")
+
+
+def test_connexion_still_refuses_a_broken_document_each_time_it_is_built() -> None:
+    """The run validates each document once (tests/spec_validation.py): a broken one must still
+    be refused at every build, and a good one still validated by Connexion once."""
+    from connexion.exceptions import InvalidSpecification
+    from connexion.spec import Specification
+
+    from tests import spec_validation
+
+    broken = load_spec()
+    broken["paths"]["/users"]["get"]["responses"] = "not a mapping"
+    before = spec_validation.RUNS[0]
+    for _ in range(2):
+        with pytest.raises(InvalidSpecification):
+            Specification.from_dict(copy.deepcopy(broken))
+    assert spec_validation.RUNS[0] == before + 2
+
+    Specification.from_dict(load_spec())  # validated once this run (here or earlier)
+    after_good = spec_validation.RUNS[0]
+    Specification.from_dict(load_spec())
+    assert spec_validation.RUNS[0] == after_good

@@ -534,7 +534,7 @@ def test_a_search_past_its_budget_is_a_422_and_the_server_serves_on(
     tight = create_app(settings.model_copy(update={"search_budget": 0.001}))
     with tight.test_client() as client:
         # Terms not counted yet ("e" was: its exact count is remembered, and only its page
-        # would be read now; see persistence.products.SearchCounts).
+        # would be read now; see persistence.products.Remembered).
         for params in [{"search": "o"}, {"search": "st", "category": "hardware"}]:
             refused = client.get("/products", headers=h, params=params)
             body = assert_error(refused, 422, "1 ms", "longer search term", "category")

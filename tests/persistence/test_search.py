@@ -7,10 +7,12 @@ import sqlite3
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
+from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import Session
 
 from persistence import products
+from persistence.models import Product
 from persistence.products import FTS_FOLDS_TO_ASCII, ProductData, list_products, upsert_products
 from tests.helpers import in_transaction
 
@@ -94,7 +96,7 @@ def test_walk_and_lookup_find_what_the_count_counts(
         found = {}
         for walk in (True, False):
             monkeypatch.setattr(products, "_walk_pays", lambda *_, walk=walk, **__: walk)
-            products.SEARCH_COUNTS.clear()
+            products.forget_searches()
 
             def read(connection: Connection, term: str = term) -> tuple[list[str], int]:
                 first = list_products(connection, search=term, limit=20)
@@ -109,3 +111,97 @@ def test_walk_and_lookup_find_what_the_count_counts(
         assert len(found[True][0]) == found[True][1], term
         if backend == "sqlite":  # PostgreSQL's lower() folds as its locale says
             assert found[True][0] == ids, term
+
+
+def test_a_repeated_search_reads_its_remembered_page_by_id_while_the_catalogue_stands(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked again, a search's page is its remembered ids read afresh: a new price shows, and
+    an insert, a rename or a delete that changes what matches moves the catalogue version, so
+    the page is found again, never stale. (A price alone moves the version on PostgreSQL,
+    whose statement-level trigger does not look at which columns an UPDATE set: the page is
+    then found again, which costs time, never exactness.)"""
+    products.forget_searches()
+    rows = [_product(i * 2, f"Walnut {i}", "wood") for i in range(30)]
+    rows += [_product(i * 2 + 1, f"Pine {i}", "wood") for i in range(30)]
+
+    def write(
+        *changed: ProductData, delete: str | None = None, price: tuple[str, str] | None = None
+    ) -> None:
+        def work(connection: Connection) -> None:
+            with Session(bind=connection) as session:
+                if changed:
+                    upsert_products(session, products=list(changed))
+                if price:
+                    session.execute(
+                        update(Product).where(Product.id == price[0]).values(price=price[1])
+                    )
+                if delete:
+                    session.execute(delete_rows(Product).where(Product.id == delete))
+                session.flush()
+
+        in_transaction(database_url, work)
+
+    write(*rows)
+    found = []
+    real_find = products._find_page
+    monkeypatch.setattr(
+        products, "_find_page", lambda *a, **k: found.append(a[2]) or real_find(*a, **k)
+    )
+
+    def page(**filters: object) -> products.Page[products.ProductRow]:
+        return in_transaction(
+            database_url, lambda c: list_products(c, search="walnut", limit=5, **filters)
+        )
+
+    first = page()
+    assert [row.id for row in first.rows] == [f"prod_{i * 2:04d}" for i in range(5)]
+    assert (first.total, first.has_next, first.has_prev) == (30, True, False)
+    assert found == ["walnut"]
+
+    again = page()
+    assert again == first
+    assert found == ["walnut"], "the repeat found its page again instead of reading it by id"
+
+    write(price=("prod_0002", "9.50"))  # the price alone, as an operator's UPDATE
+    priced = page()
+    assert [row.price for row in priced.rows][1] == Decimal("9.50")
+    assert [row.id for row in priced.rows] == [row.id for row in first.rows]
+    if backend == "sqlite":
+        assert found == ["walnut"]
+    else:
+        found.pop()
+
+    write(ProductData("prod_0001", "Walnut pine", "wood", Decimal(1), "Things"))  # renamed
+    renamed = page()
+    assert [row.id for row in renamed.rows][:3] == ["prod_0000", "prod_0001", "prod_0002"]
+    assert renamed.total == 31
+    assert found == ["walnut", "walnut"]
+
+    write(delete="prod_0000")
+    deleted = page()
+    assert deleted.rows[0].id == "prod_0001"
+    assert deleted.total == 30
+    assert found == ["walnut"] * 3
+
+    # Each cursor is a page of its own.
+    after = page(after="prod_0004")
+    assert after.rows[0].id == "prod_0006"
+    assert (after.total, after.has_prev) == (30, True)
+    assert found == ["walnut"] * 4
+
+
+def test_remembered_results_are_bounded_by_weight_least_recently_used_first() -> None:
+    memo: products.Remembered[str, tuple[str, ...]] = products.Remembered(
+        10, weigh=lambda ids: len(ids)
+    )
+    memo.put("a", 1, ("x",) * 4)
+    memo.put("b", 1, ("x",) * 4)
+    assert memo.get("a", 1) == ("x",) * 4  # a is now the most recently used
+    memo.put("c", 1, ("x",) * 4)  # 12 > 10: b goes
+    assert (memo.get("b", 1), len(memo), memo.weight) == (None, 2, 8)
+    assert memo.get("a", 2) is None  # another catalogue version
+    memo.put("a", 2, ("x",))  # replaced, not added
+    assert (len(memo), memo.weight) == (2, 5)
+    memo.clear()
+    assert (len(memo), memo.weight) == (0, 0)

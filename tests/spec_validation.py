@@ -37,9 +37,7 @@ def validate_each_document_once() -> None:
     validate = original.__func__
 
     def remembered(cls: type[Specification], spec: dict[str, Any]) -> None:
-        digest = hashlib.sha256(
-            json.dumps(spec, sort_keys=True, default=repr).encode()
-        ).hexdigest()
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()
         if digest in VALIDATED:
             return
         RUNS[0] += 1

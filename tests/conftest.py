@@ -24,6 +24,7 @@ number of examples, for every run) or ``thorough`` (ten times as many, for a dee
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -417,6 +418,33 @@ def auth(
         return {"Authorization": f"Bearer {token_for(make_client(scopes))}"}
 
     return headers
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's schemathesis figures to the controller,
+    which prints the summary (``pytest_testnodedown`` below)."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["schemathesis"] = json.dumps(
+            {
+                "cases": session.config.stash.get(SCHEMATHESIS_CASES, 0),
+                "operations": session.config.stash.get(SCHEMATHESIS_OPERATIONS, {}),
+            }
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the pytest-xdist controller: add a finished worker's schemathesis figures."""
+    sent = getattr(node, "workeroutput", {}).get("schemathesis")
+    if sent is None:
+        return
+    figures = json.loads(sent)
+    stash = node.config.stash
+    stash[SCHEMATHESIS_CASES] = stash.get(SCHEMATHESIS_CASES, 0) + figures["cases"]
+    answers = stash.setdefault(SCHEMATHESIS_OPERATIONS, {})
+    for label, counts in figures["operations"].items():
+        answers.setdefault(label, Counter()).update(counts)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -321,9 +321,15 @@ class Database:
 
         def run() -> T:
             # No lock: the limiter lets at most SCANS_AT_ONCE threads here, and list.pop and
-            # list.append are atomic.
-            connection = self._idle_scanners.pop() if self._idle_scanners else None
+            # list.append are atomic; a check then a pop is not (two threads may both see
+            # the one idle connection), hence the pop that may find the list empty.
+            try:
+                connection: Connection | None = self._idle_scanners.pop()
+            except IndexError:
+                connection = None
             if connection is None or connection.closed or connection.invalidated:
+                if connection is not None and connection in self._open_readers:
+                    self._open_readers.remove(connection)  # gone: not kept for dispose()
                 connection = self._open_reader()
             raw = connection.connection.dbapi_connection
             assert isinstance(raw, sqlite3.Connection)

@@ -238,12 +238,16 @@ def count_products(
         if category is None:
             return table_total(connection, Product)
         return category_total(connection, category)
-    return _search_total(connection, category=category, search=search)[1]
+    return _search_total(connection, _search_key(connection, category, search))[1]
 
 
-def _search_total(connection: Connection, *, category: str | None, search: str) -> tuple[int, int]:
-    """The catalogue version and the search's exact count at it."""
-    key = (str(connection.engine.url), search, category.lower() if category else None)
+def _search_key(connection: Connection, category: str | None, search: str) -> SearchKey:
+    return (str(connection.engine.url), search, None if category is None else category.lower())
+
+
+def _search_total(connection: Connection, key: SearchKey) -> tuple[int, int]:
+    """The catalogue version and the exact count, at it, of the search ``key`` names."""
+    _database, search, category = key
     version = catalogue_version(connection)
     total = SEARCH_COUNTS.get(key, version)
     if total is None:
@@ -303,16 +307,9 @@ def list_products(
             after=after,
             before=before,
         )
-    version, total = _search_total(connection, category=category, search=search)
-    key = (
-        str(connection.engine.url),
-        search,
-        category.lower() if category else None,
-        limit,
-        offset,
-        after,
-        before,
-    )
+    search_key = _search_key(connection, category, search)
+    version, total = _search_total(connection, search_key)
+    key = (*search_key, limit, offset, after, before)
     remembered = SEARCH_PAGES.get(key, version)
     if remembered is not None:
         page = _page_by_ids(connection, remembered, total)

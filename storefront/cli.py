@@ -291,8 +291,8 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                     "state": state(row, now),
                     "created_at": row.created_at.isoformat(),
                     "activates_at": row.activates_at.isoformat(),
-                    "deactivates_at": row.deactivates_at and row.deactivates_at.isoformat(),
-                    "retires_at": row.retires_at and row.retires_at.isoformat(),
+                    "deactivates_at": _iso(row.deactivates_at),
+                    "retires_at": _iso(row.retires_at),
                     "published": row.public_jwk is not None,
                 }
                 for row in rows
@@ -307,8 +307,8 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                 row.algorithm,
                 state(row, now),
                 _when(row.activates_at),
-                "-" if row.deactivates_at is None else _when(row.deactivates_at),
-                "-" if row.retires_at is None else _when(row.retires_at),
+                _when_or(row.deactivates_at, "-"),
+                _when_or(row.retires_at, "-"),
             )
             for row in rows
         ],
@@ -326,6 +326,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def _when(moment: datetime) -> str:
     """A stored time for a table: to the second, in UTC (the JSON keeps it whole)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _when_or(moment: datetime | None, absent: str) -> str:
+    """:func:`_when`, or ``absent`` ("-", "never") for a time not set."""
+    return absent if moment is None else _when(moment)
 
 
 def _print_json(data: Any) -> None:
@@ -711,7 +716,7 @@ def _create_key(settings: Settings, args: argparse.Namespace) -> None:
     _show_once(
         {"key_id": key.key_id, "expires_at": _iso(key.expires_at), "api_key": key.api_key},
         args.json,
-        text={"expires_at": "never" if key.expires_at is None else _when(key.expires_at)},
+        text={"expires_at": _when_or(key.expires_at, "never")},
     )
 
 
@@ -752,8 +757,8 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
                 k.client_id,
                 _key_status(k, now),
                 _when(k.created_at),
-                "never" if k.expires_at is None else _when(k.expires_at),
-                "never" if k.last_used_at is None else _when(k.last_used_at),
+                _when_or(k.expires_at, "never"),
+                _when_or(k.last_used_at, "never"),
             )
             for k in keys
         ],

@@ -7,6 +7,7 @@ import math
 import sqlite3
 import threading
 import time
+from typing import Any, SupportsIndex
 
 import pytest
 from sqlalchemy import Connection, TextClause, text
@@ -70,6 +71,33 @@ def test_scans_share_a_few_connections_whichever_threads_run_them(settings: Sett
         asyncio.run(db.dispose())
     assert len(set(threads)) > SCANS_AT_ONCE  # the scans did run on new threads
     assert 1 <= len(connections) <= SCANS_AT_ONCE
+
+
+class _TakenMeanwhile(list[Any]):
+    """An idle list that another scan empties between a look and a pop: it looks full once."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        if not super().__len__():
+            raise IndexError("pop from empty list")
+        return super().pop(index)
+
+
+def test_a_scan_whose_idle_connection_was_taken_meanwhile_opens_another(
+    settings: Settings,
+) -> None:
+    """Two scans may both see the one idle connection; the second then finds none to pop."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's scans run on worker threads")
+    db = Database(settings.database_url)
+    db._idle_scanners = _TakenMeanwhile()
+    try:
+        answer = asyncio.run(db.scan(lambda c: str(c.scalar(text("SELECT 'scanned'")))))
+    finally:
+        asyncio.run(db.dispose())
+    assert answer == "scanned"
 
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])

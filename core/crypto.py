@@ -10,7 +10,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import anyio
 import jwt
@@ -24,15 +24,14 @@ from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_encode
 
 Algorithm = Literal["EdDSA", "ES256", "HS256"]
-ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "ES256", "HS256")
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 
 
 def as_algorithm(name: str) -> Algorithm:
     """``name`` as an Algorithm; ValueError for any other (a stored row that was altered)."""
-    for algorithm in ALGORITHMS:
-        if name == algorithm:
-            return algorithm
-    raise ValueError(f"not a signing algorithm: {name!r}")
+    if name not in ALGORITHMS:
+        raise ValueError(f"not a signing algorithm: {name!r}")
+    return name  # narrowed to Algorithm by the membership test
 
 
 #: The algorithms whose public keys the JWKS publishes.
@@ -106,12 +105,6 @@ def derived_private_key(secret: bytes, algorithm: Algorithm) -> Any:
     # below 2**-128 (FIPS 186-5 A.2.1) and the scalar is never zero.
     scalar = int.from_bytes(_derived(secret, "P-256", 48), "big") % (_P256_ORDER - 1) + 1
     return ec.derive_private_key(scalar, ec.SECP256R1())
-
-
-def signing_keys(secret: bytes, algorithm: Algorithm) -> tuple[Any, Any]:
-    """The (signing, verifying) key of ``algorithm`` derived from the signing secret."""
-    private = derived_private_key(secret, algorithm)
-    return (private, private) if algorithm == "HS256" else (private, private.public_key())
 
 
 #: Bytes of a new HS256 key: the size of the hash output (RFC 7518 §3.2).
@@ -292,10 +285,6 @@ class TokenCodec:
         if gone:  # a key withdrawn: the tokens it signed are checked again
             self._verified.clear()
 
-    @property
-    def keys(self) -> list[ScheduledKey]:
-        return list(self._keys.values())
-
     def signer(self, now: float | None = None) -> SigningKey:
         """The key that signs at ``now``: of the keys active by then and not retired, the one
         activated last."""
@@ -322,11 +311,6 @@ class TokenCodec:
     def kid(self) -> str:
         """The kid of the key that signs now."""
         return self.signer().kid
-
-    @property
-    def algorithm_name(self) -> Algorithm:
-        """The algorithm of the key that signs now."""
-        return self.signer().algorithm
 
     def issue(self, *, client_id: str, scopes: list[str]) -> IssuedToken:
         clock = time.time()

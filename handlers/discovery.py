@@ -28,11 +28,8 @@ async def jwks() -> tuple[Body | None, int, dict[str, str]]:
         "Cache-Control": f"public, max-age={int(svc.signing.window)}",
         "ETag": f'"{tag}"',
     }
-    condition = header("if-none-match")
-    if condition is not None:
-        tags = conditional.parse(condition)
-        if tags.any or tag in tags.strong or tag in tags.weak:
-            return None, 304, headers
+    if conditional.not_modified(header("if-none-match"), tag):
+        return None, 304, headers
     return body, 200, headers
 
 

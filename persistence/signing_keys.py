@@ -66,6 +66,12 @@ def every_key(session: Session | Connection) -> list[StoredKey]:
     return [StoredKey(*row) for row in session.execute(query)]
 
 
+def has_signing_key(session: Session | Connection) -> bool:
+    """Whether a key is stored (0009's placeholder row, which holds none, aside)."""
+    query = select(SigningKeyRow.kid).where(SigningKeyRow.private_key.is_not(None)).limit(1)
+    return session.execute(query).first() is not None
+
+
 def insert(
     session: Session,
     *,

@@ -121,7 +121,6 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         db=db,
-        tokens=tokens,
         # STOREFRONT_JWT_SECRET (or the kept key file) is the key-encryption key.
         signing=SigningKeys.from_settings(
             settings, db=db, codec=tokens, secret=jwt_signing_key(settings)

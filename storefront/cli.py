@@ -134,9 +134,6 @@ def _parser() -> argparse.ArgumentParser:
         kwargs.setdefault("description", summary[0].upper() + summary[1:] + ".")
         return group.add_parser(name, help=summary, formatter_class=_HelpFormatter, **kwargs)
 
-    def json_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", action="store_true", help="print JSON, for scripts")
-
     serve = command(sub, "serve", "migrate the database and serve the API")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     serve.add_argument("--port", type=_port, default=8000, help="the TCP port to listen on")
@@ -162,9 +159,9 @@ def _parser() -> argparse.ArgumentParser:
         default="read write",
         help="space-separated, of: read write introspect",
     )
-    json_flag(create)
+    _json_flag(create)
     listing = command(clients, "list", "list clients, oldest first")
-    json_flag(listing)
+    _json_flag(listing)
     disable = command(clients, "disable", "disable a client; its tokens and keys stop working")
     disable.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
     set_limit = command(
@@ -189,15 +186,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="the key stops working this long from now: 30m, 12h, 90d, 1w (default: never expires)",
     )
-    json_flag(key_create)
+    _json_flag(key_create)
     key_list = command(keys, "list", "list API keys, oldest first (never the keys themselves)")
     key_list.add_argument(
         "--client-id", default=None, help="only this client's keys (default: every client's)"
     )
-    json_flag(key_list)
+    _json_flag(key_list)
     revoke = command(keys, "revoke", "revoke an API key; it stops working at once")
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…), not the key")
-    _signing_key_parsers(keys, command, json_flag)
+    _signing_key_parsers(keys, command)
 
     products = command(sub, "products", "the product catalogue").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -222,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
 SIGNING_KEY_ACTIONS = ("rotate-signing", "list-signing")
 
 
-def _signing_key_parsers(keys: Any, command: Any, json_flag: Any) -> None:
+def _signing_key_parsers(keys: Any, command: Any) -> None:
     rotate = command(
         keys,
         "rotate-signing",
@@ -239,11 +236,11 @@ def _signing_key_parsers(keys: Any, command: Any, json_flag: Any) -> None:
         default=None,
         help="the new key's algorithm (default: STOREFRONT_JWT_ALGORITHM)",
     )
-    json_flag(rotate)
+    _json_flag(rotate)
     listing = command(
         keys, "list-signing", "list the token-signing keys and their state, oldest first"
     )
-    json_flag(listing)
+    _json_flag(listing)
 
 
 def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
@@ -321,6 +318,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
         print("  ".join([*cells, row[-1]]))
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
 
 def _when(moment: datetime) -> str:
@@ -664,7 +665,7 @@ def _rotate_secret_parser(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long the old secret keeps working: 0 (not at all), 30m, 12h, 7d …",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    _json_flag(parser)
 
 
 def _iso(moment: datetime | None) -> str | None:

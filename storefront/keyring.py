@@ -44,6 +44,7 @@ from persistence.signing_keys import StoredKey
 from storefront.access.signing import (
     Rotation,
     activation_lead,
+    algorithm_configured,
     retirement_delay,
     rotate,
     seed_first_key,
@@ -124,13 +125,17 @@ def bind_secrets(settings: Settings, *, generate: bool, check_algorithm: bool = 
                 signing_secret = secret
         if signing_secret is None:
             return
-        first = await db.write(
-            seed_first_key,
-            secret=signing_secret,
-            encryption=KeyEncryption(signing_secret),
-            algorithm=settings.jwt_algorithm,
-            algorithm_configured="jwt_algorithm" in settings.model_fields_set,
-        )
+        first = None
+        # Read first: a write takes SQLite's one write lock, and every start but the first
+        # finds the key there.
+        if not await db.read(signing_keys.has_signing_key):
+            first = await db.write(
+                seed_first_key,
+                secret=signing_secret,
+                encryption=KeyEncryption(signing_secret),
+                algorithm=settings.jwt_algorithm,
+                algorithm_configured=algorithm_configured(settings),
+            )
         if first is not None:
             logger.info(
                 "stored the first signing key %s (%s)%s",

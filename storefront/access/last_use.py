@@ -32,9 +32,9 @@ CLOSE_TIMEOUT = 2.0
 
 
 class LastUse:
-    def __init__(self, db: Database, *, interval: float | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.interval = clients.LAST_USE_INTERVAL.total_seconds() if interval is None else interval
+        self.interval = clients.LAST_USE_INTERVAL.total_seconds()
         #: key id -> time.monotonic() of the last write started for it.
         self._started: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()

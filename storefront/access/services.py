@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.cache import TTLCache
-from core.crypto import PasswordHashing, SecretDigester, TokenCodec
+from core.crypto import PasswordHashing, SecretDigester
 from core.settings import Settings
 from persistence.clients import KeyRow
 from persistence.db import Database
@@ -19,8 +19,8 @@ from storefront.access.signing import SigningKeys
 class Services:
     settings: Settings
     db: Database
-    tokens: TokenCodec
-    #: The database's signing keys, kept loaded into ``tokens``: verify and issue through it.
+    #: The database's signing keys, kept loaded into their TokenCodec: verify and issue
+    #: through it (``signing.fresh()``, ``signing.verify()``).
     signing: SigningKeys
     digester: SecretDigester
     passwords: PasswordHashing

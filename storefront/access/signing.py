@@ -64,6 +64,12 @@ MIN_REFRESH_WINDOW = 1.0
 CLOCK_MARGIN = 5
 
 
+def algorithm_configured(settings: Settings) -> bool:
+    """Whether STOREFRONT_JWT_ALGORITHM was set, rather than left at its default (the first
+    key of an upgraded database keeps the algorithm its tokens had unless it was)."""
+    return "jwt_algorithm" in settings.model_fields_set
+
+
 def refresh_window(settings: Settings) -> float:
     """How old this process's copy of the keys may get: STOREFRONT_AUTH_CACHE_TTL, at least 1 s."""
     return max(settings.auth_cache_ttl, MIN_REFRESH_WINDOW)
@@ -150,12 +156,10 @@ def seed_first_key(
     with the first ``keys rotate-signing``.
     """
     now = now or utcnow()
-    if any(row.private_key is not None for row in signing_keys.every_key(session)):
-        return None  # the usual case, every start after the first: no lock taken
     signing_keys.lock(session)
-    rows = signing_keys.every_key(session)  # again, under the lock
-    if any(row.private_key is not None for row in rows):
+    if signing_keys.has_signing_key(session):  # another instance stored it first
         return None
+    rows = signing_keys.every_key(session)
     placeholder = next((row for row in rows if row.kid == signing_keys.DERIVED_KID), None)
     inherited = placeholder is not None and not algorithm_configured
     if inherited:
@@ -235,8 +239,6 @@ class SigningKeys:
         self._forced_at: float | None = None
         self._prepared: dict[str, SigningKey] = {}
         self._lock = asyncio.Lock()
-        #: Reads of the keys so far (the tests count them).
-        self.loads = 0
 
     @classmethod
     def from_settings(
@@ -247,7 +249,7 @@ class SigningKeys:
             codec=codec,
             secret=secret,
             algorithm=settings.jwt_algorithm,
-            algorithm_configured="jwt_algorithm" in settings.model_fields_set,
+            algorithm_configured=algorithm_configured(settings),
             window=refresh_window(settings),
         )
 
@@ -304,7 +306,6 @@ class SigningKeys:
                     algorithm_configured=self._algorithm_configured,
                 )
                 rows = await self._db.read(signing_keys.usable, now=utcnow())
-            self.loads += 1
             keys = [key for key in map(self._scheduled, rows) if key is not None]
             self._codec.install(keys)
             self._prepared = {key.key.kid: key.key for key in keys}

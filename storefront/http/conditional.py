@@ -46,9 +46,10 @@ def parse(value: str) -> TagList:
     return TagList(any=False, strong=frozenset(strong), weak=frozenset(weak))
 
 
-def not_modified(if_none_match: str | None, version: int) -> bool:
-    """Whether a GET with this ``If-None-Match`` gets 304: the current tag is listed, by weak
-    comparison (a weak ``W/"3"`` matches ``"3"``), or the header is ``*``."""
+def not_modified(if_none_match: str | None, version: int | str) -> bool:
+    """Whether a GET with this ``If-None-Match`` gets 304: the current tag (a row's version,
+    or any opaque tag) is listed, by weak comparison (a weak ``W/"3"`` matches ``"3"``), or
+    the header is ``*``."""
     if if_none_match is None:
         return False
     tags = parse(if_none_match)

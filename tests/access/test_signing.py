@@ -364,6 +364,29 @@ def test_the_algorithm_setting_applies_to_new_keys_and_warns_once(
     assert _algorithm_warnings(caplog) == []
 
 
+def test_only_the_first_start_writes_the_signing_key(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every later start finds the key with a read: a write would take SQLite's one write
+    lock at every start of every worker and command."""
+    writes: list[str] = []
+    real_write = Database.write
+
+    async def counted(self: Database, work: Any, /, *args: Any, **kwargs: Any) -> Any:
+        writes.append(work.__name__)
+        return await real_write(self, work, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "write", counted)
+    bind_secrets(settings, generate=False)
+    assert "seed_first_key" in writes
+    (first,) = list_signing_keys(settings)
+    writes.clear()
+    bind_secrets(settings, generate=False, check_algorithm=True)
+    bind_secrets(settings, generate=False)
+    assert writes == []
+    assert list_signing_keys(settings) == [first]
+
+
 def test_an_instance_reloads_at_most_once_per_window_and_rides_out_an_outage(
     settings: Settings,
     key_reads: list[datetime],

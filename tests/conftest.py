@@ -32,6 +32,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -381,9 +382,14 @@ def make_client(settings: Settings, digester: SecretDigester) -> Callable[..., a
 
 
 @pytest.fixture
-def make_api_key(settings: Settings, digester: SecretDigester) -> Callable[[str], admin.NewApiKey]:
-    def make(client_id: str) -> admin.NewApiKey:
-        return admin.run(settings, lambda s: admin.create_api_key(s, digester, client_id=client_id))
+def make_api_key(settings: Settings, digester: SecretDigester) -> Callable[..., admin.NewApiKey]:
+    """A new API key of the client ``client_id``, expiring after ``expires_in`` when given."""
+
+    def make(client_id: str, expires_in: timedelta | None = None) -> admin.NewApiKey:
+        return admin.run(
+            settings,
+            lambda s: admin.create_api_key(s, digester, client_id=client_id, expires_in=expires_in),
+        )
 
     return make
 

@@ -20,29 +20,23 @@ import pytest
 
 from tests.conftest import REDIS_URL, require_service
 from tests.servers import (
-    clean_env,
+    deployment_env,
+    instances,
     run_storefront,
-    start_server,
-    stop_servers,
     storefront,
     storefront_json,
-    wait_until_up,
 )
 
 
 @pytest.fixture
 def env(database_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     require_service(REDIS_URL, 6379)
-    return {
-        **clean_env(),
+    return deployment_env(
+        rate_limit_storage_url=REDIS_URL,
+        key_dir=tmp_path / "unused-keys",
+        STOREFRONT_LOG_LEVEL="warning",
         **database_env,
-        "STOREFRONT_JWT_SECRET": secrets.token_urlsafe(48),
-        "STOREFRONT_PEPPER": secrets.token_urlsafe(48),
-        "STOREFRONT_KEY_DIR": str(tmp_path / "unused-keys"),
-        "STOREFRONT_RATE_LIMIT_STORAGE_URL": REDIS_URL,
-        "STOREFRONT_RATE_LIMIT_KEY_PREFIX": f"test-{secrets.token_hex(8)}",
-        "STOREFRONT_LOG_LEVEL": "warning",
-    }
+    )
 
 
 def _listing(env: dict[str, str]) -> list[dict[str, str]]:
@@ -61,11 +55,8 @@ def test_rotation_under_two_running_instances(env: dict[str, str]) -> None:
     (first,) = _listing(env)
     assert (first["algorithm"], first["state"], first["published"]) == ("EdDSA", "active", True)
 
-    started = [start_server(env), start_server(env)]
-    try:
-        one, two = bases = [base for _, base in started]
-        for base in bases:
-            wait_until_up(base)
+    with instances(env) as bases:
+        one, two = bases
         old = httpx.post(f"{one}/auth/token", data=form).json()["access_token"]
         assert jwt.get_unverified_header(old)["kid"] == first["kid"]
 
@@ -113,8 +104,6 @@ def test_rotation_under_two_running_instances(env: dict[str, str]) -> None:
         assert states == {first["kid"]: "previous", rotated["kid"]: "active"}
         for base in bases:
             assert _kids(base) == [rotated["kid"], first["kid"]]
-    finally:
-        stop_servers([process for process, _ in started])
 
 
 def test_the_signing_key_commands(env: dict[str, str]) -> None:

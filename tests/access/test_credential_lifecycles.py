@@ -26,21 +26,12 @@ from tests.access.test_authn import assert_unauthorized, bearer
 from tests.handlers.test_auth import assert_oauth_error, assert_token, basic, form
 
 MakeClient = Callable[..., admin.NewClient]
-MakeKey = Callable[[str], admin.NewApiKey]
+MakeKey = Callable[..., admin.NewApiKey]
 
 
 @pytest.fixture
 def client(make_client: MakeClient) -> admin.NewClient:
     return make_client("read write")
-
-
-def new_key(
-    settings: Settings, digester: SecretDigester, client_id: str, expires_in: timedelta | None
-) -> admin.NewApiKey:
-    return admin.run(
-        settings,
-        lambda s: admin.create_api_key(s, digester, client_id=client_id, expires_in=expires_in),
-    )
 
 
 def expire(settings: Settings, key_id: str) -> None:
@@ -79,10 +70,10 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def test_an_expired_key_is_401_with_a_bearer_challenge(
-    api: TestClient, settings: Settings, digester: SecretDigester, client: admin.NewClient
+    api: TestClient, settings: Settings, make_api_key: MakeKey, client: admin.NewClient
 ) -> None:
-    expiring = new_key(settings, digester, client.client_id, timedelta(days=90))
-    forever = new_key(settings, digester, client.client_id, None)
+    expiring = make_api_key(client.client_id, timedelta(days=90))
+    forever = make_api_key(client.client_id, None)
     assert expiring.expires_at is not None
     assert abs(expiring.expires_at - (utcnow() + timedelta(days=90))) < timedelta(minutes=1)
     assert api.get("/users", headers={"X-API-Key": expiring.api_key}).status_code == 200
@@ -100,9 +91,9 @@ def test_an_expired_key_is_401_with_a_bearer_challenge(
 
 
 def test_an_expired_key_spends_the_failed_authentication_budget(
-    settings: Settings, digester: SecretDigester, client: admin.NewClient
+    settings: Settings, make_api_key: MakeKey, client: admin.NewClient
 ) -> None:
-    key = new_key(settings, digester, client.client_id, timedelta(hours=1))
+    key = make_api_key(client.client_id, timedelta(hours=1))
     expire(settings, key.key_id)
     limited = settings.model_copy(update={"auth_failure_limit": "3/minute"})
     with create_app(limited).test_client() as api:
@@ -115,7 +106,7 @@ def test_an_expired_key_spends_the_failed_authentication_budget(
 
 def test_a_cached_key_does_not_outlive_its_expiry(
     settings: Settings,
-    digester: SecretDigester,
+    make_api_key: MakeKey,
     client: admin.NewClient,
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
@@ -128,7 +119,7 @@ def test_a_cached_key_does_not_outlive_its_expiry(
         return original(connection, digest=digest)
 
     monkeypatch.setattr(clients, "find_active_key", counting)
-    key = new_key(settings, digester, client.client_id, timedelta(hours=1))
+    key = make_api_key(client.client_id, timedelta(hours=1))
     remembering = settings.model_copy(update={"auth_cache_ttl": 60})
     with create_app(remembering).test_client() as api:
         headers = {"X-API-Key": key.api_key}

@@ -1,8 +1,9 @@
-"""Storefront under wrk, every route beside the reference servers, alternating.
+"""Storefront under wrk, every route beside the reference servers, alternating, on either engine.
 
-Prints requests/s, p50 and p99 latency and ratios; asserts nothing. Absolute figures drift on a
-shared machine, so each peer's run is taken right after a run of the project on the same
-route, and the ratio (project / peer) is the median over rounds of those pairs.
+Prints requests/s, p50 and p99 latency, server CPU per request and ratios; asserts nothing.
+Absolute figures drift on a shared machine, so each peer's run is taken right after a run of
+the project on the same route, and the ratio (project / peer) is the median over rounds of
+those pairs.
 
 Scenarios (the reference servers, hand-written Starlette and idiomatic FastAPI, do the same
 work over the same data; plain Connexion serves GET /users/{id} only; see the peers' README):
@@ -15,12 +16,33 @@ under the same uvicorn gives the ceiling of the stack.
 
     apt-get install wrk
     .venv/bin/pip install -e '.[bench]'        # FastAPI, for the FastAPI reference
-    .venv/bin/python bench/compare_peers.py [--seconds 5] [--rounds 3]
-        [--scenarios users-id,users-list,products-search,auth-token,users-create]
-        [--no-peers] [--no-stock] [--jwt-algorithm {HS256,EdDSA,ES256}]
+    .venv/bin/python bench/compare_peers.py [--engine {sqlite,postgresql}] [--seconds 5]
+        [--rounds 3] [--scenarios users-id,users-list,products-search,auth-token,users-create]
+        [--no-peers] [--no-stock] [--no-count] [--jwt-algorithm {HS256,EdDSA,ES256}]
 
-The project runs with production settings: `storefront serve` (one uvicorn worker), SQLite,
-request validation on, response validation off (the default), the rate limit and the
+``--engine sqlite`` (the default): the embedded default, SQLite and limits counted in memory,
+beside ``starlette_ref`` / ``fastapi_ref`` / ``connexion_ref``.
+
+``--engine postgresql``: the topology of a deployment that outgrew one machine. The project's
+database and the peers' are two databases on the PostgreSQL at STOREFRONT_BENCH_POSTGRES_URL
+(default postgresql://postgres@127.0.0.1:5432), reached directly; every server counts its
+limit in one Redis that this script starts for itself (``redis-server`` on a free port, so
+that what it counts is only the servers'). The peers are ``starlette_pg`` (asyncpg pool) and
+``fastapi_pg`` (SQLAlchemy async session). Before the timed rounds, each server is started
+once more with statement logging on its database, and one short wrk run per route counts
+what it sends to each store, per request:
+
+- PostgreSQL round trips: the lines PostgreSQL itself logs for the server's database
+  (``log_min_duration_statement = 0``, set on the database alone): each simple-protocol
+  ``statement``, each ``bind`` (a Bind/Execute/Sync of a prepared statement) and each
+  ``parse`` (asyncpg prepares in a round trip of its own). The log is PostgreSQL's stderr
+  file (Debian: /var/log/postgresql/postgresql-<version>-main.log; or
+  STOREFRONT_BENCH_POSTGRES_LOG); where it cannot be read the counts are skipped, said so.
+- Redis round trips: the commands clients sent, as Redis's MONITOR shows them (commands a
+  Lua script runs inside Redis are shown apart and not counted as round trips).
+
+The project runs with production settings: `storefront serve` (one uvicorn worker), request
+validation on, response validation off (the default), the rate limit and the
 failed-authentication limit counted but set far above what the load reaches, the access log on
 (sent to /dev/null). Any non-2xx response or socket error in a run stops the script.
 ``--jwt-algorithm`` sets STOREFRONT_JWT_ALGORITHM for the project's servers (default: the
@@ -43,7 +65,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,7 +78,13 @@ HUGE = "1000000000/minute"
 WRK_TIMEOUT = "10s"  # argon2 queues: a POST /users may wait well past wrk's default 2 s
 USER_ID = "user_000042"
 SEARCH_TERM = "walnut"
-PEER_NAMES = ("starlette_ref", "fastapi_ref", "connexion_ref")
+#: The reference servers of each engine (the peers' README): the first is the hand-written
+#: Starlette, the second the idiomatic FastAPI, whose ratios carry the targets.
+PEER_NAMES = {
+    "sqlite": ("starlette_ref", "fastapi_ref", "connexion_ref"),
+    "postgresql": ("starlette_pg", "fastapi_pg"),
+}
+POSTGRES = os.environ.get("STOREFRONT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 #: The project itself on Connexion's stock middleware stack, measured like a peer.
 STOCK = "storefront_stock_stack"
 
@@ -71,8 +99,9 @@ SCENARIOS = {
 #: Seconds to wait after a scenario's run before the next run starts (default 1).
 SETTLE = {"users-create": 3.0}
 #: The targets, printed beside the figures (information only): on every scenario the project
-#: serves at least this share of each peer's requests per second...
-FLOOR = {"starlette_ref": 0.7, "fastapi_ref": 1.25}
+#: serves at least this share of the hand-written Starlette's and of the idiomatic FastAPI's
+#: requests per second...
+FLOOR = {"starlette": 1.0, "fastapi": 1.5}
 #: ...and its p99 latency stays within this multiple of its p50.
 TAIL = 3.0
 
@@ -251,8 +280,8 @@ NOUNS = ["lamp", "chair", "backpack", "kettle", "jacket", "speaker", "desk", "mu
 CATEGORIES = ["Home", "Kitchen", "Apparel", "Electronics", "Outdoor", "Office", "Toys", "Garden"]
 
 
-def seed_products(directory: Path, count: int = 3000) -> int:
-    """A catalogue of varied products, in bulk; returns how many match SEARCH_TERM.
+def catalogue(count: int = 3000) -> tuple[list[tuple[str, str, str, str, str]], int]:
+    """A catalogue of varied products, and how many of them match SEARCH_TERM.
 
     One product in 100 mentions the term, alternately in its name and its description, so a
     search matches a modest number of rows (30 of 3,000) and has to scan them all.
@@ -274,12 +303,128 @@ def seed_products(directory: Path, count: int = 3000) -> int:
                 description += f" Finished in {SEARCH_TERM} veneer."
         price = f"{rng.randrange(99, 99_999) / 100:.2f}"
         rows.append((f"prod_{i:06d}", name, description, price, rng.choice(CATEGORIES)))
+    return rows, matching
+
+
+def seed_products(directory: Path, count: int = 3000) -> int:
+    """catalogue() into the SQLite database, in bulk; returns how many match SEARCH_TERM."""
+    rows, matching = catalogue(count)
     with sqlite3.connect(directory / "storefront.db") as con:
         con.executemany(
             "insert into products (id, name, description, price, category) values (?,?,?,?,?)",
             rows,
         )
     return matching
+
+
+def postgres(database: str, *statements: str) -> None:
+    """Run ``statements`` on ``database`` of the bench's PostgreSQL, each on its own."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(f"{POSTGRES}/{database}")
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A new, empty database on the bench's PostgreSQL until the block ends: its URL."""
+    postgres(
+        "postgres", f'drop database if exists "{name}" with (force)', f'create database "{name}"'
+    )
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        postgres("postgres", f'drop database if exists "{name}" with (force)')
+
+
+def seed_project_postgres(
+    directory: Path, url: str, redis_url: str, jwt_algorithm: str | None = None
+) -> tuple[dict[str, str], int]:
+    """The project's PostgreSQL database migrated and holding what seed_project and
+    seed_products put in SQLite (the same rows); the server's settings with its limits in
+    Redis; how many products match SEARCH_TERM."""
+    import asyncio
+
+    import asyncpg
+
+    env = project_env(directory, jwt_algorithm) | {
+        "STOREFRONT_DATABASE_URL": url,
+        "STOREFRONT_RATE_LIMIT_STORAGE_URL": redis_url,
+        "STOREFRONT_RATE_LIMIT_KEY_PREFIX": f"bench-{os.getpid()}",
+    }
+    subprocess.run([BIN / "storefront", "db", "upgrade"], env=env, check=True, capture_output=True)
+    rows, matching = catalogue()
+
+    async def load() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.executemany(
+                "insert into users (id, name, email, password_hash, created_at)"
+                " values ($1, $2, $3, 'x', '2023-10-27 10:00:00+00')",
+                [(f"user_{i:06d}", f"User {i}", f"user{i}@example.com") for i in range(1000)],
+            )
+            await connection.executemany(
+                "insert into products (id, name, description, price, category)"
+                " values ($1, $2, $3, $4::numeric, $5)",
+                rows,
+            )
+            await connection.execute("analyze")
+        finally:
+            await connection.close()
+
+    asyncio.run(load())
+    return env, matching
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A Redis of the bench's own on a free port, keeping nothing on disk: its URL. Its own,
+    so that the commands it sees are only the servers' under test."""
+    import redis
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the bench's redis-server did not come up") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def create_client(env: dict[str, str], scopes: str) -> dict[str, str]:
@@ -397,24 +542,23 @@ end
     return loads
 
 
-def peer_loads(
-    directory: Path, processes: list[subprocess.Popen[bytes]]
-) -> dict[str, dict[str, Load]]:
-    """Start the reference servers; scenario -> peer name -> its wrk target (a peer serves only
-    the scenarios its README lists: plain Connexion answers GET /users/{id} alone)."""
-    peer_env = os.environ | {"PEER_DB": str(directory / "peers.sqlite3")}
-    peer_token = subprocess.run(
-        [sys.executable, "common.py"],
-        cwd=PEERS,
-        env=peer_env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    sys.path.insert(0, str(PEERS))
-    import common  # the peers' client id and secret
+def peer_env(directory: Path, engine: str, stores: dict[str, str]) -> dict[str, str]:
+    """The peers' settings: their SQLite file, or their PostgreSQL database and Redis."""
+    if engine == "sqlite":
+        return os.environ | {"PEER_DB": str(directory / "peers.sqlite3")}
+    return os.environ | {"PEER_PG": stores["peer_database"], "PEER_REDIS": stores["redis"]}
 
-    bearer = {"Authorization": f"Bearer {peer_token}"}
+
+def start_peers(
+    directory: Path, engine: str, env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+) -> dict[str, dict[str, Load]]:
+    """Start the reference servers of ``engine`` (their data already made); scenario -> peer
+    name -> its wrk target (a peer serves only the scenarios its README lists: plain Connexion
+    answers GET /users/{id} alone)."""
+    sys.path.insert(0, str(PEERS))
+    import common  # the peers' client id, secret and token
+
+    bearer = {"Authorization": f"Bearer {common.token()}"}
     form = urlencode(
         {
             "grant_type": "client_credentials",
@@ -424,7 +568,7 @@ def peer_loads(
     )
     token_script = write_script(directory, "peer_token", token_lua(form))
     loads: dict[str, dict[str, Load]] = {name: {} for name in SCENARIOS}
-    for name in PEER_NAMES:
+    for name in PEER_NAMES[engine]:
         port = free_port()
         processes.append(
             subprocess.Popen(
@@ -440,7 +584,7 @@ def peer_loads(
                     "--no-access-log",
                 ],
                 cwd=PEERS,
-                env=peer_env,
+                env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -457,6 +601,164 @@ def peer_loads(
     for load in loads["users-id"].values():
         wait_until_up(load.url, load.headers)
     return loads
+
+
+def seed_peers(engine: str, env: dict[str, str]) -> None:
+    """(Re)create the peers' data: their SQLite file, or their PostgreSQL tables."""
+    script = "common.py" if engine == "sqlite" else "pg_common.py"
+    subprocess.run(
+        [sys.executable, script], cwd=PEERS, env=env, capture_output=True, text=True, check=True
+    )
+
+
+def peer_loads(
+    directory: Path, processes: list[subprocess.Popen[bytes]]
+) -> dict[str, dict[str, Load]]:
+    """The SQLite peers, their data made and their servers started (other benches use this)."""
+    env = peer_env(directory, "sqlite", {})
+    seed_peers("sqlite", env)
+    return start_peers(directory, "sqlite", env, processes)
+
+
+#: What PostgreSQL logs of each message it runs (log_min_duration_statement = 0), after the
+#: log line prefix that names user@database (Debian's default: '%m [%p] %q%u@%d ').
+_LOGGED = re.compile(r"@(\S+) LOG:  duration: [\d.]+ ms  (statement|parse|bind)\b")
+#: MONITOR's line: time, [db client-address-or-"lua"], then the command's quoted arguments.
+_MONITORED = re.compile(r'^[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"')
+
+
+@dataclass
+class Trips:
+    """What one server sent to the stores per request, as the stores saw it."""
+
+    requests: int
+    #: kind (statement, parse, bind) -> per request; None when the log could not be read.
+    postgres: dict[str, float] | None
+    #: command -> per request, sent by clients (each a round trip, none pipelined here).
+    redis: dict[str, float]
+    #: command -> per request, run by Lua scripts inside Redis (no round trip of their own).
+    redis_scripted: dict[str, float]
+
+    @property
+    def postgres_round_trips(self) -> float | None:
+        return None if self.postgres is None else sum(self.postgres.values())
+
+    @property
+    def redis_round_trips(self) -> float:
+        return sum(self.redis.values())
+
+
+def postgres_log() -> tuple[Path | None, str]:
+    """PostgreSQL's log file (its stderr, as Debian's pg_ctlcluster writes it), or why not."""
+    configured = os.environ.get("STOREFRONT_BENCH_POSTGRES_LOG")
+    candidates = (
+        [Path(configured)]
+        if configured
+        else sorted(Path("/var/log/postgresql").glob("postgresql-*-main.log"))
+    )
+    for path in candidates:
+        try:
+            with path.open("rb"):
+                return path, ""
+        except OSError as exc:
+            return None, f"{path}: {exc.strerror}"
+    return None, "no PostgreSQL log found (set STOREFRONT_BENCH_POSTGRES_LOG)"
+
+
+class StoreCounter:
+    """Counts, for one run at a time, what a server's database sees in PostgreSQL's log and
+    what Redis receives (MONITOR)."""
+
+    def __init__(self, directory: Path, redis_url: str) -> None:
+        self.directory = directory
+        self.redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        self.log, self.why_not = postgres_log()
+
+    def count(self, database: str, run: Callable[[], Result]) -> tuple[Result, Trips]:
+        offset = self.log.stat().st_size if self.log is not None else 0
+        monitored = self.directory / "monitor.txt"
+        with monitored.open("wb") as out:
+            monitor = subprocess.Popen(
+                ["redis-cli", "-p", str(self.redis_port), "monitor"], stdout=out
+            )
+            time.sleep(0.3)  # MONITOR is listening before the load starts
+            try:
+                result = run()
+            finally:
+                time.sleep(0.5)  # the last replies and log lines land
+                monitor.terminate()
+                monitor.wait(timeout=10)
+        sent: dict[str, int] = {}
+        scripted: dict[str, int] = {}
+        for line in monitored.read_text(errors="replace").splitlines():
+            match = _MONITORED.match(line)
+            if match is None:
+                continue
+            where, command = match.groups()
+            tally = scripted if where == "lua" else sent
+            tally[command.lower()] = tally.get(command.lower(), 0) + 1
+        logged: dict[str, int] | None = None
+        if self.log is not None:
+            logged = {}
+            with self.log.open("rb") as handle:
+                handle.seek(offset)
+                for raw in handle:
+                    found = _LOGGED.search(raw.decode("utf-8", "replace"))
+                    if found is not None and found.group(1) == database:
+                        logged[found.group(2)] = logged.get(found.group(2), 0) + 1
+        n = max(1, result.requests)
+        return result, Trips(
+            requests=result.requests,
+            postgres=None if logged is None else {k: v / n for k, v in logged.items()},
+            redis={k: v / n for k, v in sent.items()},
+            redis_scripted={k: v / n for k, v in scripted.items()},
+        )
+
+
+def count_round_trips(
+    directory: Path,
+    scenarios: list[str],
+    project: dict[str, str],
+    peers: dict[str, str] | None,
+    databases: dict[str, str],
+    seconds: int,
+) -> dict[tuple[str, str], Trips]:
+    """Start every server again with PostgreSQL logging each statement of its database, run
+    each scenario once under wrk, and count what each sent to PostgreSQL and Redis."""
+    counter = StoreCounter(directory, project["STOREFRONT_RATE_LIMIT_STORAGE_URL"])
+    if counter.log is None:
+        print(f"PostgreSQL round trips not counted: {counter.why_not}", flush=True)
+    names = list(databases.values())
+    postgres(
+        "postgres", *(f'alter database "{n}" set log_min_duration_statement = 0' for n in names)
+    )
+    trips: dict[tuple[str, str], Trips] = {}
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        # New servers: a setting of the database reaches only connections opened after it.
+        with serving(project) as (_server, base):
+            loads = project_loads(directory, project, base, scenarios)
+            others = {} if peers is None else start_peers(directory, "postgresql", peers, processes)
+            for name, load in loads.items():
+                if name == "users-create":
+                    continue
+                targets = [("storefront", load, databases["storefront"])] + [
+                    (peer, peer_load, databases["peers"])
+                    for peer, peer_load in others.get(name, {}).items()
+                ]
+                for server_name, target, database in targets:
+                    wrk(target, 1)  # warm: pools filled, statements prepared, caches loaded
+                    _, found = counter.count(database, lambda t=target: wrk(t, seconds))
+                    trips[(name, server_name)] = found
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=15)
+        postgres(
+            "postgres", *(f'alter database "{n}" reset log_min_duration_statement' for n in names)
+        )
+    return trips
 
 
 BARE_ASGI = """
@@ -531,6 +833,13 @@ class Series:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--engine",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="sqlite: the embedded default (limits in memory); postgresql: PostgreSQL direct "
+        "with limits in Redis, beside the _pg peers",
+    )
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
@@ -545,6 +854,11 @@ def main() -> None:
         help="skip the project on Connexion's stock stack (STOREFRONT_HTTP_STACK=connexion)",
     )
     parser.add_argument(
+        "--no-count",
+        action="store_true",
+        help="postgresql: skip counting each server's PostgreSQL and Redis round trips",
+    )
+    parser.add_argument(
         "--jwt-algorithm",
         choices=["HS256", "EdDSA", "ES256"],
         help="STOREFRONT_JWT_ALGORITHM of the project's servers (default: the server's default)",
@@ -555,13 +869,41 @@ def main() -> None:
     machine_state("start")
     #: (scenario, server) -> its runs; (scenario, peer) -> ratios project / peer, per pair.
     runs: dict[tuple[str, str], Series] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    trips: dict[tuple[str, str], Trips] = {}
+    # Stores last: the servers stop (inner blocks) before their databases are dropped.
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stores:
         directory = Path(tmp)
-        env = seed_project(directory, args.jwt_algorithm)
-        matching = seed_products(directory)
+        if args.engine == "sqlite":
+            env = seed_project(directory, args.jwt_algorithm)
+            matching = seed_products(directory)
+            peers_env = peer_env(directory, "sqlite", {})
+        else:
+            redis_url = stores.enter_context(redis_server(directory))
+            tag = f"sf_bench_{os.getpid()}"
+            project_url = stores.enter_context(postgres_database(tag))
+            peer_url = stores.enter_context(postgres_database(f"{tag}_peers"))
+            env, matching = seed_project_postgres(
+                directory, project_url, redis_url, args.jwt_algorithm
+            )
+            peers_env = peer_env(
+                directory, "postgresql", {"peer_database": peer_url, "redis": redis_url}
+            )
+        if not args.no_peers:
+            seed_peers(args.engine, peers_env)
+        if args.engine == "postgresql" and not args.no_count:
+            trips = count_round_trips(
+                directory,
+                scenarios,
+                env,
+                None if args.no_peers else peers_env,
+                {"storefront": tag, "peers": f"{tag}_peers"},
+                seconds=2,
+            )
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            peers = {} if args.no_peers else peer_loads(directory, processes)
+            peers = (
+                {} if args.no_peers else start_peers(directory, args.engine, peers_env, processes)
+            )
             ceiling = None if args.no_peers else bare_asgi(directory, processes)
             with serving(env) as (server, base), ExitStack() as stock:
                 loads = {
@@ -612,6 +954,8 @@ def main() -> None:
                 process.wait(timeout=15)
     machine_state("end")
     report(runs, args, matching, algorithm, env if "users-create" in scenarios else None)
+    if trips:
+        report_trips(trips)
 
 
 def report(
@@ -622,8 +966,13 @@ def report(
     env: dict[str, str] | None,
 ) -> None:
     print()
+    where = (
+        "SQLite, limits in memory"
+        if args.engine == "sqlite"
+        else "PostgreSQL direct, limits in Redis"
+    )
     print(
-        f"wrk -t1 -c32, {args.seconds}s runs x {args.rounds} rounds, medians; SQLite, "
+        f"wrk -t1 -c32, {args.seconds}s runs x {args.rounds} rounds, medians; {where}; "
         f"1,000 users, 3,000 products ({matching} match {SEARCH_TERM!r}); "
         "ratio = project / server, from runs taken one after the other"
     )
@@ -648,35 +997,63 @@ def report(
         )
     print()
     print(
-        "targets on req/s ratios; in brackets the CPU-per-request ratios (peer's CPU µs / ours),"
-        " which a busy machine disturbs far less"
+        "targets on req/s ratios (medians of per-round ratios); in brackets the CPU-per-request"
+        " ratios (peer's CPU µs / ours), which a busy machine disturbs far less"
     )
+    starlette, fastapi = PEER_NAMES[args.engine][:2]
     print(f"{'scenario':28} {'vs Starlette':>16} {'vs FastAPI':>16}  targets")
     for scenario in SCENARIOS:
         if (scenario, "storefront") not in runs or scenario == "users-create":
             continue
         ours = runs[(scenario, "storefront")]
+        peers = {"starlette": starlette, "fastapi": fastapi}
         ratios = {
-            peer: statistics.median(runs[(scenario, peer)].ratios)
-            for peer in ("starlette_ref", "fastapi_ref")
+            kind: statistics.median(runs[(scenario, peer)].ratios)
+            for kind, peer in peers.items()
             if (scenario, peer) in runs
         }
         if not ratios:
             continue
-        star, fast = ratios.get("starlette_ref", 0.0), ratios.get("fastapi_ref", 0.0)
         cpu = {
-            peer: statistics.median(runs[(scenario, peer)].cpu_ratios)
-            for peer in ("starlette_ref", "fastapi_ref")
+            kind: statistics.median(runs[(scenario, peer)].cpu_ratios)
+            for kind, peer in peers.items()
             if (scenario, peer) in runs
         }
-        floor = star >= FLOOR["starlette_ref"] and fast >= FLOOR["fastapi_ref"]
+        star, fast = ratios.get("starlette", 0.0), ratios.get("fastapi", 0.0)
         tail = ours.median("p99_ms") <= TAIL * ours.median("p50_ms")
+        met = {True: "met", False: "NOT met"}
         print(
-            f"{SCENARIOS[scenario]:28} {star:5.2f}x ({cpu.get('starlette_ref', 0.0):.2f}x)"
-            f" {fast:8.2f}x ({cpu.get('fastapi_ref', 0.0):.2f}x)  floor "
-            f"{'met' if floor else 'NOT met'}; aim (>= 1.0x Starlette) "
-            f"{'met' if star >= 1.0 else 'not met'}; p99 <= {TAIL:g}x p50 "
-            f"{'met' if tail else 'NOT met'}"
+            f"{SCENARIOS[scenario]:28} {star:5.2f}x ({cpu.get('starlette', 0.0):.2f}x)"
+            f" {fast:8.2f}x ({cpu.get('fastapi', 0.0):.2f}x)"
+            f"  >= {FLOOR['starlette']:g}x Starlette {met[star >= FLOOR['starlette']]};"
+            f" >= {FLOOR['fastapi']:g}x FastAPI {met[fast >= FLOOR['fastapi']]};"
+            f" p99 <= {TAIL:g}x p50 {met[tail]}"
+        )
+
+
+def _tally(counts: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in sorted(counts.items())) or "-"
+
+
+def report_trips(trips: dict[tuple[str, str], Trips]) -> None:
+    print()
+    print(
+        "round trips per request, counted by the stores during a 2 s wrk run per scenario "
+        "(PostgreSQL: its log's statement + parse + bind lines for the server's database; "
+        "Redis: commands clients sent, from MONITOR; [in scripts] ran inside Redis)"
+    )
+    header = f"{'scenario':28} {'server':12} {'requests':>8} {'PG':>6} {'Redis':>6}  what"
+    print(header)
+    print("-" * len(header))
+    for (scenario, server), found in trips.items():
+        pg = found.postgres_round_trips
+        shown_pg = "n/a" if pg is None else f"{pg:.2f}"
+        what = f"PG {_tally(found.postgres or {})}; Redis {_tally(found.redis)}"
+        if found.redis_scripted:
+            what += f" [in scripts: {_tally(found.redis_scripted)}]"
+        print(
+            f"{SCENARIOS[scenario]:28} {server:12} {found.requests:8d} {shown_pg:>6}"
+            f" {found.redis_round_trips:6.2f}  {what}"
         )
 
 

@@ -9,6 +9,11 @@ code more than C code, so read the shares, not the absolute microseconds.
     .venv/bin/python bench/profile_request.py                      # GET /users/{id}, 5 s
     .venv/bin/python bench/profile_request.py --seconds 8 --path '/users?limit=20'
     .venv/bin/python bench/profile_request.py --token     # POST /auth/token (client_credentials)
+    .venv/bin/python bench/profile_request.py --engine postgresql   # PostgreSQL + Redis
+
+``--engine postgresql`` serves a database of its own on the PostgreSQL of
+STOREFRONT_BENCH_POSTGRES_URL with the limits in a Redis it starts, as
+``bench/compare_peers.py --engine postgresql`` does.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import logging
 import os
@@ -70,14 +76,25 @@ def main() -> None:
     parser.add_argument(
         "--token", action="store_true", help="profile POST /auth/token instead of a GET"
     )
+    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stores:
+        profile_one(args, stores)
 
+
+def profile_one(args: argparse.Namespace, stores: contextlib.ExitStack) -> None:
     import uvicorn
     import uvloop
 
     directory = Path(tempfile.mkdtemp(prefix="storefront-profile-"))
-    os.environ.update(cp.seed_project(directory))
-    cp.seed_products(directory)
+    if args.engine == "sqlite":
+        env = cp.seed_project(directory)
+        cp.seed_products(directory)
+    else:
+        redis_url = stores.enter_context(cp.redis_server(directory))
+        url = stores.enter_context(cp.postgres_database(f"sf_profile_{os.getpid()}"))
+        env, _ = cp.seed_project_postgres(directory, url, redis_url)
+    os.environ.update(env)
     from storefront.app import create_app_from_env
 
     app = create_app_from_env()
@@ -94,7 +111,6 @@ def main() -> None:
     def load() -> None:
         base = f"http://127.0.0.1:{port}"
         cp.wait_until_up(f"{base}/healthz", {})
-        env = cp.project_env(directory)
         if args.token:
             form = cp.urlencode(
                 {"grant_type": "client_credentials", **cp.create_client(env, "read")}

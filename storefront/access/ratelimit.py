@@ -1,7 +1,13 @@
 """Rate limiting on ``limits``: a budget per API key or OAuth client, and one for failures.
 
 ``Limiter`` owns the storage (chosen by URI: ``memory://``, ``redis://…`` or
-``redis+sentinel://…``) and the strategy.
+``redis+sentinel://…``) and the strategy. The default strategy, limits' fixed window, is
+counted in one round trip per decision on Redis (``Counters``): a Lua script counts every key
+of the decision and returns each count with what is left of its window, where limits' own
+storage takes a call to count and another to read the window (and the token endpoint's look
+at both failed-authentication budgets took two more). The keys, the window's start at the
+first count and its expiry are limits' own (``incr_expire.lua``), so instances on either
+code count one budget together. The other strategies go through limits as they are.
 The functions at the end of this module are the only ones that spend a budget: ``charge`` for
 an identified caller (the security functions, the token grant), ``record_failure`` for a failed
 authentication (the HTTP adapter's failure layer, wherever the failure was raised). Each
@@ -14,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
     # that it brings in, it is about 20 MB of every worker's memory (bench/memory.py).
     from redis.asyncio import ConnectionPool
     from redis.asyncio.sentinel import Sentinel
+    from redis.commands.core import AsyncScript
 
 logger = logging.getLogger("storefront.access.ratelimit")
 
@@ -77,11 +84,9 @@ def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool
     for location in parts.netloc.rpartition("@")[2].split(","):
         host, _, port = location.rpartition(":") if ":" in location else (location, "", "")
         hosts.append((host, int(port or 26379)))
-    auth = {"password": unquote(parts.password)} if parts.password else {}
+    auth: dict[str, Any] = {"password": unquote(parts.password)} if parts.password else {}
     # The Sentinels get the same timeouts as the primary: a dead Sentinel must not hang a request.
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves __init__ untyped
-        hosts, sentinel_kwargs={**auth, **connection}, **auth, **connection
-    )
+    sentinel = Sentinel(hosts, sentinel_kwargs={**auth, **connection}, **auth, **connection)
     return sentinel, sentinel.master_for(service).connection_pool
 
 
@@ -137,6 +142,92 @@ class Decision:
         )
 
 
+#: Count each key (KEYS) by ARGV[2]; a key counted for the first time gets its window of ARGV[1]
+#: seconds (limits' incr_expire.lua); return each count and the milliseconds its window has
+#: left, flat: {count1, left1, count2, left2, ...}. A key found without an expiry (none is
+#: ever written so) gets its window again rather than counting forever.
+_HIT = """
+local out = {}
+local amount = tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do
+  local count = redis.call('incrby', key, amount)
+  if count == amount then redis.call('expire', key, ARGV[1]) end
+  local left = redis.call('pttl', key)
+  if left < 0 then
+    redis.call('expire', key, ARGV[1])
+    left = tonumber(ARGV[1]) * 1000
+  end
+  out[#out + 1] = count
+  out[#out + 1] = left
+end
+return out
+"""
+#: Read each key's count and the milliseconds its window has left (-2: no window), flat.
+_PEEK = """
+local out = {}
+for _, key in ipairs(KEYS) do
+  out[#out + 1] = tonumber(redis.call('get', key) or '0')
+  out[#out + 1] = redis.call('pttl', key)
+end
+return out
+"""
+
+
+class Counters:
+    """Fixed-window counters: each call decides every key it is given in one step, and returns
+    for each its count and when its window resets (Unix time; None: no window yet)."""
+
+    def __init__(self, storage: AsyncStorage, redis_pool: ConnectionPool | None, prefix: str):
+        self._storage = storage
+        self._hit: AsyncScript | None = None
+        self._peek: AsyncScript | None = None
+        if redis_pool is not None:
+            from redis.asyncio import Redis
+
+            client = Redis(connection_pool=redis_pool)
+            self._hit, self._peek = client.register_script(_HIT), client.register_script(_PEEK)
+        #: limits' Redis storage prefixes every key with its key_prefix and ":"; so do we, so
+        #: that both count the same key (tests/access/test_ratelimit.py holds them together).
+        self._prefix = f"{prefix}:" if redis_pool is not None else ""
+
+    @staticmethod
+    async def _redis(script: AsyncScript, keys: list[str], args: list[int]) -> list[int]:
+        """Run a script; a failure of Redis becomes limits' StorageError, as limits' own calls
+        raise it (``wrap_exceptions``), for Limiter._guard to judge."""
+        from redis.exceptions import RedisError
+
+        try:
+            flat: list[int] = await script(keys=keys, args=args)
+        except RedisError as exc:
+            raise StorageError(exc) from exc
+        return flat
+
+    async def hit(self, keys: list[str], expiry: int) -> list[tuple[int, float]]:
+        if self._hit is None:
+            found = []
+            for key in keys:
+                count = await self._storage.incr(key, expiry)
+                found.append((count, await self._storage.get_expiry(key)))
+            return found
+        flat = await self._redis(self._hit, [self._prefix + k for k in keys], [expiry, 1])
+        now = time.time()
+        return [(int(flat[i]), now + int(flat[i + 1]) / 1000) for i in range(0, len(flat), 2)]
+
+    async def peek(self, keys: list[str]) -> list[tuple[int, float | None]]:
+        if self._peek is None:
+            looked: list[tuple[int, float | None]] = []
+            for key in keys:
+                count = await self._storage.get(key)
+                looked.append((count, await self._storage.get_expiry(key) if count else None))
+            return looked
+        flat = await self._redis(self._peek, [self._prefix + k for k in keys], [])
+        now = time.time()
+        return [
+            (int(flat[i]), now + int(flat[i + 1]) / 1000 if int(flat[i + 1]) >= 0 else None)
+            for i in range(0, len(flat), 2)
+        ]
+
+
 class Limiter:
     def __init__(
         self,
@@ -174,6 +265,7 @@ class Limiter:
         # "async+" picks the asyncio flavour of the storage named by the URL.
         self.storage = cast(AsyncStorage, storage_from_string(f"async+{storage_url}", **options))
         self.strategy = STRATEGIES[strategy](self.storage)
+        self.counters = Counters(self.storage, self._pool, key_prefix)
         self.default_limit = parse_limit(default_limit)
         self.failure_limit = parse_limit(auth_failure_limit)
         self.key_prefix = key_prefix
@@ -218,34 +310,17 @@ class Limiter:
             return None
 
     async def _decide(
-        self, item: RateLimitItem, policy: Policy, *identifiers: str, consume: bool
-    ) -> Decision | None:
-        async def call() -> Decision:
-            ids = (self.key_prefix, *identifiers)
-            if consume and isinstance(self.strategy, FixedWindowRateLimiter):
-                # The default strategy's hot path: INCR already returns the count, so the
-                # window stats need one more call (the expiry), not two (Redis round trips).
-                key = _storage_key(item, ids)
-                count = await self.storage.incr(key, item.get_expiry())
-                allowed, remaining = count <= item.amount, max(0, item.amount - count)
-                reset = await self.storage.get_expiry(key)
-            elif isinstance(self.strategy, FixedWindowRateLimiter):
-                # A look without counting (the token endpoint's check before it reads a secret):
-                # one GET. The window's expiry is read only when the look finds no room, the one
-                # case whose decision reaches a response.
-                key = _storage_key(item, ids)
-                count = await self.storage.get(key)
-                allowed, remaining = count < item.amount, max(0, item.amount - count)
-                reset = (
-                    time.time() + item.get_expiry()
-                    if allowed
-                    else await self.storage.get_expiry(key)
-                )
-            else:
-                hit = self.strategy.hit if consume else self.strategy.test
-                allowed = await hit(item, *ids)
-                stats = await self.strategy.get_window_stats(item, *ids)
-                remaining, reset = stats.remaining, stats.reset_time
+        self,
+        item: RateLimitItem,
+        policy: Policy,
+        keys: Sequence[tuple[str, ...]],
+        *,
+        consume: bool,
+    ) -> list[Decision] | None:
+        """The decision of each key (identifiers under the key prefix), all counted (or, without
+        ``consume``, looked at) in one call to the store."""
+
+        def decision(allowed: bool, remaining: int, reset: float) -> Decision:
             return Decision(
                 allowed=allowed,
                 policy=policy,
@@ -255,14 +330,40 @@ class Limiter:
                 reset=reset,
             )
 
+        async def call() -> list[Decision]:
+            ids = [(self.key_prefix, *key) for key in keys]
+            if isinstance(self.strategy, FixedWindowRateLimiter):
+                names = [_storage_key(item, i) for i in ids]
+                if consume:
+                    counted = await self.counters.hit(names, item.get_expiry())
+                    return [
+                        decision(count <= item.amount, max(0, item.amount - count), reset)
+                        for count, reset in counted
+                    ]
+                looked = await self.counters.peek(names)
+                return [
+                    decision(
+                        count < item.amount,
+                        max(0, item.amount - count),
+                        time.time() + item.get_expiry() if reset is None else reset,
+                    )
+                    for count, reset in looked
+                ]
+            decisions = []
+            for i in ids:
+                allowed = await (self.strategy.hit if consume else self.strategy.test)(item, *i)
+                stats = await self.strategy.get_window_stats(item, *i)
+                decisions.append(decision(allowed, stats.remaining, stats.reset_time))
+            return decisions
+
         return await self._guard(call)
 
     async def charge(self, *, kind: str, ident: str, override: str | None) -> Decision | None:
         """Count one request of an identified caller (``kind`` "key" or "client")."""
         item = parse_limit(override) if override else self.default_limit
-        return await self._decide(
-            item, "client" if override else "default", kind, ident, consume=True
-        )
+        policy: Policy = "client" if override else "default"
+        decisions = await self._decide(item, policy, [(kind, ident)], consume=True)
+        return None if decisions is None else decisions[0]
 
     async def failures(self, *, ip: str, client_id: str | None, record: bool) -> Decision | None:
         """The failed-authentication budgets of this address, and of (address, client id).
@@ -273,11 +374,7 @@ class Limiter:
         keys = [("auth-fail-ip", ip)]
         if client_id:
             keys.append(("auth-fail-client", f"{ip}|{client_id}"))
-        decisions = []
-        for key in keys:
-            decision = await self._decide(self.failure_limit, "auth-failures", *key, consume=record)
-            if decision is not None:
-                decisions.append(decision)
+        decisions = await self._decide(self.failure_limit, "auth-failures", keys, consume=record)
         if not decisions:
             return None
         return min(decisions, key=lambda d: (d.allowed, d.remaining))

@@ -1,0 +1,164 @@
+"""The fixed-window counters under every budget, on each store (in memory on the SQLite run,
+the Redis on 127.0.0.1:6379 on the PostgreSQL run): what they count, when their windows
+reset, and that on Redis each decision is one round trip that counts limits' own keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from limits import parse
+
+from storefront.access.ratelimit import Limiter, _storage_key
+
+T = TypeVar("T")
+
+
+def _limiter(store: str, limit: str = "5/minute", failures: str = "3/minute") -> Limiter:
+    return Limiter(
+        storage_url=store,
+        strategy="fixed-window",
+        default_limit=limit,
+        auth_failure_limit=failures,
+        key_prefix=f"test-{uuid.uuid4().hex}",
+        fail_open=False,
+    )
+
+
+def _run(store: str, work: Callable[[Limiter], Awaitable[T]], **limits: str) -> T:
+    async def main() -> T:
+        limiter = _limiter(store, **limits)
+        try:
+            return await work(limiter)
+        finally:
+            await limiter.close()
+
+    return asyncio.run(main())
+
+
+def test_a_charge_counts_down_to_a_refusal_with_the_window_reset(
+    rate_limit_storage_url: str,
+) -> None:
+    async def work(limiter: Limiter) -> list[tuple[bool, int, float]]:
+        found = []
+        for _ in range(6):
+            decision = await limiter.charge(kind="client", ident="cli_a", override=None)
+            assert decision is not None
+            found.append((decision.allowed, decision.remaining, decision.reset))
+        return found
+
+    before = time.time()
+    found = _run(rate_limit_storage_url, work)
+    assert [(allowed, left) for allowed, left, _ in found] == [
+        (True, 4),
+        (True, 3),
+        (True, 2),
+        (True, 1),
+        (True, 0),
+        (False, 0),
+    ]
+    # One window, started by the first count: every decision names the same reset, a minute on.
+    resets = [reset for _, _, reset in found]
+    assert max(resets) - min(resets) < 1.0
+    assert before + 58 < resets[0] <= time.time() + 60.5
+
+
+def test_a_look_at_both_failure_budgets_counts_nothing(rate_limit_storage_url: str) -> None:
+    async def work(limiter: Limiter) -> tuple[list[int], int]:
+        looks = []
+        for _ in range(3):
+            look = await limiter.failures(ip="203.0.113.7", client_id="cli_b", record=False)
+            assert look is not None
+            looks.append(look.remaining)
+        for _ in range(2):
+            await limiter.failures(ip="203.0.113.7", client_id="cli_b", record=True)
+        # Another client id from the same address: the address's budget is the one spent.
+        after = await limiter.failures(ip="203.0.113.7", client_id="cli_c", record=False)
+        assert after is not None
+        return looks, after.remaining
+
+    looks, after = _run(rate_limit_storage_url, work)
+    assert looks == [3, 3, 3]
+    assert after == 1  # 3 per minute, 2 recorded against the address
+
+
+@pytest.fixture
+def redis_store(rate_limit_storage_url: str) -> str:
+    if rate_limit_storage_url.startswith("memory"):
+        pytest.skip("Redis only: in memory there is no round trip")
+    return rate_limit_storage_url
+
+
+async def _sent_while(store: str, prefix: str, work: Callable[[], Awaitable[object]]) -> list[str]:
+    """The commands clients sent to Redis while ``work`` ran that name ``prefix`` (MONITOR
+    sees every client of a Redis that other tests share; a script's own commands run inside
+    Redis and are shown apart, as "lua")."""
+    from redis.asyncio import Redis
+
+    client, marking = Redis.from_url(store), Redis.from_url(store)
+    await marking.ping()  # connected before MONITOR starts: its handshake is not seen
+    seen: list[str] = []
+    try:
+        async with client.monitor() as monitor:
+            # A marker of our own, so that we read MONITOR's lines only up to it.
+            marker = f"end-{uuid.uuid4().hex}"
+
+            async def listen() -> None:
+                async for command in monitor.listen():
+                    if marker in command["command"]:
+                        return
+                    if command.get("client_type") != "lua" and prefix in command["command"]:
+                        seen.append(command["command"])
+
+            listening = asyncio.create_task(listen())
+            await asyncio.sleep(0.2)
+            await work()
+            await marking.get(marker)
+            await asyncio.wait_for(listening, 10)
+    finally:
+        await client.aclose()
+        await marking.aclose()
+    return seen
+
+
+def test_on_redis_a_charge_is_one_round_trip_on_limits_own_key(redis_store: str) -> None:
+    async def main() -> tuple[list[str], int]:
+        limiter = _limiter(redis_store)
+        try:
+            await limiter.charge(kind="key", ident="key_1", override=None)
+            sent = await _sent_while(
+                redis_store,
+                limiter.key_prefix,
+                lambda: limiter.charge(kind="key", ident="key_1", override=None),
+            )
+            # limits' own storage reads the key our script counted.
+            key = _storage_key(parse("5/minute"), (limiter.key_prefix, "key", "key_1"))
+            return sent, await limiter.storage.get(key)
+        finally:
+            await limiter.close()
+
+    sent, count = asyncio.run(main())
+    assert len(sent) == 1, sent
+    assert sent[0].split()[0].upper() in {"EVALSHA", "EVAL"}, sent
+    assert count == 2
+
+
+def test_on_redis_both_failure_budgets_are_one_round_trip(redis_store: str) -> None:
+    async def main() -> list[str]:
+        limiter = _limiter(redis_store)
+        try:
+            await limiter.failures(ip="198.51.100.1", client_id="cli_x", record=True)
+            return await _sent_while(
+                redis_store,
+                limiter.key_prefix,
+                lambda: limiter.failures(ip="198.51.100.1", client_id="cli_x", record=False),
+            )
+        finally:
+            await limiter.close()
+
+    sent = asyncio.run(main())
+    assert len(sent) == 1, sent

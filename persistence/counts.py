@@ -3,7 +3,7 @@ unfiltered list, or of a category, is one primary-key lookup at any table size."
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, ScalarSelect, bindparam, select
 
 from persistence.db import PreparedQuery
 from persistence.models import Base, CategoryCount, TableCount
@@ -17,6 +17,16 @@ def _value(value: int) -> int:
 _TABLE_TOTAL = PreparedQuery(
     select(TableCount.total).where(TableCount.table_name == bindparam("name")), _value
 )
+
+
+def table_total_column(model: type[Base]) -> ScalarSelect[int]:
+    """The counter of ``model``'s table as a column to read beside a page's rows: the page and
+    its total in one statement (one round trip, one snapshot). NULL if the counter is gone."""
+    return (
+        select(TableCount.total)
+        .where(TableCount.table_name == model.__tablename__)
+        .scalar_subquery()
+    )
 
 
 def table_total(connection: Connection, model: type[Base]) -> int:

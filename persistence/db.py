@@ -14,15 +14,25 @@ loading tripled the cost of a one-row read), writes take an ORM
 - **SQLite writes run on a worker thread**, one at a time per process: waiting for the write
   lock (another process may hold it) must not stall the event loop, and queueing writers
   here, in order, beats SQLite's busy handler, which polls with growing sleeps.
-- **PostgreSQL** units of work run through asyncpg (``AsyncSession.run_sync``): the network
-  round trips are real waits, and the loop serves other requests meanwhile.
+- **PostgreSQL** units of work run through asyncpg, the same synchronous functions as on
+  SQLite, each unit in one greenlet (``greenlet_spawn``, the bridge under SQLAlchemy's own
+  asyncio extension): while a statement waits on the network the loop serves other requests.
+  A read is one round trip per statement: the engine's connections are in autocommit, so a
+  one-statement read is not wrapped in BEGIN and ROLLBACK (PostgreSQL runs it as its own
+  transaction, with the same snapshot a READ COMMITTED transaction would give it); asyncpg
+  keeps each statement prepared on its connection; and a connection is not pinged when it is
+  taken from the pool (``pool_pre_ping`` sent BEGIN, ";" and ROLLBACK before every unit of
+  work). A connection the server has closed is noticed without a round trip instead
+  (``_discard_closed``), and a read that meets a connection lost meanwhile is run once more
+  on a new one. Writes and searches (whose statements each get a share of a time budget with
+  ``SET LOCAL``) run in READ COMMITTED transactions.
 - **Behind a transaction pooler** (PgBouncer with ``pool_mode = transaction``;
   ``STOREFRONT_DATABASE_POOLER=pgbouncer``) each transaction may run on another server
-  connection, so nothing is left on one between transactions: statements are prepared
-  unnamed inside the transaction that runs them (no cache of named statements, which would
-  point at another connection's statements or collide with its names), and the settings that
-  a direct connection gets at connect time are set by each transaction (``set_config(…,
-  true)``, i.e. ``SET LOCAL``) as it begins.
+  connection, so nothing is left on one between transactions: every unit of work, reads too,
+  is a transaction; statements are prepared unnamed inside the transaction that runs them (no
+  cache of named statements, which would point at another connection's statements or collide
+  with its names), and the statement timeout that a direct connection gets at connect time
+  is set by each transaction (``set_config(…, true)``, i.e. ``SET LOCAL``) as it begins.
 
 The URL operators already have (``sqlite:///x.db``, ``postgresql://…``) is mapped to the
 driver here.
@@ -36,15 +46,29 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.engine import URL, Dialect, ExecutionContext, make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import greenlet_spawn
 
 from core.errors import SearchTooBroad
 from core.settings import Settings
@@ -95,9 +119,11 @@ POSTGRES_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def transaction_settings(timeout: float) -> dict[str, str]:
-    """What each transaction sets for itself behind a transaction pooler: POSTGRES_SETTINGS
-    and the statement timeout, which a direct connection sets once when it connects."""
-    return {**POSTGRES_SETTINGS, "statement_timeout": str(round(timeout * 1000))}
+    """What each transaction sets for itself behind a transaction pooler: the statement
+    timeout, which a direct connection sets once when it connects. (Not POSTGRES_SETTINGS:
+    there every statement is prepared unnamed and run once, and PostgreSQL plans an unnamed
+    statement for the parameters it is bound to.)"""
+    return {"statement_timeout": str(round(timeout * 1000))}
 
 
 def _postgres_connect_args(url: URL, timeout: float, *, pooled: bool) -> dict[str, Any]:
@@ -144,15 +170,51 @@ def _configure_pooled(engine: Engine, settings: dict[str, str]) -> None:
     )
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # On the driver's cursor: the SQLAlchemy connection is between "no transaction" and
-        # "in one" while this event runs, and a statement through it would begin another.
+    def _on_begin(conn: Connection) -> None:
+        # On the driver's connection: the SQLAlchemy connection is between "no transaction"
+        # and "in one" while this event runs, and a statement through it would begin another.
         # The driver opens the transaction (BEGIN) before it runs the statement.
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(sql)
-        finally:
-            cursor.close()
+        driver_rows(conn, sql, [])
+
+
+def driver_rows(
+    connection: Connection, sql: str, values: list[Any] | dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], Any]:
+    """Run ``sql`` on the DB-API connection under ``connection``: its rows and the cursor's
+    description. A driver error is raised as SQLAlchemy raises it (``DBAPIError.instance``),
+    and a connection it finds lost is invalidated, so that the pool replaces it."""
+    dialect = connection.dialect
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, values)
+        return list(cursor.fetchall()) if cursor.description else [], cursor.description
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, raw, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            values,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from exc
+    finally:
+        cursor.close()
+
+
+def _discard_closed(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """At checkout: a connection whose socket the server closed (a restart, an idle timeout,
+    pg_terminate_backend) is replaced by a new one, as ``pool_pre_ping`` would, but without a
+    round trip: the driver saw the close when it happened. Raising DisconnectionError here is
+    SQLAlchemy's documented way to have the pool discard the connection and take another."""
+    driver = dbapi_connection.driver_connection
+    closed = driver.is_closed() if hasattr(driver, "is_closed") else driver.closed
+    if closed:
+        raise DisconnectionError("the server closed this connection")
 
 
 def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
@@ -189,15 +251,15 @@ def _statement_budget(
     deadline = None if context is None else context.execution_options.get(_DEADLINE)
     if deadline is None:
         return
-    # At least 1: statement_timeout = 0 means no timeout.
+    # At least 1: statement_timeout = 0 means no timeout. A parameter, not a literal: one
+    # statement that the driver keeps prepared, not a new one per value.
     left = max(1, math.ceil((deadline - time.monotonic()) * 1000))
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cursor = raw.cursor()
-    try:
-        cursor.execute(f"SET LOCAL statement_timeout = {left}")
-    finally:
-        cursor.close()
+    _SET_LOCAL_TIMEOUT.one(conn, milliseconds=str(left))
+
+
+#: Statements a scan runs with this execution option set go without a budget of their own:
+#: those bounded by construction (a page's rows read by their primary keys).
+UNBUDGETED = {_DEADLINE: None}
 
 
 def _over_budget(exc: BaseException, deadline: float) -> bool:
@@ -231,6 +293,7 @@ class Database:
         timeout: float = 10.0,
         scan_budget: float = 0.25,
         pooler: str = "none",
+        pool_size: int = 10,
         echo: bool = False,
     ) -> None:
         # aiosqlite (Alembic's driver here) logs every statement with its parameters at
@@ -262,17 +325,30 @@ class Database:
             # One writer thread at a time: SQLite serialises writers anyway.
             self._write_slot = anyio.CapacityLimiter(1)
         else:
+            pooled = pooler != "none"
             self._async_engine = create_async_engine(
                 self.url,
                 echo=echo,
-                pool_pre_ping=True,
                 pool_timeout=timeout,
-                connect_args=_postgres_connect_args(self.url, timeout, pooled=pooler != "none"),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                # Direct: a read's statement is its own transaction. Pooled: every unit of
+                # work is a transaction (its unnamed statements stay on one server connection).
+                isolation_level=None if pooled else "AUTOCOMMIT",
+                connect_args=_postgres_connect_args(self.url, timeout, pooled=pooled),
             )
-            if pooler != "none":
-                _configure_pooled(self._async_engine.sync_engine, transaction_settings(timeout))
-            self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
-            event.listen(self._async_engine.sync_engine, "before_cursor_execute", _statement_budget)
+            engine = self._async_engine.sync_engine
+            event.listen(engine.pool, "checkout", _discard_closed)
+            event.listen(engine, "before_cursor_execute", _statement_budget)
+            if pooled:
+                _configure_pooled(engine, transaction_settings(timeout))
+            self._read_engine = engine
+            # The same pool; each connection taken through it runs transactions, and is back
+            # in autocommit when it is returned.
+            self._write_engine = (
+                engine if pooled else engine.execution_options(isolation_level="READ COMMITTED")
+            )
+            self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -281,16 +357,30 @@ class Database:
             timeout=settings.database_timeout,
             scan_budget=settings.search_budget,
             pooler=settings.database_pooler,
+            pool_size=settings.database_pool_size,
         )
 
     async def read(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``work(connection, ...)`` in a read transaction."""
         if self.sqlite:
             return self._read_sqlite(work, *args, **kwargs)
-        assert self._async_engine is not None
-        async with self._async_engine.connect() as async_connection:
-            # Nothing to commit: the transaction is rolled back when the connection returns.
-            return await async_connection.run_sync(lambda c: work(c, *args, **kwargs))
+        return await greenlet_spawn(partial(self._read_postgres, work, *args, **kwargs))
+
+    def _read_postgres(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        assert self._read_engine is not None
+        for attempt in (1, 2):
+            try:
+                with self._read_engine.connect() as connection:
+                    if self.pooler != "none":
+                        connection.begin()  # the begin event sets the statement timeout
+                    return self._read_on(connection, work, *args, **kwargs)
+            except DBAPIError as exc:
+                # Lost between the check at checkout and the statement (the server went away
+                # meanwhile): a read changes nothing, so it is run once more, on a connection
+                # the pool opens anew (SQLAlchemy invalidated the pool's older ones).
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def scan(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Like :meth:`read`, for a search, which may read far more than a page (a term too
@@ -304,20 +394,24 @@ class Database:
         the budget as its ``statement_timeout`` (``_statement_budget``)."""
         budget = self.scan_budget
         if not self.sqlite:
-            assert self._async_engine is not None
-            async with self._async_engine.connect() as async_connection:
-                deadline = time.monotonic() + budget
+            deadline = float("inf")
 
-                def bounded(connection: Connection) -> T:
+            def bounded() -> T:
+                nonlocal deadline
+                assert self._write_engine is not None
+                # A transaction: the budget is SET LOCAL, which lasts until it ends.
+                with self._write_engine.connect() as connection:
+                    # Database time: from when a connection is there, not while one is awaited.
+                    deadline = time.monotonic() + budget
                     connection.execution_options(**{_DEADLINE: deadline})
-                    return work(connection, *args, **kwargs)
+                    return self._read_on(connection, work, *args, **kwargs)
 
-                try:
-                    return await async_connection.run_sync(bounded)
-                except DBAPIError as exc:
-                    if _over_budget(exc, deadline):
-                        raise SearchTooBroad(budget) from None
-                    raise
+            try:
+                return await greenlet_spawn(bounded)
+            except DBAPIError as exc:
+                if _over_budget(exc, deadline):
+                    raise SearchTooBroad(budget) from None
+                raise
 
         def run() -> T:
             # No lock: the limiter lets at most SCANS_AT_ONCE threads here, and list.pop and
@@ -338,7 +432,7 @@ class Database:
             raw.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
             try:
                 return self._read_on(connection, work, *args, **kwargs)
-            except (DBAPIError, sqlite3.OperationalError) as exc:
+            except DBAPIError as exc:
                 if _over_budget(exc, deadline):
                     raise SearchTooBroad(budget) from None
                 raise
@@ -389,8 +483,7 @@ class Database:
                 )
             finally:
                 self._write_slot.release()
-        async with self._async_sessions() as session, session.begin():
-            return await session.run_sync(lambda s: work(s, *args, **kwargs))
+        return await greenlet_spawn(partial(self._write_sync, work, *args, **kwargs))
 
     def _write_sync(self, work: WriteWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         with self._writes() as session, session.begin():
@@ -402,18 +495,22 @@ class Database:
                 connection.close()
             self._open_readers.clear()
             self._idle_scanners.clear()
+        if self._async_engine is not None:
+            # Its sync engine is the read and write engines: closed with it.
+            await self._async_engine.dispose()
+            return
         for engine in (self._read_engine, self._write_engine):
             if engine is not None:
                 engine.dispose()
-        if self._async_engine is not None:
-            await self._async_engine.dispose()
 
 
-def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
-    """SQLAlchemy's result processor for a column type, or the type's own faster reader of
-    SQLite's stored text (``from_sqlite_text``), falling back to SQLAlchemy's on what it cannot
-    read."""
-    slow: Callable[[Any], Any] | None = type_.dialect_impl(dialect).result_processor(dialect, None)
+def _result_processor(type_: Any, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's result processor for a column type (and the type the driver reported for
+    the column), or the type's own faster reader of SQLite's stored text (``from_sqlite_text``),
+    falling back to SQLAlchemy's on what it cannot read."""
+    slow: Callable[[Any], Any] | None = type_.dialect_impl(dialect).result_processor(
+        dialect, coltype
+    )
     fast = getattr(type_, "from_sqlite_text", None)
     if dialect.name != "sqlite" or fast is None or slow is None:
         return slow
@@ -427,25 +524,48 @@ def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | No
     return process
 
 
-class PreparedQuery(Generic[R]):
-    """A Core SELECT, compiled once per dialect; on SQLite run straight on the driver.
+#: (column, result processor) pairs: only the columns that have one.
+_Processing = list[tuple[int, Callable[[Any], Any]]]
 
-    SQLAlchemy's executor costs about ten times the query itself for a one-row read of a local
-    SQLite file: a cache key computed from the statement on every call, an execution context,
-    events, a result object. For the hottest reads (a user by id, a client's status) this runs
-    the SQL that SQLAlchemy compiled, with SQLAlchemy's own bind values and result processors
-    for each column type, on the ``sqlite3`` connection inside the same transaction. Rows come
-    back as ``row_type`` (a NamedTuple). Other databases go through ``connection.execute``.
+
+@dataclass(slots=True)
+class _Compiled:
+    """A PreparedQuery compiled for one driver."""
+
+    sql: str
+    #: The names of its positional parameters (None: the driver takes them by name).
+    names: list[str] | None
+    defaults: dict[str, Any]
+    #: Known once a statement has run: a processor may depend on the type the driver reports
+    #: for the column (asyncpg's numeric OIDs), read from the cursor's description.
+    processing: _Processing | None = None
+
+
+class PreparedQuery(Generic[R]):
+    """A Core SELECT, compiled once per driver and run straight on the driver's connection.
+
+    SQLAlchemy's executor costs more than the query it runs for a one-row read: a cache key
+    computed from the statement on every call, an execution context, events, a result object
+    (on SQLite about ten times the query; on PostgreSQL about 75 µs of a read's 260).
+    For the hottest reads (a user by id, a client's status, a counter) this runs the SQL that
+    SQLAlchemy compiled for the dialect, with SQLAlchemy's own bind values and result
+    processors for each column type, on the DB-API connection inside the same connection (and
+    transaction, if one is open): ``sqlite3``'s, or the asyncpg (or psycopg) connection behind
+    SQLAlchemy's DB-API adapter, whose statements asyncpg keeps prepared. A driver error is
+    raised as SQLAlchemy would raise it (``DBAPIError.instance``), and a connection it finds
+    lost is invalidated, so that the pool replaces it. Rows come back as ``row_type`` (a
+    NamedTuple). One path for every engine: nothing else runs these statements.
     """
 
     def __init__(self, statement: Select[*tuple[Any, ...]], row_type: Callable[..., R]) -> None:
         self.statement = statement
         self.row_type = row_type
-        self._compiled: dict[str, tuple[str, list[str], dict[str, Any], list[Any]]] = {}
+        #: (dialect name, driver) -> compiled: asyncpg and psycopg spell parameters differently.
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
 
-    def _compile(self, dialect: Dialect) -> tuple[str, list[str], dict[str, Any], list[Any]]:
+    def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
-        names = list(compiled.positiontup or [])
+        names = list(compiled.positiontup or []) if compiled.positional else None
         converted = [
             name
             for name, bind in compiled.binds.items()
@@ -454,25 +574,30 @@ class PreparedQuery(Generic[R]):
         if converted:
             # Bind values that need converting (dates, say) are not supported here.
             raise TypeError(f"bind parameters that need converting: {converted}")
-        processors = [
-            _result_processor(column.type, dialect) for column in self.statement.selected_columns
-        ]
-        processing = [(index, p) for index, p in enumerate(processors) if p is not None]
-        entry = (compiled.string, names, dict(compiled.params), processing)
-        self._compiled[dialect.name] = entry
+        entry = _Compiled(compiled.string, names, dict(compiled.params))
+        self._compiled[(dialect.name, dialect.driver)] = entry
         return entry
+
+    def _processing(self, dialect: Dialect, description: Any) -> _Processing:
+        processors = [
+            _result_processor(column.type, dialect, described[1])
+            for column, described in zip(self.statement.selected_columns, description, strict=True)
+        ]
+        return [(index, p) for index, p in enumerate(processors) if p is not None]
 
     def _rows(self, connection: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         dialect = connection.dialect
-        if dialect.name != "sqlite":
-            return [tuple(row) for row in connection.execute(self.statement, params)]
-        sql, names, defaults, processing = self._compiled.get(dialect.name) or self._compile(
-            dialect
+        compiled = self._compiled.get((dialect.name, dialect.driver)) or self._compile(dialect)
+        names, defaults = compiled.names, compiled.defaults
+        values: list[Any] | dict[str, Any] = (
+            {**defaults, **params}
+            if names is None
+            else [params[name] if name in params else defaults[name] for name in names]
         )
-        values = [params[name] if name in params else defaults[name] for name in names]
-        raw = connection.connection.dbapi_connection
-        assert raw is not None
-        found: list[tuple[Any, ...]] = raw.execute(sql, values).fetchall()
+        found, description = driver_rows(connection, compiled.sql, values)
+        processing = compiled.processing
+        if processing is None:
+            processing = compiled.processing = self._processing(dialect, description)
         if not processing:
             return found
         rows = []
@@ -491,3 +616,11 @@ class PreparedQuery(Generic[R]):
 
     def all(self, connection: Connection, /, **params: Any) -> list[R]:
         return [self.row_type(*row) for row in self._rows(connection, params)]
+
+
+#: ``SET LOCAL statement_timeout`` with the milliseconds as a parameter (set_config's third
+#: argument, true: until the transaction ends).
+_SET_LOCAL_TIMEOUT = PreparedQuery(
+    select(func.set_config("statement_timeout", bindparam("milliseconds", type_=String), true())),
+    lambda *values: values,
+)

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from persistence.counts import catalogue_version, category_total, table_total
+from persistence.db import UNBUDGETED
 from persistence.models import Product
 from persistence.paging import Page, count_rows, read_page
 
@@ -329,7 +330,10 @@ def _page_by_ids(connection: Connection, page: PageIds, total: int) -> Page[Prod
     rows: list[ProductRow] = []
     if page.ids:
         statement = select(*COLUMNS).where(Product.id.in_(page.ids)).order_by(Product.id)
-        rows = cast(list[ProductRow], list(connection.execute(statement)))
+        # At most a page of primary keys: no budget of its own (options given to execute()
+        # win over the connection's).
+        found = connection.execute(statement, execution_options=UNBUDGETED)
+        rows = cast(list[ProductRow], list(found))
         if len(rows) != len(page.ids):
             return None
     return Page(rows=rows, total=total, has_next=page.has_next, has_prev=page.has_prev)

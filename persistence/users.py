@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.errors import EmailTaken, PreconditionFailed, UserNotFound
 from core.ids import new_id
 from persistence._constraints import violates
-from persistence.counts import table_total
+from persistence.counts import table_total, table_total_column
 from persistence.db import PreparedQuery
 from persistence.models import User, utcnow
 from persistence.paging import Page, read_page
@@ -68,11 +68,11 @@ UserRow = Row[str, str, str, datetime, datetime | None, int] | PublicUser
 
 _BY_ID = PreparedQuery(select(*PUBLIC).where(User.id == bindparam("user_id")), PublicUser)
 _PAGE = PreparedQuery(
-    select(*PUBLIC)
+    select(*PUBLIC, table_total_column(User))
     .order_by(User.created_at, User.id)
     .limit(bindparam("limit"))
     .offset(bindparam("offset")),
-    PublicUser,
+    lambda *values: (PublicUser(*values[:-1]), values[-1]),
 )
 
 
@@ -97,13 +97,18 @@ def list_users(
 ) -> Page[UserRow]:
     """A page of users oldest first, by offset or after/before a key (``persistence.paging``);
     every form walks ``ix_users_created_at_id``. The total is the users counter."""
-    total = table_total(connection, User)
     if after is None and before is None:
-        # The common request (a first page, or an offset page): one prepared statement.
+        # The common request (a first page, or an offset page): one prepared statement that
+        # reads the users counter beside the rows. A page past the end has no row to carry it.
         fetched = _PAGE.all(connection, limit=limit + 1, offset=offset)
+        counted = fetched[0][1] if fetched else None
         return Page(
-            rows=fetched[:limit], total=total, has_next=len(fetched) > limit, has_prev=offset > 0
+            rows=[user for user, _ in fetched[:limit]],
+            total=table_total(connection, User) if counted is None else int(counted),
+            has_next=len(fetched) > limit,
+            has_prev=offset > 0,
         )
+    total = table_total(connection, User)
     return read_page(
         connection,
         source=User.__table__,

@@ -14,6 +14,7 @@ import pytest
 from limits import parse
 
 from storefront.access.ratelimit import Limiter, _storage_key
+from tests.wire import redis_commands
 
 T = TypeVar("T")
 
@@ -93,72 +94,40 @@ def redis_store(rate_limit_storage_url: str) -> str:
     return rate_limit_storage_url
 
 
-async def _sent_while(store: str, prefix: str, work: Callable[[], Awaitable[object]]) -> list[str]:
-    """The commands clients sent to Redis while ``work`` ran that name ``prefix`` (MONITOR
-    sees every client of a Redis that other tests share; a script's own commands run inside
-    Redis and are shown apart, as "lua")."""
-    from redis.asyncio import Redis
-
-    client, marking = Redis.from_url(store), Redis.from_url(store)
-    await marking.ping()  # connected before MONITOR starts: its handshake is not seen
-    seen: list[str] = []
-    try:
-        async with client.monitor() as monitor:
-            # A marker of our own, so that we read MONITOR's lines only up to it.
-            marker = f"end-{uuid.uuid4().hex}"
-
-            async def listen() -> None:
-                async for command in monitor.listen():
-                    if marker in command["command"]:
-                        return
-                    if command.get("client_type") != "lua" and prefix in command["command"]:
-                        seen.append(command["command"])
-
-            listening = asyncio.create_task(listen())
-            await asyncio.sleep(0.2)
-            await work()
-            await marking.get(marker)
-            await asyncio.wait_for(listening, 10)
-    finally:
-        await client.aclose()
-        await marking.aclose()
-    return seen
-
-
 def test_on_redis_a_charge_is_one_round_trip_on_limits_own_key(redis_store: str) -> None:
-    async def main() -> tuple[list[str], int]:
-        limiter = _limiter(redis_store)
+    limiter = _limiter(redis_store)
+
+    async def main() -> int:
         try:
-            await limiter.charge(kind="key", ident="key_1", override=None)
-            sent = await _sent_while(
-                redis_store,
-                limiter.key_prefix,
-                lambda: limiter.charge(kind="key", ident="key_1", override=None),
-            )
+            await limiter.charge(kind="key", ident="key_1", override=None)  # connected
+            with redis_commands(redis_store, limiter.key_prefix) as seen:
+                await limiter.charge(kind="key", ident="key_1", override=None)
+            sent.extend(seen)
             # limits' own storage reads the key our script counted.
             key = _storage_key(parse("5/minute"), (limiter.key_prefix, "key", "key_1"))
-            return sent, await limiter.storage.get(key)
+            return await limiter.storage.get(key)
         finally:
             await limiter.close()
 
-    sent, count = asyncio.run(main())
+    sent: list[str] = []
+    count = asyncio.run(main())
     assert len(sent) == 1, sent
     assert sent[0].split()[0].upper() in {"EVALSHA", "EVAL"}, sent
     assert count == 2
 
 
 def test_on_redis_both_failure_budgets_are_one_round_trip(redis_store: str) -> None:
-    async def main() -> list[str]:
-        limiter = _limiter(redis_store)
+    limiter = _limiter(redis_store)
+
+    async def main() -> None:
         try:
             await limiter.failures(ip="198.51.100.1", client_id="cli_x", record=True)
-            return await _sent_while(
-                redis_store,
-                limiter.key_prefix,
-                lambda: limiter.failures(ip="198.51.100.1", client_id="cli_x", record=False),
-            )
+            with redis_commands(redis_store, limiter.key_prefix) as seen:
+                await limiter.failures(ip="198.51.100.1", client_id="cli_x", record=False)
+            sent.extend(seen)
         finally:
             await limiter.close()
 
-    sent = asyncio.run(main())
+    sent: list[str] = []
+    asyncio.run(main())
     assert len(sent) == 1, sent

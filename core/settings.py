@@ -43,11 +43,11 @@ class Settings(BaseSettings):
     #: connection is free, so nothing may outlive a transaction: no named prepared statements,
     #: no per-connection settings (they are set per transaction instead).
     database_pooler: Literal["none", "pgbouncer"] = "none"
-    #: PostgreSQL connections each worker keeps open; under a burst it opens as many again,
-    #: closed when they are returned. Fewer than the requests a worker has at the database at
-    #: once, and connections are opened and closed all the time (each new one prepares its
-    #: statements again).
-    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    #: PostgreSQL connections each worker may hold, opened as they are first needed and then
+    #: kept; a request that finds them all busy waits for one (up to database_timeout). A pool
+    #: that opens connections past its size and closes them again when they come back spends
+    #: more on connecting (and preparing each statement anew) than on the queries.
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 20
     #: Where migrations run when it is not STOREFRONT_DATABASE_URL: PostgreSQL itself, when
     #: the database URL names a transaction pooler (migrations take locks and run DDL over
     #: several statements, which a pooler would spread over server connections).

@@ -293,7 +293,7 @@ class Database:
         timeout: float = 10.0,
         scan_budget: float = 0.25,
         pooler: str = "none",
-        pool_size: int = 10,
+        pool_size: int = 20,
         echo: bool = False,
     ) -> None:
         # aiosqlite (Alembic's driver here) logs every statement with its parameters at
@@ -331,7 +331,7 @@ class Database:
                 echo=echo,
                 pool_timeout=timeout,
                 pool_size=pool_size,
-                max_overflow=pool_size,
+                max_overflow=0,
                 # Direct: a read's statement is its own transaction. Pooled: every unit of
                 # work is a transaction (its unnamed statements stay on one server connection).
                 isolation_level=None if pooled else "AUTOCOMMIT",

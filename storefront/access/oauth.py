@@ -15,7 +15,7 @@ from core.errors import OAuthError
 from core.metrics import TOKENS_ISSUED
 from persistence import clients
 from persistence.models import utcnow
-from storefront.access.ratelimit import charge, refuse_failing_source
+from storefront.access.ratelimit import admit_client
 from storefront.access.services import Services
 from storefront.access.state import Caller, publish_caller
 
@@ -129,9 +129,9 @@ async def authenticate_client(
     svc: Services, asgi_scope: Scope, creds: ClientCredentials
 ) -> clients.ClientRow:
     """The enabled client whose credentials these are; ``invalid_client`` otherwise, which the
-    failure counter (storefront.http.failures) counts wherever it is raised."""
-    # A source over its failure budget is refused before its secret is looked at.
-    await refuse_failing_source(svc.limiter, asgi_scope, client_id=creds.client_id)
+    failure counter (storefront.http.failures) counts wherever it is raised, and answers 429
+    past the source's budget. A client proven here is then admitted (``admit_client``): a
+    source over its failure budget is refused whether or not the secret was right."""
     if not creds.client_id or creds.client_secret is None:
         raise OAuthError(
             "invalid_client",
@@ -169,18 +169,30 @@ async def client_credentials_grant(
         )
     client = await authenticate_client(svc, asgi_scope, creds)
     allowed = client.scopes.split()
-    requested = allowed if scope is None else parse_scope(scope)
-    excess = sorted(set(requested) - set(allowed))
-    if excess:
-        shown = " ".join(_printable(token) for token in excess)
-        raise OAuthError(
-            "invalid_scope", f"The requested scope exceeds the client's scopes: {shown}."
-        )
+    refused: OAuthError | None = None
+    requested: list[str] = []
+    try:
+        requested = allowed if scope is None else parse_scope(scope)
+        excess = sorted(set(requested) - set(allowed))
+        if excess:
+            shown = " ".join(_printable(token) for token in excess)
+            raise OAuthError(
+                "invalid_scope", f"The requested scope exceeds the client's scopes: {shown}."
+            )
+    except OAuthError as exc:
+        refused = exc  # answered once the source's failure budget has been looked at
     publish_caller(asgi_scope, Caller(client.id))
-    # A token request spends the client's own budget, like any request of its tokens.
-    await charge(
-        svc.limiter, asgi_scope, kind="client", ident=client.id, override=client.rate_limit
+    # A token request spends the client's own budget, like any request of its tokens; a
+    # refused one spends none.
+    await admit_client(
+        svc.limiter,
+        asgi_scope,
+        client_id=client.id,
+        override=client.rate_limit,
+        charge=refused is None,
     )
+    if refused is not None:
+        raise refused
     # Keep the client's order so that "write read" and "read write" grant the same string.
     granted = [s for s in allowed if s in requested]
     # Keys at most one refresh window old: a rotation reaches every instance before it signs.

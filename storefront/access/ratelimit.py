@@ -90,6 +90,18 @@ def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool
     return sentinel, sentinel.master_for(service).connection_pool
 
 
+def _failure_keys(ip: str, client_id: str | None) -> list[tuple[str, ...]]:
+    """The failed-authentication budgets of an address, and of (address, client id)."""
+    keys: list[tuple[str, ...]] = [("auth-fail-ip", ip)]
+    if client_id:
+        keys.append(("auth-fail-client", f"{ip}|{client_id}"))
+    return keys
+
+
+def _most_depleted(decisions: list[Decision]) -> Decision | None:
+    return min(decisions, key=lambda d: (d.allowed, d.remaining)) if decisions else None
+
+
 @lru_cache(maxsize=256)
 def parse_limit(text: str) -> RateLimitItem:
     return parse(text)
@@ -142,90 +154,91 @@ class Decision:
         )
 
 
-#: Count each key (KEYS) by ARGV[2]; a key counted for the first time gets its window of ARGV[1]
-#: seconds (limits' incr_expire.lua); return each count and the milliseconds its window has
-#: left, flat: {count1, left1, count2, left2, ...}. A key found without an expiry (none is
-#: ever written so) gets its window again rather than counting forever.
-_HIT = """
+#: One decision, in one round trip: look at the first ARGV[1] of KEYS (each has room while its
+#: count is below ARGV[2]) and, if every one has room, count the rest of KEYS by one, a key
+#: counted for the first time getting its window of ARGV[3] seconds (limits' incr_expire.lua).
+#: Returns each key's count and the milliseconds its window has left (-2: none yet), flat, the
+#: looked-at keys first: {count1, left1, count2, left2, ...}; the counted keys only if counted.
+#: A counted key found without an expiry (none is ever written so) gets its window again
+#: rather than counting forever.
+_DECIDE = """
+local looked = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
 local out = {}
-local amount = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
-  local count = redis.call('incrby', key, amount)
-  if count == amount then redis.call('expire', key, ARGV[1]) end
-  local left = redis.call('pttl', key)
-  if left < 0 then
-    redis.call('expire', key, ARGV[1])
-    left = tonumber(ARGV[1]) * 1000
-  end
+local room = true
+for i = 1, looked do
+  local count = tonumber(redis.call('get', KEYS[i]) or '0')
   out[#out + 1] = count
-  out[#out + 1] = left
+  out[#out + 1] = redis.call('pttl', KEYS[i])
+  if count >= limit then room = false end
+end
+if room then
+  for i = looked + 1, #KEYS do
+    local count = redis.call('incrby', KEYS[i], 1)
+    if count == 1 then redis.call('expire', KEYS[i], ARGV[3]) end
+    local left = redis.call('pttl', KEYS[i])
+    if left < 0 then
+      redis.call('expire', KEYS[i], ARGV[3])
+      left = tonumber(ARGV[3]) * 1000
+    end
+    out[#out + 1] = count
+    out[#out + 1] = left
+  end
 end
 return out
 """
-#: Read each key's count and the milliseconds its window has left (-2: no window), flat.
-_PEEK = """
-local out = {}
-for _, key in ipairs(KEYS) do
-  out[#out + 1] = tonumber(redis.call('get', key) or '0')
-  out[#out + 1] = redis.call('pttl', key)
-end
-return out
-"""
+
+#: A key's count and when its window resets (Unix time; None: no window yet).
+Count = tuple[int, float | None]
 
 
 class Counters:
-    """Fixed-window counters: each call decides every key it is given in one step, and returns
-    for each its count and when its window resets (Unix time; None: no window yet)."""
+    """Fixed-window counters. ``decide`` looks at some keys and, if each is below its limit,
+    counts others, in one step: on Redis one script, one round trip; in memory, limits'
+    own storage."""
 
     def __init__(self, storage: AsyncStorage, redis_pool: ConnectionPool | None, prefix: str):
         self._storage = storage
-        self._hit: AsyncScript | None = None
-        self._peek: AsyncScript | None = None
+        self._decide: AsyncScript | None = None
         if redis_pool is not None:
             from redis.asyncio import Redis
 
-            client = Redis(connection_pool=redis_pool)
-            self._hit, self._peek = client.register_script(_HIT), client.register_script(_PEEK)
+            self._decide = Redis(connection_pool=redis_pool).register_script(_DECIDE)
         #: limits' Redis storage prefixes every key with its key_prefix and ":"; so do we, so
-        #: that both count the same key (tests/access/test_ratelimit.py holds them together).
+        #: that both count the same key (tests/access/test_counters.py holds them together).
         self._prefix = f"{prefix}:" if redis_pool is not None else ""
 
-    @staticmethod
-    async def _redis(script: AsyncScript, keys: list[str], args: list[int]) -> list[int]:
-        """Run a script; a failure of Redis becomes limits' StorageError, as limits' own calls
-        raise it (``wrap_exceptions``), for Limiter._guard to judge."""
+    async def decide(
+        self, *, look: list[str], below: int, count: list[str], expiry: int
+    ) -> tuple[list[Count], list[Count] | None]:
+        """The counts of ``look``; and, if each is below ``below``, the counts of ``count``
+        after counting each by one (else None: nothing was counted)."""
+        if self._decide is None:
+            looked: list[Count] = []
+            for key in look:
+                found = await self._storage.get(key)
+                looked.append((found, await self._storage.get_expiry(key) if found else None))
+            if any(found >= below for found, _ in looked):
+                return looked, None
+            counted: list[Count] = []
+            for key in count:
+                found = await self._storage.incr(key, expiry)
+                counted.append((found, await self._storage.get_expiry(key)))
+            return looked, counted
         from redis.exceptions import RedisError
 
+        keys = [self._prefix + key for key in (*look, *count)]
         try:
-            flat: list[int] = await script(keys=keys, args=args)
+            flat = await self._decide(keys=keys, args=[len(look), below, expiry])
         except RedisError as exc:
+            # As limits' own calls raise it (wrap_exceptions), for Limiter._guard to judge.
             raise StorageError(exc) from exc
-        return flat
-
-    async def hit(self, keys: list[str], expiry: int) -> list[tuple[int, float]]:
-        if self._hit is None:
-            found = []
-            for key in keys:
-                count = await self._storage.incr(key, expiry)
-                found.append((count, await self._storage.get_expiry(key)))
-            return found
-        flat = await self._redis(self._hit, [self._prefix + k for k in keys], [expiry, 1])
         now = time.time()
-        return [(int(flat[i]), now + int(flat[i + 1]) / 1000) for i in range(0, len(flat), 2)]
-
-    async def peek(self, keys: list[str]) -> list[tuple[int, float | None]]:
-        if self._peek is None:
-            looked: list[tuple[int, float | None]] = []
-            for key in keys:
-                count = await self._storage.get(key)
-                looked.append((count, await self._storage.get_expiry(key) if count else None))
-            return looked
-        flat = await self._redis(self._peek, [self._prefix + k for k in keys], [])
-        now = time.time()
-        return [
+        counts: list[Count] = [
             (int(flat[i]), now + int(flat[i + 1]) / 1000 if int(flat[i + 1]) >= 0 else None)
             for i in range(0, len(flat), 2)
         ]
+        return counts[: len(look)], (counts[len(look) :] if len(counts) > len(look) else None)
 
 
 class Limiter:
@@ -311,50 +324,78 @@ class Limiter:
 
     async def _decide(
         self,
-        item: RateLimitItem,
-        policy: Policy,
-        keys: Sequence[tuple[str, ...]],
         *,
-        consume: bool,
-    ) -> list[Decision] | None:
-        """The decision of each key (identifiers under the key prefix), all counted (or, without
-        ``consume``, looked at) in one call to the store."""
+        look: Sequence[tuple[str, ...]] = (),
+        count: Sequence[tuple[str, ...]] = (),
+        count_item: RateLimitItem | None = None,
+        count_policy: Policy = "default",
+    ) -> tuple[list[Decision], list[Decision] | None] | None:
+        """One decision over several budgets: the failed-authentication budgets of ``look``
+        (identifiers under the key prefix) looked at, and, if each has room, the budgets of
+        ``count`` (of ``count_item``) counted; on Redis in one round trip. None: the store is
+        unreachable and failing open."""
+        looked_item = self.failure_limit
+        counted_item = count_item or self.default_limit
 
-        def decision(allowed: bool, remaining: int, reset: float) -> Decision:
+        def decision(
+            item: RateLimitItem, policy: Policy, allowed: bool, remaining: int, reset: float | None
+        ) -> Decision:
             return Decision(
                 allowed=allowed,
                 policy=policy,
                 limit=item.amount,
                 window=item.get_expiry(),
                 remaining=remaining,
-                reset=reset,
+                reset=time.time() + item.get_expiry() if reset is None else reset,
             )
 
-        async def call() -> list[Decision]:
-            ids = [(self.key_prefix, *key) for key in keys]
+        def decided(
+            looked: list[Count], counted: list[Count] | None
+        ) -> tuple[list[Decision], list[Decision] | None]:
+            top = looked_item.amount
+            return [
+                decision(looked_item, "auth-failures", found < top, max(0, top - found), reset)
+                for found, reset in looked
+            ], None if counted is None else [
+                decision(
+                    counted_item,
+                    count_policy,
+                    found <= counted_item.amount,
+                    max(0, counted_item.amount - found),
+                    reset,
+                )
+                for found, reset in counted
+            ]
+
+        async def call() -> tuple[list[Decision], list[Decision] | None]:
             if isinstance(self.strategy, FixedWindowRateLimiter):
-                names = [_storage_key(item, i) for i in ids]
-                if consume:
-                    counted = await self.counters.hit(names, item.get_expiry())
-                    return [
-                        decision(count <= item.amount, max(0, item.amount - count), reset)
-                        for count, reset in counted
-                    ]
-                looked = await self.counters.peek(names)
-                return [
+                looked, counted = await self.counters.decide(
+                    look=[_storage_key(looked_item, (self.key_prefix, *k)) for k in look],
+                    below=looked_item.amount,
+                    count=[_storage_key(counted_item, (self.key_prefix, *k)) for k in count],
+                    expiry=counted_item.get_expiry(),
+                )
+                return decided(looked, counted)
+            # limits' other strategies, as limits decides them: a call or two per budget.
+            looks = []
+            for key in look:
+                allowed = await self.strategy.test(looked_item, self.key_prefix, *key)
+                stats = await self.strategy.get_window_stats(looked_item, self.key_prefix, *key)
+                looks.append(
                     decision(
-                        count < item.amount,
-                        max(0, item.amount - count),
-                        time.time() + item.get_expiry() if reset is None else reset,
+                        looked_item, "auth-failures", allowed, stats.remaining, stats.reset_time
                     )
-                    for count, reset in looked
-                ]
-            decisions = []
-            for i in ids:
-                allowed = await (self.strategy.hit if consume else self.strategy.test)(item, *i)
-                stats = await self.strategy.get_window_stats(item, *i)
-                decisions.append(decision(allowed, stats.remaining, stats.reset_time))
-            return decisions
+                )
+            if not all(d.allowed for d in looks):
+                return looks, None
+            counts = []
+            for key in count:
+                allowed = await self.strategy.hit(counted_item, self.key_prefix, *key)
+                stats = await self.strategy.get_window_stats(counted_item, self.key_prefix, *key)
+                counts.append(
+                    decision(counted_item, count_policy, allowed, stats.remaining, stats.reset_time)
+                )
+            return looks, counts
 
         return await self._guard(call)
 
@@ -362,8 +403,27 @@ class Limiter:
         """Count one request of an identified caller (``kind`` "key" or "client")."""
         item = parse_limit(override) if override else self.default_limit
         policy: Policy = "client" if override else "default"
-        decisions = await self._decide(item, policy, [(kind, ident)], consume=True)
-        return None if decisions is None else decisions[0]
+        decided = await self._decide(count=[(kind, ident)], count_item=item, count_policy=policy)
+        return None if decided is None or decided[1] is None else decided[1][0]
+
+    async def admit(
+        self, *, ip: str, client_id: str, override: str | None, charge: bool
+    ) -> tuple[Decision | None, Decision | None]:
+        """A proven OAuth client at the token endpoints, in one call to the store: the
+        failed-authentication budgets of its address and of (address, client id) looked at
+        and, if both have room and ``charge``, the client's own budget counted. Returns the
+        most depleted failure budget and the charge (None: not counted, or failing open)."""
+        item = parse_limit(override) if override else self.default_limit
+        decided = await self._decide(
+            look=_failure_keys(ip, client_id),
+            count=[("client", client_id)] if charge else [],
+            count_item=item,
+            count_policy="client" if override else "default",
+        )
+        if decided is None:
+            return None, None
+        looked, counted = decided
+        return _most_depleted(looked), None if not counted else counted[0]
 
     async def failures(self, *, ip: str, client_id: str | None, record: bool) -> Decision | None:
         """The failed-authentication budgets of this address, and of (address, client id).
@@ -371,13 +431,14 @@ class Limiter:
         With ``record`` a failure is counted; without, the budgets are only looked at. The
         most depleted of the two is returned.
         """
-        keys = [("auth-fail-ip", ip)]
-        if client_id:
-            keys.append(("auth-fail-client", f"{ip}|{client_id}"))
-        decisions = await self._decide(self.failure_limit, "auth-failures", keys, consume=record)
-        if not decisions:
-            return None
-        return min(decisions, key=lambda d: (d.allowed, d.remaining))
+        keys = _failure_keys(ip, client_id)
+        if record:
+            decided = await self._decide(
+                count=keys, count_item=self.failure_limit, count_policy="auth-failures"
+            )
+            return None if decided is None else _most_depleted(decided[1] or [])
+        decided = await self._decide(look=keys)
+        return None if decided is None else _most_depleted(decided[0])
 
     async def check(self) -> str | None:
         """None when the store answers now, else why not (for /readyz, so a few words that
@@ -449,13 +510,22 @@ async def charge(
         raise decision.refusal()
 
 
-async def refuse_failing_source(limiter: Limiter, scope: Scope, *, client_id: str | None) -> None:
-    """A 429 for a source already over its failed-authentication budget (nothing is counted):
-    answering 401 or 200 would keep it guessing at line speed."""
-    over = await limiter.failures(ip=client_ip(scope), client_id=client_id, record=False)
-    if over is not None and not over.allowed:
-        _publish(scope, over)
-        raise over.refusal()
+async def admit_client(
+    limiter: Limiter, scope: Scope, *, client_id: str, override: str | None, charge: bool
+) -> None:
+    """A client proven at the token endpoints: a 429 if its source is over its
+    failed-authentication budget (whether or not the secret was right: answering 200 or 401
+    would keep it guessing at line speed), else its own budget charged when ``charge``, with
+    headers or a 429 as ``charge`` gives them. One call to the store (``Limiter.admit``)."""
+    failing, charged = await limiter.admit(
+        ip=client_ip(scope), client_id=client_id, override=override, charge=charge
+    )
+    if failing is not None and not failing.allowed:
+        _publish(scope, failing)
+        raise failing.refusal()
+    _publish(scope, charged)
+    if charged is not None and not charged.allowed:
+        raise charged.refusal()
 
 
 async def record_failure(

@@ -19,7 +19,7 @@ from core.crypto import LEEWAY, InvalidToken
 from core.errors import OAuthError
 from persistence import clients, revocations
 from storefront.access.oauth import ClientCredentials, authenticate_client
-from storefront.access.ratelimit import charge
+from storefront.access.ratelimit import admit_client
 from storefront.access.services import Services
 from storefront.access.state import Caller, publish_caller
 
@@ -40,8 +40,8 @@ async def _client(
 ) -> tuple[clients.ClientRow, str]:
     client = await authenticate_client(svc, asgi_scope, creds)
     publish_caller(asgi_scope, Caller(client.id))
-    await charge(
-        svc.limiter, asgi_scope, kind="client", ident=client.id, override=client.rate_limit
+    await admit_client(
+        svc.limiter, asgi_scope, client_id=client.id, override=client.rate_limit, charge=True
     )
     if not token:
         raise OAuthError("invalid_request", "'token' is a required parameter.")

@@ -233,6 +233,28 @@ def test_secrets_cannot_be_guessed_at_line_speed_nor_lock_out_the_client(
     assert real.post("/auth/token", data=form(victim)).status_code == 200
 
 
+def test_over_budget_a_refused_scope_is_a_429_too_and_refusals_spend_nothing(
+    limited: Configure, make_client: Callable[..., admin.NewClient]
+) -> None:
+    client = make_client("read")
+    api = limited(rate_limit="3/minute", auth_failure_limit="2/minute")
+    # A scope the client lacks is refused without spending the client's budget.
+    for _ in range(4):
+        response = api.post("/auth/token", data={**form(client), "scope": "write"})
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_scope"
+    granted = api.post("/auth/token", data=form(client))
+    assert granted.status_code == 200
+    assert_limit_headers(granted, limit=3, remaining=2)  # the first of three
+    # From a source over its failure budget, the right secret with a refused scope is a 429
+    # like any other answer: a 400 would tell the guesser the secret was right.
+    for _ in range(2):
+        assert api.post("/auth/token", data=form(client, secret="guess")).status_code == 401
+    refused = api.post("/auth/token", data={**form(client), "scope": "write"})
+    assert_429(refused)
+    assert refused.headers["RateLimit-Policy"] == '"auth-failures";q=2;w=60'
+
+
 def test_guessing_at_revoke_and_introspect_spends_the_same_failure_budget(
     limited: Configure, make_client: Callable[..., admin.NewClient]
 ) -> None:

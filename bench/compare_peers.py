@@ -66,7 +66,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlencode
@@ -115,6 +115,9 @@ class Result:
     #: The server's CPU time (user + system) per request, in microseconds: unlike req/s, it
     #: hardly moves when other processes compete for the cores.
     cpu_us: float = float("nan")
+    #: PostgreSQL's CPU time (the server's database backends) and Redis's, per request.
+    postgres_cpu_us: float = float("nan")
+    redis_cpu_us: float = float("nan")
     output: str = field(default="", repr=False)
 
 
@@ -127,6 +130,10 @@ class Load:
     script: Path | None = None
     #: The server process, whose CPU time each run reads (None: not measured).
     pid: int | None = None
+    #: The server's PostgreSQL database and its Redis: the CPU time each run takes there is
+    #: read too (its database's backends, from pg_stat_activity, and the redis-server).
+    database: str | None = None
+    redis_pid: int | None = None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -180,6 +187,8 @@ def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
         command += ["-H", f"{name}: {value}"]
     if load.script is not None:
         command += ["-s", str(load.script)]
+    backends = postgres_backends(load.database) if load.database else []
+    stores_before = _cpu_of(backends), _cpu_of([load.redis_pid] if load.redis_pid else [])
     cpu_before = cpu_seconds(load.pid) if load.pid is not None else None
     done = subprocess.run([*command, load.url], capture_output=True, text=True, check=False)
     cpu = (
@@ -187,6 +196,7 @@ def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
         if load.pid is not None and cpu_before is not None
         else None
     )
+    stores_after = _cpu_of(backends), _cpu_of([load.redis_pid] if load.redis_pid else [])
     out = done.stdout
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}\n{out}")
@@ -203,8 +213,42 @@ def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
         p99_ms=millis(_find(r"\s99%\s+(\S+)", out)),
         requests=requests,
         cpu_us=cpu / requests * 1e6 if cpu is not None and requests else float("nan"),
+        postgres_cpu_us=(stores_after[0] - stores_before[0]) / requests * 1e6
+        if backends and requests
+        else float("nan"),
+        redis_cpu_us=(stores_after[1] - stores_before[1]) / requests * 1e6
+        if load.redis_pid and requests
+        else float("nan"),
         output=out,
     )
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with suppress(OSError):  # gone meanwhile
+            total += cpu_seconds(pid)
+    return total
+
+
+def postgres_backends(database: str) -> list[int]:
+    """The PostgreSQL server processes serving ``database`` now (the servers' pools are full
+    once warmed, so the same processes serve a whole run)."""
+    import asyncio
+
+    import asyncpg
+
+    async def find() -> list[int]:
+        connection = await asyncpg.connect(f"{POSTGRES}/postgres")
+        try:
+            rows = await connection.fetch(
+                "select pid from pg_stat_activity where datname = $1", database
+            )
+            return [int(row["pid"]) for row in rows]
+        finally:
+            await connection.close()
+
+    return asyncio.run(find())
 
 
 def lua_string(text: str) -> str:
@@ -385,6 +429,10 @@ def seed_project_postgres(
     return env, matching
 
 
+#: The process of each Redis redis_server() started, by URL.
+REDIS_PIDS: dict[str, int] = {}
+
+
 @contextmanager
 def redis_server(directory: Path) -> Iterator[str]:
     """A Redis of the bench's own on a free port, keeping nothing on disk: its URL. Its own,
@@ -420,7 +468,9 @@ def redis_server(directory: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the bench's redis-server did not come up") from None
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        REDIS_PIDS[url] = process.pid
+        yield url
     finally:
         client.close()
         process.terminate()
@@ -911,6 +961,17 @@ def main() -> None:
                     for name, load in project_loads(directory, env, base, scenarios).items()
                 }
                 algorithm = signing_algorithm(loads["users-id"])
+                if args.engine == "postgresql":
+                    # What each run costs PostgreSQL and Redis is read beside the server's CPU.
+                    stores = {"redis_pid": REDIS_PIDS[redis_url]}
+                    loads = {n: replace(load, database=tag, **stores) for n, load in loads.items()}
+                    peers = {
+                        scenario: {
+                            n: replace(load, database=f"{tag}_peers", **stores)
+                            for n, load in by_peer.items()
+                        }
+                        for scenario, by_peer in peers.items()
+                    }
                 others: dict[str, dict[str, Load]] = {
                     name: dict(peers.get(name, {})) for name in loads
                 }
@@ -986,9 +1047,11 @@ def report(
     print(f"project's tokens signed with {algorithm} ({chosen}); the peers' with HS256")
     if env is not None:
         print(f"POST /users hashes with {hashing_parameters(env)}")
+    stores = args.engine == "postgresql"
     header = (
         f"{'scenario':28} {'server':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'p99/p50':>8} {'CPU µs':>7} {'ratio':>7} {'CPU ratio':>9}"
+        + (f" {'PG µs':>6} {'Redis µs':>8}" if stores else "")
     )
     print(header)
     print("-" * len(header))
@@ -997,9 +1060,19 @@ def report(
         cpu_ratio = f"{statistics.median(series.cpu_ratios):.2f}x" if series.cpu_ratios else ""
         p50, p99 = series.median("p50_ms"), series.median("p99_ms")
         label = "bare ASGI (ceiling)" if scenario == "ceiling" else SCENARIOS[scenario]
+        spent = ""
+        if stores and scenario != "ceiling":
+            pg, redis = series.median("postgres_cpu_us"), series.median("redis_cpu_us")
+            spent = f" {pg:6.0f} {redis:8.0f}"
         print(
             f"{label:28} {server:24} {series.median('rps'):8.0f} {p50:8.2f} {p99:8.2f}"
-            f" {p99 / p50:8.1f} {series.median('cpu_us'):7.0f} {ratio:>7} {cpu_ratio:>9}".rstrip()
+            f" {p99 / p50:8.1f} {series.median('cpu_us'):7.0f} {ratio:>7} {cpu_ratio:>9}"
+            f"{spent}".rstrip()
+        )
+    if stores:
+        print(
+            "PG µs / Redis µs: CPU time per request of the server's database backends"
+            " (pg_stat_activity) and of the redis-server, during the same runs"
         )
     print()
     print(

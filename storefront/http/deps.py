@@ -7,11 +7,11 @@ either stack; these read what the lower layers published for the current request
 from __future__ import annotations
 
 from connexion import request
-from connexion.context import scope as current_scope
 from starlette.types import Scope
 
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, caller_of
+from storefront.http.state import current_scope
 
 
 def services() -> Services:
@@ -25,8 +25,7 @@ def request_scope() -> Scope:
     """This request's ASGI scope: what ``request.url`` or ``request.query_params`` would be
     made from, read without them (``connexion.request`` makes a new request object on every
     attribute access, and each of those parses the URL or the query again)."""
-    found: Scope = current_scope._get_current_object()
-    return found
+    return current_scope()
 
 
 def header(name: str) -> str | None:

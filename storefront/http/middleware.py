@@ -20,7 +20,7 @@ from core import metrics
 from storefront.access.ratelimit import rate_limit_of
 from storefront.access.state import auth_failure_of, caller_of, request_state
 from storefront.http.access_log import log_access
-from storefront.http.state import REQUEST_ID, route_of
+from storefront.http.state import REQUEST_ID, publish_scope, route_of
 
 REQUEST_ID_FORMAT = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 SECURITY_HEADERS = [
@@ -55,6 +55,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        publish_scope(scope)
         rid = request_id(scope)
         request_state(scope)[REQUEST_ID] = rid
 

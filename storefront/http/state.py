@@ -4,9 +4,16 @@ per-request state travels). One writer each:
 - ``storefront.request_id``: the request's id, set by ``RequestMiddleware`` (outermost).
 - ``storefront.route``: the spec's path the request matched (``/users/{id}``), a bounded log and
   metrics label, set by whichever router the stack has (``publish_route``).
+
+And the request itself, for the per-request dependencies of ``storefront.http.deps``: its
+scope, set by ``RequestMiddleware`` as the request enters (``publish_scope``) in a context
+variable of the request's own task. (Connexion's ``connexion.context.scope`` holds it too, but
+behind a werkzeug LocalProxy whose object is only reached through a private method.)
 """
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 from starlette.types import Scope
 
@@ -16,6 +23,18 @@ REQUEST_ID = "storefront.request_id"
 ROUTE = "storefront.route"
 #: The route label of a request that matched no path of the spec.
 UNMATCHED = "unmatched"
+
+
+_CURRENT: ContextVar[Scope] = ContextVar("storefront.scope")
+
+
+def publish_scope(scope: Scope) -> None:
+    _CURRENT.set(scope)
+
+
+def current_scope() -> Scope:
+    """The scope of the request this task serves (LookupError outside of one)."""
+    return _CURRENT.get()
 
 
 def publish_route(scope: Scope, template: str) -> None:

@@ -28,11 +28,14 @@ loading tripled the cost of a one-row read), writes take an ORM
   ``SET LOCAL``) run in READ COMMITTED transactions.
 - **Behind a transaction pooler** (PgBouncer with ``pool_mode = transaction``;
   ``STOREFRONT_DATABASE_POOLER=pgbouncer``) each transaction may run on another server
-  connection, so nothing is left on one between transactions: every unit of work, reads too,
-  is a transaction; statements are prepared unnamed inside the transaction that runs them (no
-  cache of named statements, which would point at another connection's statements or collide
-  with its names), and the statement timeout that a direct connection gets at connect time
-  is set by each transaction (``set_config(…, true)``, i.e. ``SET LOCAL``) as it begins.
+  connection, so nothing is left on one between transactions: statements are prepared
+  unnamed, on the server connection that then runs them (no cache of named statements, which
+  would point at another connection's statements or collide with its names): asyncpg prepares
+  with a Flush, and the pooler hands a connection on only at a Sync that leaves no
+  transaction open, so a read is still one statement in autocommit (two round trips: the
+  prepare, then the run). A statement is bounded by asyncpg itself (``command_timeout``);
+  psycopg's statement timeout, which a direct connection sets at connect time, is set by each
+  transaction instead (``set_config(…, true)``, i.e. ``SET LOCAL``), its reads included.
 
 The URL operators already have (``sqlite:///x.db``, ``postgresql://…``) is mapped to the
 driver here.
@@ -143,7 +146,9 @@ def _postgres_connect_args(url: URL, timeout: float, *, pooled: bool) -> dict[st
             # name makes asyncpg prepare the unnamed statement, which lives only until the next
             # one on that server connection: nothing builds up on the pooler's connections
             # (uuid names, SQLAlchemy's suggestion, avoid collisions but leave every statement
-            # behind until a DISCARD), and the transaction that prepares it also runs it.
+            # behind until a DISCARD), and the server connection that prepares it also runs it
+            # (asyncpg ends the prepare with a Flush: the pooler hands the connection on only
+            # at a Sync that leaves no transaction open).
             "statement_cache_size": 0,
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": _unnamed,
@@ -325,29 +330,33 @@ class Database:
             # One writer thread at a time: SQLite serialises writers anyway.
             self._write_slot = anyio.CapacityLimiter(1)
         else:
-            pooled = pooler != "none"
+            # asyncpg bounds every statement itself (command_timeout: past it, it cancels the
+            # statement on the server); psycopg gets statement_timeout at connect, which a
+            # pooler refuses, so behind one each of its transactions sets it (SET LOCAL), and
+            # its reads are transactions too.
+            bounded_by_driver = self.url.get_driver_name() == "asyncpg"
+            self._reads_in_transactions = pooler != "none" and not bounded_by_driver
             self._async_engine = create_async_engine(
                 self.url,
                 echo=echo,
                 pool_timeout=timeout,
                 pool_size=pool_size,
                 max_overflow=0,
-                # Direct: a read's statement is its own transaction. Pooled: every unit of
-                # work is a transaction (its unnamed statements stay on one server connection).
-                isolation_level=None if pooled else "AUTOCOMMIT",
-                connect_args=_postgres_connect_args(self.url, timeout, pooled=pooled),
+                # A read's statement is its own transaction: no BEGIN, no ROLLBACK. Behind a
+                # pooler too: asyncpg prepares an unnamed statement with a Flush, not a Sync,
+                # so the pooler keeps the server connection until the statement has run.
+                isolation_level="READ COMMITTED" if self._reads_in_transactions else "AUTOCOMMIT",
+                connect_args=_postgres_connect_args(self.url, timeout, pooled=pooler != "none"),
             )
             engine = self._async_engine.sync_engine
             event.listen(engine.pool, "checkout", _discard_closed)
             event.listen(engine, "before_cursor_execute", _statement_budget)
-            if pooled:
+            if pooler != "none" and not bounded_by_driver:
                 _configure_pooled(engine, transaction_settings(timeout))
             self._read_engine = engine
             # The same pool; each connection taken through it runs transactions, and is back
             # in autocommit when it is returned.
-            self._write_engine = (
-                engine if pooled else engine.execution_options(isolation_level="READ COMMITTED")
-            )
+            self._write_engine = engine.execution_options(isolation_level="READ COMMITTED")
             self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @classmethod
@@ -371,7 +380,7 @@ class Database:
         for attempt in (1, 2):
             try:
                 with self._read_engine.connect() as connection:
-                    if self.pooler != "none":
+                    if self._reads_in_transactions:
                         connection.begin()  # the begin event sets the statement timeout
                     return self._read_on(connection, work, *args, **kwargs)
             except DBAPIError as exc:

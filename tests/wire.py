@@ -1,9 +1,11 @@
 """Round trips counted on the wire: a TCP proxy in front of PostgreSQL for tests that hold the
 server to its round-trip budget (tests/test_round_trips.py).
 
-A client of PostgreSQL waits for an answer after each simple Query message ('Q') and after
-each Sync ('S'), which ends a batch of extended-protocol messages (Parse, Bind, Execute, ...):
-counting those two, as they pass, counts the round trips, whatever the driver.
+A client of PostgreSQL waits for an answer after each simple Query message ('Q'), after each
+Sync ('S'), which ends a batch of extended-protocol messages (Parse, Bind, Execute, ...), and
+after each Flush ('H'), which asks for the answers so far without ending the batch (asyncpg
+prepares a statement so): counting those three, as they pass, counts the round trips,
+whatever the driver.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class PostgresWire:
                         continue
                     if len(pending) < 5 or len(pending) < 1 + int.from_bytes(pending[1:5]):
                         break
-                    if pending[:1] in (b"Q", b"S"):
+                    if pending[:1] in (b"Q", b"S", b"H"):
                         self.round_trips += 1
                     pending = pending[1 + int.from_bytes(pending[1:5]) :]
         finally:

@@ -17,6 +17,7 @@ middleware writes it into the response as ``X-RateLimit-*`` and the IETF ``RateL
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -85,8 +86,10 @@ def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool
         host, _, port = location.rpartition(":") if ":" in location else (location, "", "")
         hosts.append((host, int(port or 26379)))
     auth: dict[str, Any] = {"password": unquote(parts.password)} if parts.password else {}
-    # The Sentinels get the same timeouts as the primary: a dead Sentinel must not hang a request.
-    sentinel = Sentinel(hosts, sentinel_kwargs={**auth, **connection}, **auth, **connection)
+    # A dead Sentinel must not hang a request: its connections read within the timeout too
+    # (the primary's calls are bounded as a whole, by Limiter._guard).
+    asked = {**auth, **connection, "socket_timeout": STORE_TIMEOUT}
+    sentinel = Sentinel(hosts, sentinel_kwargs=asked, **auth, **connection)
     return sentinel, sentinel.master_for(service).connection_pool
 
 
@@ -259,7 +262,10 @@ class Limiter:
         self._sentinel: Sentinel | None = None
         if self.shared:
             # Our own pool, so that shutdown can close its connections (limits has no close()).
-            timeouts = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+            # Connecting is bounded here; each call as a whole by _guard (asyncio.timeout):
+            # a socket_timeout would bound each read with asyncio.wait_for, which makes a task
+            # per read (a tenth of the call's CPU).
+            timeouts = {"socket_connect_timeout": STORE_TIMEOUT}
             if storage_url.startswith("redis+sentinel:"):
                 self._sentinel, self._pool = sentinel_pool(storage_url, **timeouts)
                 # limits' plain Redis storage over that pool: the URL below only picks the
@@ -304,13 +310,16 @@ class Limiter:
         """Run a storage call; on an unreachable store, fail open (None) or closed (503).
 
         After a failure the store is left alone for a few seconds, so that a blackholed Redis
-        costs each request nothing rather than a timeout per call.
+        costs each request nothing rather than a timeout per call. A call that takes longer
+        than STORE_TIMEOUT is cancelled (redis-py then drops the connection it was using: a
+        reply that comes later is never read as another call's).
         """
         if time.monotonic() < self._down_until:
             self._unavailable()
             return None
         try:
-            return await call()
+            async with asyncio.timeout(STORE_TIMEOUT):
+                return await call()
         except (StorageError, ConnectionError, TimeoutError, OSError) as exc:
             self._down_until = time.monotonic() + RETRY_STORE_AFTER
             logger.warning(
@@ -450,7 +459,8 @@ class Limiter:
 
         try:
             # A PING of our own: limits' check() swallows the error that says why.
-            await Redis(connection_pool=self._pool).ping()
+            async with asyncio.timeout(STORE_TIMEOUT):
+                await Redis(connection_pool=self._pool).ping()
         except (RedisError, ConnectionError, TimeoutError, OSError) as exc:
             return _store_failure(exc)
         self._down_until = 0.0

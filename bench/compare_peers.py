@@ -137,9 +137,13 @@ class Load:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    """User + system CPU time a process and its living children (a server's workers) have
+    used so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return own + sum(cpu_seconds(int(kid)) for kid in kids)
 
 
 def free_port() -> int:
@@ -180,9 +184,16 @@ def _find(pattern: str, out: str) -> str:
     return match.group(1)
 
 
-def wrk(load: Load, seconds: int, *, check_status: bool = True) -> Result:
+def wrk(load: Load, seconds: int, *, check_status: bool = True, connections: int = 32) -> Result:
     """One `wrk -t1 -c32` run; a socket error, or a non-2xx with check_status, is fatal."""
-    command = ["wrk", "-t1", "-c32", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT}", "--latency"]
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={WRK_TIMEOUT}",
+        "--latency",
+    ]
     for name, value in load.headers.items():
         command += ["-H", f"{name}: {value}"]
     if load.script is not None:
@@ -513,11 +524,11 @@ def signing_algorithm(load: Load) -> str:
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`storefront serve` on a free port: (its process, its base URL), stopped on exit."""
+def serving(env: dict[str, str], *argv: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`storefront serve ARGV` on a free port: (its process, its base URL), stopped on exit."""
     port = free_port()
     process = subprocess.Popen(
-        [BIN / "storefront", "serve", "--port", str(port)],
+        [BIN / "storefront", "serve", "--port", str(port), *argv],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -41,15 +41,10 @@ class EmailTaken(Conflict):
 
 
 class PreconditionFailed(StorefrontError):
-    """A write named versions of the resource (``If-Match``) and none of them is current."""
+    """A write's precondition (``If-Match``, ``If-None-Match``, ``If-Unmodified-Since``) does
+    not hold for the resource as it is; the message says which."""
 
     title = "Precondition Failed"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The user has changed since the version this request names: read it again and "
-            "retry with its current ETag in If-Match."
-        )
 
 
 class PreconditionRequired(StorefrontError):

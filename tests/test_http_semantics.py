@@ -1,18 +1,25 @@
 """HTTP semantics a client sees on the wire, against a real ``storefront serve``: the
-challenge of a failed client authentication (RFC 6749 §5.2).
+challenge of a failed client authentication (RFC 6749 §5.2), and conditional requests read
+strictly (RFC 9110 §13).
 
 On SQLite and PostgreSQL; the module's tests share one server per backend (starting it is
-most of the cost). The server validates its own responses against openapi.yaml, so every
-header and status here is also one the spec declares.
+most of the cost), each with users of its own. The server validates its own responses against
+openapi.yaml, so every header and status here is also one the spec declares.
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.helpers import assert_error
 from tests.servers import Server, clean_env, serving, storefront_json
 
 BASIC_CHALLENGE = 'Basic realm="storefront", charset="UTF-8"'
@@ -47,6 +54,14 @@ def api(server: Server, client: dict[str, str]) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=30) as http:
         yield http
+
+
+def new_user(api: httpx.Client, **headers: str) -> httpx.Response:
+    unique = uuid.uuid4().hex[:12]
+    body = {"name": f"Ada {unique}", "email": f"ada.{unique}@example.com", "password": "pw-123456"}
+    response = api.post("/users", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response
 
 
 # RFC 6749 §5.2: a client that used the Authorization header gets a challenge.
@@ -101,3 +116,141 @@ def test_the_token_endpoints_other_challenges_stay_as_they_were(
     assert "www-authenticate" not in in_form.headers
     assert right.status_code == 200, right.text
     assert "www-authenticate" not in right.headers
+
+
+# RFC 9110 §13: conditional requests, strictly.
+
+#: Fields that are not `*` or a list of entity tags; N stands for the user's current version.
+MALFORMED = [
+    'w/"N"',  # the weak prefix is a capital W
+    'W/ "N"',  # nothing between W/ and the quote
+    'x"N"x',
+    'garbage "N" garbage',
+    '"N""N"',  # two tags need a comma
+    '"N"x',
+    '*, "N"',  # * stands alone
+    "N",  # unquoted
+]
+
+
+def _field(template: str, version: str) -> str:
+    return template.replace("N", version)
+
+
+def _state(api: httpx.Client, user_id: str) -> tuple[int, str | None, Any]:
+    response = api.get(f"/users/{user_id}")
+    return response.status_code, response.headers.get("etag"), response.json()
+
+
+def test_a_malformed_if_match_is_a_400_naming_it_and_nothing_is_written(
+    api: httpx.Client, subtests: pytest.Subtests
+) -> None:
+    created = new_user(api)
+    user_id, version = created.json()["id"], created.headers["etag"].strip('"')
+    before = _state(api, user_id)
+    for template in MALFORMED:
+        field = _field(template, version)
+        for method, options in (("PUT", {"json": {"name": "Lost update"}}), ("DELETE", {})):
+            with subtests.test(method=method, if_match=field):
+                response = api.request(
+                    method, f"/users/{user_id}", headers={"If-Match": field}, **options
+                )
+                body = assert_error(response, 400, "'If-Match'")
+                assert body["error"] == "Bad Request"
+                assert "entity tags" in body["message"]
+    assert _state(api, user_id) == before
+
+
+def test_a_weak_tag_never_matches_if_match(api: httpx.Client) -> None:
+    created = new_user(api)
+    user_id, tag = created.json()["id"], created.headers["etag"]
+    before = _state(api, user_id)
+
+    for method, options in (("PUT", {"json": {"name": "Lost update"}}), ("DELETE", {})):
+        response = api.request(
+            method, f"/users/{user_id}", headers={"If-Match": f"W/{tag}"}, **options
+        )
+        assert_error(response, 412, "If-Match")
+    assert _state(api, user_id) == before
+    # A list with the strong tag among empty elements and a weak one writes.
+    written = api.put(
+        f"/users/{user_id}", headers={"If-Match": f", W/{tag},{tag} ,,"}, json={"name": "Ada B"}
+    )
+    assert written.status_code == 200, written.text
+    assert written.json()["name"] == "Ada B"
+
+
+def test_a_malformed_if_none_match_is_a_400_not_a_304(api: httpx.Client) -> None:
+    created = new_user(api)
+    user_id, version = created.json()["id"], created.headers["etag"].strip('"')
+
+    for template in MALFORMED:
+        response = api.get(
+            f"/users/{user_id}", headers={"If-None-Match": _field(template, version)}
+        )
+        assert_error(response, 400, "'If-None-Match'")
+    # The well-formed ones still work: weakly compared, a 304 without a body.
+    for field in (f'"{version}"', f'W/"{version}"', f'"0", "{version}"', "*"):
+        response = api.get(f"/users/{user_id}", headers={"If-None-Match": field})
+        assert (response.status_code, response.content) == (304, b"")
+
+
+def test_if_none_match_on_a_write_of_an_existing_user_is_a_412(api: httpx.Client) -> None:
+    created = new_user(api)
+    user_id, tag = created.json()["id"], created.headers["etag"]
+    before = _state(api, user_id)
+
+    for field, words in (("*", "If-None-Match: *"), (tag, "If-None-Match names")):
+        for method, options in (("PUT", {"json": {"name": "Lost update"}}), ("DELETE", {})):
+            response = api.request(
+                method, f"/users/{user_id}", headers={"If-None-Match": field}, **options
+            )
+            body = assert_error(response, 412, words)
+            assert body["error"] == "Precondition Failed"
+    assert _state(api, user_id) == before
+    # Another version than the current one: the write goes ahead.
+    written = api.put(f"/users/{user_id}", headers={"If-None-Match": '"0"'}, json={"name": "B"})
+    assert (written.status_code, written.json()["name"]) == (200, "B")
+
+
+def http_date(moment: datetime) -> str:
+    return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def test_if_unmodified_since_before_the_last_change_is_a_412(api: httpx.Client) -> None:
+    user_id = new_user(api).json()["id"]
+    read = api.get(f"/users/{user_id}")
+    read_at = read.headers["date"]  # when the client read it, as the server tells
+    time.sleep(1.1)  # HTTP-dates have whole seconds: the change falls in a later one
+    changed = api.put(f"/users/{user_id}", json={"name": "Changed"})
+    assert changed.status_code == 200
+    before = _state(api, user_id)
+
+    for method, options in (("PUT", {"json": {"name": "Lost update"}}), ("DELETE", {})):
+        response = api.request(
+            method, f"/users/{user_id}", headers={"If-Unmodified-Since": read_at}, **options
+        )
+        body = assert_error(response, 412, "If-Unmodified-Since")
+        assert body["error"] == "Precondition Failed"
+    # The obsolete forms are HTTP-dates too (a recipient must read all three).
+    for old in ("Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"):
+        response = api.put(
+            f"/users/{user_id}", headers={"If-Unmodified-Since": old}, json={"name": "Lost"}
+        )
+        assert_error(response, 412, "If-Unmodified-Since")
+    assert _state(api, user_id) == before
+
+    # §13.1.4: ignored beside If-Match, and when it is not an HTTP-date.
+    response = changed
+    for headers in (
+        {"If-Unmodified-Since": read_at, "If-Match": changed.headers["etag"]},
+        {"If-Unmodified-Since": "yesterday"},
+        {"If-Unmodified-Since": f"{read_at}, {read_at}"},  # a list of dates is not a date
+        {},  # the second of the last change itself (its updated_at): not after it
+        {"If-Unmodified-Since": http_date(datetime.now(UTC) + timedelta(seconds=2))},
+    ):
+        last_change = datetime.fromisoformat(response.json()["updated_at"])
+        headers = headers or {"If-Unmodified-Since": http_date(last_change)}
+        response = api.put(f"/users/{user_id}", headers=headers, json={"name": "Written"})
+        assert response.status_code == 200, (headers, response.text)
+    assert api.get(f"/users/{user_id}").json()["name"] == "Written"

@@ -72,6 +72,20 @@ class IdempotencyKeyReused(StorefrontError):
         )
 
 
+class IdempotentResourceGone(StorefrontError):
+    """The first request with an idempotency key was carried out, and what it created has
+    since been deleted: its stored response, which carried it, is forgotten."""
+
+    title = "Resource deleted"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The first request with this Idempotency-Key was carried out, and what it created "
+            "has since been deleted, with the response that showed it. It is not carried out "
+            "again: to create it anew, send a new key."
+        )
+
+
 class IdempotencyInProgress(Conflict):
     """The request that first sent an idempotency key is still running."""
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import EmailTaken, UserNotFound
 from core.ids import new_id
+from persistence import idempotency
 from persistence._constraints import violates
 from persistence.counts import table_total
 from persistence.db import PreparedQuery
@@ -175,6 +176,9 @@ def update_user(
 def delete_user(
     session: Session, *, user_id: str, precondition: Precondition | None = None
 ) -> None:
-    """Delete the user if ``precondition`` holds for it."""
+    """Delete the user if ``precondition`` holds for it, and forget, in the same
+    transaction, the stored Idempotency-Key responses that carry it: personal data that was
+    deleted is never served again, not even as a replay."""
     session.delete(_locked_user(session, user_id, precondition))
     session.flush()
+    idempotency.forget(session, resource_id=user_id)

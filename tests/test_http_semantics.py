@@ -1,6 +1,6 @@
 """HTTP semantics a client sees on the wire, against a real ``storefront serve``: the
-challenge of a failed client authentication (RFC 6749 §5.2), and conditional requests read
-strictly (RFC 9110 §13).
+challenge of a failed client authentication (RFC 6749 §5.2), conditional requests read
+strictly (RFC 9110 §13), and an Idempotency-Key replay once its user is deleted.
 
 On SQLite and PostgreSQL; the module's tests share one server per backend (starting it is
 most of the cost), each with users of its own. The server validates its own responses against
@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import assert_error
+from core.settings import Settings
+from tests.helpers import assert_error, db_rows
 from tests.servers import Server, clean_env, serving, storefront_json
 
 BASIC_CHALLENGE = 'Basic realm="storefront", charset="UTF-8"'
@@ -54,6 +55,14 @@ def api(server: Server, client: dict[str, str]) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=30) as http:
         yield http
+
+
+def settings_of(server: Server) -> Settings:
+    """The server's database settings, to look at what it stored."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=server.env["STOREFRONT_DATABASE_URL"],
+    )
 
 
 def new_user(api: httpx.Client, **headers: str) -> httpx.Response:
@@ -254,3 +263,51 @@ def test_if_unmodified_since_before_the_last_change_is_a_412(api: httpx.Client) 
         response = api.put(f"/users/{user_id}", headers=headers, json={"name": "Written"})
         assert response.status_code == 200, (headers, response.text)
     assert api.get(f"/users/{user_id}").json()["name"] == "Written"
+
+
+# Personal data that was deleted is never served again, not even as a replay.
+
+
+def test_a_replay_after_the_user_was_deleted_is_a_410_without_their_data(
+    server: Server, api: httpx.Client
+) -> None:
+    key = str(uuid.uuid4())
+    first = new_user(api, **{"Idempotency-Key": key})
+    user = first.json()
+    body = {"name": user["name"], "email": user["email"], "password": "pw-123456"}
+    replay = api.post("/users", json=body, headers={"Idempotency-Key": key})
+    assert (replay.status_code, replay.json()) == (201, user)  # replayed while the user exists
+
+    assert api.delete(f"/users/{user['id']}").status_code == 204
+    again = api.post("/users", json=body, headers={"Idempotency-Key": key})
+
+    answer = assert_error(again, 410, "Idempotency-Key", "deleted")
+    assert answer["error"] == "Resource deleted"
+    assert again.headers["idempotent-replayed"] == "true"
+    shown = again.text + "".join(f"{k}: {v}" for k, v in again.headers.items())
+    for value in (user["id"], user["name"], user["email"]):
+        assert value not in shown
+    # Not carried out again: no user has that email.
+    assert api.get(f"/users/{user['id']}").status_code == 404
+    emails = db_rows(settings_of(server), "SELECT email FROM users")
+    assert (user["email"],) not in emails
+    # And the database no longer keeps the deleted person's name or email for the key.
+    stored = db_rows(
+        settings_of(server),
+        f"SELECT status, headers, body FROM idempotency_keys WHERE key = '{key}'",  # noqa: S608
+    )
+    assert stored == [(410, None, None)]
+    # The same key with another body is still a 422: the key was used.
+    other = api.post("/users", json={**body, "name": "Other"}, headers={"Idempotency-Key": key})
+    assert_error(other, 422)
+
+
+def test_a_replay_of_another_users_create_is_unaffected_by_a_delete(api: httpx.Client) -> None:
+    kept_key, gone_key = str(uuid.uuid4()), str(uuid.uuid4())
+    kept = new_user(api, **{"Idempotency-Key": kept_key}).json()
+    gone = new_user(api, **{"Idempotency-Key": gone_key}).json()
+    assert api.delete(f"/users/{gone['id']}").status_code == 204
+
+    body = {"name": kept["name"], "email": kept["email"], "password": "pw-123456"}
+    replay = api.post("/users", json=body, headers={"Idempotency-Key": kept_key})
+    assert (replay.status_code, replay.json()) == (201, kept)

@@ -26,6 +26,7 @@ from core.errors import (
     HeadersTooLarge,
     IdempotencyInProgress,
     IdempotencyKeyReused,
+    IdempotentResourceGone,
     InvalidInput,
     NotFound,
     NotReady,
@@ -106,6 +107,9 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         return _rate_limited(exc)
     if isinstance(exc, IdempotencyInProgress):
         return error_response(409, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, IdempotentResourceGone):
+        # Answered from the key's record, as a replay is: the request was not run again.
+        return error_response(410, exc.title, exc.message, {"Idempotent-Replayed": "true"})
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)

@@ -61,8 +61,9 @@ derived from its name and category (prod_ and 24 hex digits), so importing the s
 again updates those products instead of adding copies. Two rows of a file may not share an
 id, given or derived.
 
-All or nothing: every row is checked first, and a bad one stops the import with one line
-naming its row and field; nothing is written then. The command reports how many products
+All or nothing: the rows are checked and written in one transaction, and a bad one stops
+the import with one line naming its row and field; nothing is written then. The file is
+read as it is written, so its size does not matter. The command reports how many products
 were inserted, updated and already stored unchanged.
 """
 

@@ -43,7 +43,7 @@ from persistence.health import unavailable
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
 
-logger = logging.getLogger("core.errors")
+logger = logging.getLogger(__name__)
 
 #: Errors here speak RFC 6749 §5.2. Matched by path: Connexion's routing extension is not
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).

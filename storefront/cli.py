@@ -492,7 +492,7 @@ def _in_child(work: Callable[[], None]) -> None:
         code = 1
         try:
             code = _handled(work)
-        except BaseException:
+        except Exception:
             # Not one of the errors _handled words: a bug, whose traceback os._exit below
             # would otherwise swallow, leaving an exit status and nothing said.
             traceback.print_exc()

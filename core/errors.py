@@ -41,15 +41,10 @@ class EmailTaken(Conflict):
 
 
 class PreconditionFailed(StorefrontError):
-    """A write named versions of the resource (``If-Match``) and none of them is current."""
+    """A write's precondition (``If-Match``, ``If-None-Match``, ``If-Unmodified-Since``) does
+    not hold for the resource as it is; the message says which."""
 
     title = "Precondition Failed"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The user has changed since the version this request names: read it again and "
-            "retry with its current ETag in If-Match."
-        )
 
 
 class PreconditionRequired(StorefrontError):
@@ -74,6 +69,20 @@ class IdempotencyKeyReused(StorefrontError):
         super().__init__(
             "This Idempotency-Key was already used with a different request body; use a new "
             "key for a new request."
+        )
+
+
+class IdempotentResourceGone(StorefrontError):
+    """The first request with an idempotency key was carried out, and what it created has
+    since been deleted: its stored response, which carried it, is forgotten."""
+
+    title = "Resource deleted"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The first request with this Idempotency-Key was carried out, and what it created "
+            "has since been deleted, with the response that showed it. It is not carried out "
+            "again: to create it anew, send a new key."
         )
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 logger = logging.getLogger("storefront")
 
@@ -157,9 +159,21 @@ class Settings(BaseSettings):
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _valid_database_url(cls, value: str | None) -> str | None:
-        scheme = (value or "sqlite:").split(":", 1)[0].split("+", 1)[0]
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
         if scheme not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError("must start with sqlite:// or postgresql://")
+        # Here, not at the first connection: there a port that is no number is a ValueError
+        # deep in SQLAlchemy and one out of range an OverflowError in the socket layer, both
+        # tracebacks. The message never quotes the URL, which may hold a password.
+        port = url_port(value)
+        if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"the port must be a number from 1 to 65535, got {port!r}")
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL like postgresql://user@host:5432/db") from None
         return value
 
     @model_validator(mode="after")
@@ -274,13 +288,46 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(f"invalid STOREFRONT_{field.upper()}: {msg}") from None
 
 
+#: The start of a URL as SQLAlchemy's make_url reads it (its own expression), up to the port:
+#: a password runs to the first "@", and may hold "/" or "?".
+_URL_HEAD = re.compile(
+    r"[\w+]+://(?:[^:/]*(?::[^@]*)?@)?(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?"
+)
+
+
+def url_port(url: str) -> str | None:
+    """The port of a database URL as written, as SQLAlchemy will read it (``""`` after a bare
+    colon); None when it names none."""
+    found = _URL_HEAD.match(url)
+    return found["port"] if found else None
+
+
+#: Query parameters whose value is a password: libpq's and the drivers' ``password`` (asyncpg
+#: and psycopg read ``?password=``), ``sslpassword``, Redis' ``password``.
+_SECRET_PARAMETER = re.compile(r"[^=&;]*password=", re.IGNORECASE)
+
+
 def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: for messages and logs that name it."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    """``url`` with every password replaced by ``***``, in the user information
+    (``user:pw@``) and in query parameters (``?password=pw``): for messages and logs that
+    name it.
+
+    Masks rather too much than too little: the user information runs to the last "@" (a
+    password written with "@", "/" or "?" in it unencoded is still hidden whole)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{after}"
+    before, question, query = rest.partition("?")
+    if question:
+        query, hash_, fragment = query.partition("#")
+        separator = ";" if ";" in query and "&" not in query else "&"
+        masked = [
+            f"{part.partition('=')[0]}=***" if _SECRET_PARAMETER.match(part) else part
+            for part in query.split(separator)
+        ]
+        rest = f"{before}?{separator.join(masked)}{hash_}{fragment}"
+    return f"{scheme}{sep}{rest}"
 
 
 def read_or_create_secret(path: Path) -> tuple[bytes, bool]:

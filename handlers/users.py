@@ -20,7 +20,7 @@ from handlers._common import (
 )
 from persistence import users
 from persistence.models import User
-from persistence.users import PublicUser, UserKey, UserRow
+from persistence.users import Precondition, PublicUser, UserKey, UserRow
 from storefront.http import conditional, idempotency
 from storefront.http.deps import header, services
 
@@ -105,15 +105,18 @@ async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:
     return _public(user), 200, headers
 
 
-def _write_condition() -> conditional.WriteCondition:
+def _precondition() -> Precondition | None:
     return conditional.write_condition(
-        header("if-match"), required=services().settings.require_if_match
+        if_match=header("if-match"),
+        if_none_match=header("if-none-match"),
+        if_unmodified_since=header("if-unmodified-since"),
+        required=services().settings.require_if_match,
     )
 
 
 async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
     svc = services()
-    condition = _write_condition()
+    precondition = _precondition()
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = clean_name(body["name"])
@@ -121,13 +124,11 @@ async def update_user(id_: str, body: Body) -> tuple[Body, int, dict[str, str]]:
         changes["email"] = clean_email(body["email"])
     if "password" in body:
         changes["password_hash"] = await svc.passwords.hash(body["password"])
-    user = await svc.db.write(
-        users.update_user, user_id=id_, versions=condition.versions, **changes
-    )
+    user = await svc.db.write(users.update_user, user_id=id_, precondition=precondition, **changes)
     return _public(user), 200, {"ETag": conditional.etag(user.version)} | PRIVATE
 
 
 async def delete_user(id_: str) -> tuple[None, int]:
-    condition = _write_condition()
-    await services().db.write(users.delete_user, user_id=id_, versions=condition.versions)
+    precondition = _precondition()
+    await services().db.write(users.delete_user, user_id=id_, precondition=precondition)
     return None, 204

@@ -8,7 +8,10 @@ A key goes through three states, each one row (or none) of ``idempotency_keys``:
   ``IdempotencyInProgress`` until ``claimed_until``, after which the request is taken to be
   dead and a retry may claim the key over it;
 - complete: ``complete`` stored the response, in the same transaction as the work it
-  describes, and only if the request still held the key. Retries get the stored response.
+  describes, and only if the request still held the key. Retries get the stored response;
+- forgotten: the resource the response carries (a created user) was deleted, and ``forget``
+  dropped the response in the delete's transaction. Retries get ``IdempotentResourceGone``:
+  the request is not carried out again, and what was deleted is never served again.
 
 A request that fails ``release``\\ s its key, so that a retry runs anew.
 """
@@ -23,7 +26,7 @@ from sqlalchemy import ColumnElement, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.errors import IdempotencyInProgress, IdempotencyKeyReused
+from core.errors import IdempotencyInProgress, IdempotencyKeyReused, IdempotentResourceGone
 from core.ids import new_id
 from persistence.models import IdempotencyKey
 
@@ -35,6 +38,8 @@ PURGE_BATCH = 100
 RETRY_AFTER = 1
 #: How many times ``claim`` tries again when the key it found taken was released meanwhile.
 _ATTEMPTS = 3
+#: The status of a forgotten response (it has no headers or body): what its replay answers.
+GONE = 410
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,8 @@ def claim(
             return held
         if row.fingerprint != fingerprint:
             raise IdempotencyKeyReused()
+        if row.status == GONE:
+            raise IdempotentResourceGone()
         if row.status is not None:
             return StoredResponse(row.status, json.loads(row.headers or "{}"), row.body or "")
         if row.claimed_until is not None and row.claimed_until > now:
@@ -127,8 +134,11 @@ def claim(
     raise IdempotencyInProgress(retry_after=RETRY_AFTER)
 
 
-def complete(session: Session, *, held: Claim, response: StoredResponse) -> None:
-    """Store the response of the request holding ``held``, in the transaction of its work.
+def complete(
+    session: Session, *, held: Claim, response: StoredResponse, resource_id: str | None
+) -> None:
+    """Store the response of the request holding ``held``, in the transaction of its work;
+    ``resource_id``: the resource it carries, whose deletion forgets it (``forget``).
 
     Raises ``IdempotencyInProgress`` when the key was claimed over it meanwhile (its lease
     ran out): the transaction, and so the work, must not be committed.
@@ -141,6 +151,7 @@ def complete(session: Session, *, held: Claim, response: StoredResponse) -> None
             status=response.status,
             headers=json.dumps(response.headers),
             body=response.body,
+            resource_id=resource_id,
             claim=None,
             claimed_until=None,
         )
@@ -148,6 +159,19 @@ def complete(session: Session, *, held: Claim, response: StoredResponse) -> None
     )
     if not stored.rowcount:  # type: ignore[attr-defined]
         raise IdempotencyInProgress(retry_after=RETRY_AFTER)
+
+
+def forget(session: Session, *, resource_id: str) -> None:
+    """Forget every stored response that carries ``resource_id``, whichever client's key
+    holds it, in the transaction that deletes the resource: what a response of it would
+    replay (a person's name and email) is gone with it. The keys stay until they expire, so
+    that a retry is told the request was carried out rather than carrying it out again."""
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.resource_id == resource_id)
+        .values(status=GONE, headers=None, body=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def release(session: Session, *, held: Claim) -> None:

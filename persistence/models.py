@@ -221,8 +221,8 @@ class IdempotencyKey(Base):
 
     While the first request runs, ``claim`` names it and ``status`` is empty; once it
     finished, ``status``, ``headers`` and ``body`` are its response, replayed to retries until
-    ``expires_at``. The request body is kept only as ``fingerprint``, an HMAC under the server
-    pepper: a body may hold a password.
+    ``expires_at``, or until the resource it carries is deleted. The request body is kept
+    only as ``fingerprint``, an HMAC under the server pepper: a body may hold a password.
     """
 
     __tablename__ = "idempotency_keys"
@@ -243,6 +243,9 @@ class IdempotencyKey(Base):
     #: The headers that matter to a retry (Location), as a JSON object.
     headers: Mapped[str | None] = mapped_column(Text, nullable=True)
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The resource the stored response carries (the created user's id): deleting it forgets
+    #: the response, status GONE and no headers or body, by this index (migration 0011).
+    resource_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: Purged past this, a bounded batch at a time, walking this index.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

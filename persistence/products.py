@@ -32,6 +32,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    text,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -515,3 +516,76 @@ def _write_staged(session: Session, chunk: list[ProductData]) -> None:
         ],
     )
     session.execute(_staged_upsert())
+
+
+#: The ids an import has written so far, each with the row of the file it came from: a
+#: temporary table in the import's transaction, so that an id repeated a million rows later
+#: is still found, in memory that does not grow with the file (a set of a million ids in
+#: Python would take over 100 MB).
+_IMPORTED = Table(
+    "imported_ids",
+    MetaData(),
+    Column("id", String(64), primary_key=True),
+    Column("first_row", Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+#: Rows travel as two arrays, cast in SQL: one statement per chunk (an executemany is one
+#: per row on asyncpg), without SQLAlchemy's ARRAY type processing every element on the way.
+_PG_ADD_IMPORTED = text(
+    "INSERT INTO imported_ids (id, first_row) "
+    "SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:first_rows AS integer[])) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+#: Run on SQLite's driver straight: through SQLAlchemy, an executemany of a chunk's ids took
+#: three times as long (57 ms against 20 ms for 5,000 ids).
+_SQLITE_ADD_IMPORTED = (
+    "INSERT INTO imported_ids (id, first_row) VALUES (?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+class ImportedIds:
+    """The ids written by one import, in its transaction (``storefront.importer``).
+
+    The table is made empty when the import starts and dropped when ``close`` is called: a
+    SQLite connection keeps a temporary table until it closes, and behind a transaction pooler
+    nothing may outlive the transaction. A rolled-back import takes it away with the rest.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        _IMPORTED.create(session.connection(), checkfirst=True)
+        session.execute(delete(_IMPORTED))
+
+    def add(self, rows: Iterable[tuple[str, int]]) -> bool:
+        """Record ids as written, each with its row, unless one was already: whether all of
+        them were new (those already there keep their first row). ``rows`` must not repeat
+        an id."""
+        pairs = list(rows)
+        if not pairs:
+            return True
+        connection = self.session.connection()
+        if connection.dialect.name == "sqlite":
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            added = raw.executemany(_SQLITE_ADD_IMPORTED, pairs).rowcount
+        else:
+            ids = [product_id for product_id, _ in pairs]
+            rows_of = [row for _, row in pairs]
+            added = connection.execute(
+                _PG_ADD_IMPORTED, {"ids": ids, "first_rows": rows_of}
+            ).rowcount
+        # One count for the whole batch, not a query per id: repeats are the rare case.
+        return bool(added == len(pairs))
+
+    def first_rows(self, ids: Iterable[str]) -> dict[str, int]:
+        """The row each of ``ids`` that was already written came from."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        query = select(_IMPORTED.c.id, _IMPORTED.c.first_row).where(_IMPORTED.c.id.in_(wanted))
+        return {row.id: row.first_row for row in self.session.execute(query)}
+
+    def close(self) -> None:
+        _IMPORTED.drop(self.session.connection())

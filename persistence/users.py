@@ -3,6 +3,7 @@ never commit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -10,8 +11,9 @@ from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import EmailTaken, PreconditionFailed, UserNotFound
+from core.errors import EmailTaken, UserNotFound
 from core.ids import new_id
+from persistence import idempotency
 from persistence._constraints import violates
 from persistence.counts import table_total, table_total_column
 from persistence.db import PreparedQuery
@@ -123,14 +125,21 @@ def list_users(
     )
 
 
-def _locked_user(session: Session, user_id: str, versions: frozenset[int] | None) -> User:
-    """The user, its row locked until the transaction ends, if its version is one of
-    ``versions`` (None: any version).
+#: A write's precondition: called with the locked user's version and the time of its last
+#: change, it raises ``PreconditionFailed`` when the write must not go ahead
+#: (storefront.http.conditional reads it from the request's header fields).
+Precondition = Callable[[int, datetime], None]
+
+
+def _locked_user(session: Session, user_id: str, precondition: Precondition | None) -> User:
+    """The user, its row locked until the transaction ends, if ``precondition`` (None: none)
+    holds for it.
 
     The check and the write that follows are one transaction, and the row cannot change in
     between: FOR UPDATE makes a concurrent writer of it on PostgreSQL wait for this one's
     commit (and then read the version this one wrote); SQLite's writers are serialised by
-    BEGIN IMMEDIATE.
+    BEGIN IMMEDIATE. A user that does not exist is a 404 whatever the precondition
+    (RFC 9110 §13.2.1: preconditions are evaluated only where the answer would be a 2xx).
     """
     user = (
         session.scalar(select(User).where(User.id == user_id).with_for_update())
@@ -139,8 +148,8 @@ def _locked_user(session: Session, user_id: str, versions: frozenset[int] | None
     )
     if user is None:
         raise UserNotFound()
-    if versions is not None and user.version not in versions:
-        raise PreconditionFailed()
+    if precondition is not None:
+        precondition(user.version, user.updated_at or user.created_at)
     return user
 
 
@@ -148,14 +157,14 @@ def update_user(
     session: Session,
     *,
     user_id: str,
-    versions: frozenset[int] | None = None,
+    precondition: Precondition | None = None,
     name: str | None = None,
     email: str | None = None,
     password_hash: str | None = None,
 ) -> User:
-    """Update the user if its version is one of ``versions`` (None: whatever it is); its
-    version goes up by one, and updated_at only moves forward."""
-    user = _locked_user(session, user_id, versions)
+    """Update the user if ``precondition`` holds for it; its version goes up by one, and
+    updated_at only moves forward."""
+    user = _locked_user(session, user_id, precondition)
     if name is not None:
         user.name = name
     if email is not None:
@@ -169,7 +178,12 @@ def update_user(
     return user
 
 
-def delete_user(session: Session, *, user_id: str, versions: frozenset[int] | None = None) -> None:
-    """Delete the user if its version is one of ``versions`` (None: whatever it is)."""
-    session.delete(_locked_user(session, user_id, versions))
+def delete_user(
+    session: Session, *, user_id: str, precondition: Precondition | None = None
+) -> None:
+    """Delete the user if ``precondition`` holds for it, and forget, in the same
+    transaction, the stored Idempotency-Key responses that carry it: personal data that was
+    deleted is never served again, not even as a replay."""
+    session.delete(_locked_user(session, user_id, precondition))
     session.flush()
+    idempotency.forget(session, resource_id=user_id)

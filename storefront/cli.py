@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +61,9 @@ derived from its name and category (prod_ and 24 hex digits), so importing the s
 again updates those products instead of adding copies. Two rows of a file may not share an
 id, given or derived.
 
-All or nothing: every row is checked first, and a bad one stops the import with one line
-naming its row and field; nothing is written then. The command reports how many products
+All or nothing: the rows are checked and written in one transaction, and a bad one stops
+the import with one line naming its row and field; nothing is written then. The file is
+read as it is written, so its size does not matter. The command reports how many products
 were inserted, updated and already stored unchanged.
 """
 
@@ -403,12 +405,17 @@ def _upgrade(settings: Settings) -> None:
         # Straight to PostgreSQL when a pooler sits in front (STOREFRONT_MIGRATION_DATABASE_URL).
         upgrade(settings.migrations_url)
     except (SQLAlchemyError, OSError) as exc:
-        raise StartupError(_unreachable(settings, exc)) from None
+        raise StartupError(_unreachable(settings, exc, migrating=True)) from None
 
 
-def _unreachable(settings: Settings, exc: BaseException) -> str:
-    url = make_url(settings.database_url)
-    shown = f"(STOREFRONT_DATABASE_URL={masked_url(settings.database_url)})"
+def _unreachable(settings: Settings, exc: BaseException, *, migrating: bool = False) -> str:
+    """One line: the database that could not be reached, the setting that names it (its
+    password masked, wherever in the URL it is), and why."""
+    variable, value = "STOREFRONT_DATABASE_URL", settings.database_url
+    if migrating and settings.migration_database_url is not None:
+        variable, value = "STOREFRONT_MIGRATION_DATABASE_URL", settings.migration_database_url
+    url = make_url(value)
+    shown = f"({variable}={masked_url(value)})"
     if url.get_backend_name() == "sqlite":
         path = Path(url.database).resolve() if url.database else "in memory"
         return f"cannot open the database file {path} {shown}: {_reason(exc)}"
@@ -485,6 +492,10 @@ def _in_child(work: Callable[[], None]) -> None:
         code = 1
         try:
             code = _handled(work)
+        except Exception:
+            # Not one of the errors _handled words: a bug, whose traceback os._exit below
+            # would otherwise swallow, leaving an exit status and nothing said.
+            traceback.print_exc()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -569,7 +580,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         _signing_key_command(settings, args)
         return
     # Only serve and db upgrade create a database; the others say where they looked.
-    require_database(settings)
+    try:
+        require_database(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(_unreachable(settings, exc)) from None
     _upgrade(settings)
     # Every command checks the secrets at hand; those that make credentials need the pepper,
     # and make the keys on a database that has none yet.

@@ -1,8 +1,10 @@
 """``storefront products import``: a JSON or CSV catalogue, loaded all or nothing.
 
-Every row is validated before anything is written; then all of them are upserted in one
-transaction, so a bad row, or a failed write, leaves the catalogue as it was. Errors are
-``InvalidInput`` with one line naming the file, the row and the field.
+The file is streamed: rows are read, checked and upserted a chunk at a time, all in one
+transaction, so memory stays flat however long the file is (bench/import_memory.py: 1,000,000
+rows) and a bad row, or a failed write, rolls everything back and leaves the catalogue as it
+was. Errors are ``InvalidInput`` with one line naming the file, the row and the field (and the
+line of a CSV row); when several rows are bad, the first one in the file is named.
 
 A row without an ``id`` gets one derived from its name and category (see ``derived_id``), so
 that importing the same file twice updates those products rather than adding them again.
@@ -13,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -34,7 +38,7 @@ from sqlalchemy.orm import Session
 from core.errors import InvalidInput
 from core.settings import Settings
 from persistence.db import Database
-from persistence.products import ProductData, UpsertCounts, upsert_products
+from persistence.products import ImportedIds, ProductData, UpsertCounts, upsert_products
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -49,9 +53,16 @@ MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
 CENT = Decimal("0.01")
 PRICE_RULE = "must be a number >= 0 with at most two decimals"
 NAME_MAX, DESCRIPTION_MAX, CATEGORY_MAX = 200, 5000, 100
+#: Rows checked, then written, together: the memory an import holds besides the driver's.
 WRITE_CHUNK = 5000
-#: Rows between progress-bar updates while validating: an update per row would cost seconds.
-PROGRESS_STEP = 5000
+#: Characters of a JSON file read at a time.
+JSON_BLOCK = 1 << 20
+#: A JSON array item is read whole before it is checked: one larger than this (no valid
+#: product comes near it) is reported as the JSON error where the reading stopped.
+MAX_JSON_ITEM = 16 << 20
+#: Text no database column may hold: PostgreSQL refuses NUL in text, and neither engine can
+#: store a lone UTF-16 surrogate (JSON's "\ud800"), which is not Unicode text.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def import_file(settings: Settings, path: Path, *, progress: bool) -> UpsertCounts:
@@ -62,43 +73,112 @@ def import_file(settings: Settings, path: Path, *, progress: bool) -> UpsertCoun
     written then.
     """
     path = Path(path)
-    with Progress(
-        TextColumn("{task.description:>10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not progress,
-    ) as bar:
-        products = _read(path, bar)
-        return asyncio.run(_write(settings, products, bar))
+    as_json = _is_json(path)
+    # Opened before anything else: a missing file is said as such, with no bar and no
+    # connection made.
+    with _reading(path):
+        raw = path.open("rb")
+    with (
+        raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
+        Progress(
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rows]:>10,} rows"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not progress,
+        ) as bar,
+    ):
+        size = path.stat().st_size
+        task = bar.add_task("importing", total=size or None, rows=0)
+
+        def advanced(rows: int) -> None:
+            bar.update(task, completed=raw.tell(), rows=rows)
+
+        rows = (_json_rows if as_json else _csv_rows)(handle, path)
+        counts = asyncio.run(_write(settings, rows, advanced))
+        bar.update(task, completed=size, rows=counts.total)
+        return counts
 
 
-async def _write(settings: Settings, products: list[ProductData], bar: Progress) -> UpsertCounts:
-    task = bar.add_task("writing", total=len(products))
+async def _write(
+    settings: Settings, rows: Iterator[_Row], advanced: Callable[[int], None]
+) -> UpsertCounts:
     db = Database.from_settings(settings)
     try:
-
-        def write_all(session: Session) -> UpsertCounts:
-            counts = UpsertCounts()
-            for start in range(0, len(products), WRITE_CHUNK):
-                chunk = products[start : start + WRITE_CHUNK]
-                counts += upsert_products(session, products=chunk)
-                bar.update(task, completed=counts.total)
-            return counts
-
-        return await db.write(write_all)
+        return await db.write(_write_all, rows, advanced)
     finally:
         await db.dispose()
+
+
+def _write_all(
+    session: Session, rows: Iterator[_Row], advanced: Callable[[int], None]
+) -> UpsertCounts:
+    """Every row, a chunk at a time, in the one transaction ``session`` is in."""
+    written = ImportedIds(session)
+    counts = UpsertCounts()
+    chunk: list[_Row] = []
+    try:
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == WRITE_CHUNK:
+                counts += _write_chunk(session, written, chunk)
+                advanced(counts.total)
+                chunk = []
+    except InvalidInput:
+        # A row of the chunk not yet written may repeat an id: that row comes first.
+        _refuse_repeated_ids(written, chunk)
+        raise
+    counts += _write_chunk(session, written, chunk)
+    written.close()
+    return counts
+
+
+def _write_chunk(session: Session, written: ImportedIds, chunk: list[_Row]) -> UpsertCounts:
+    first_rows: dict[str, int] = {}
+    for row in chunk:
+        if first_rows.setdefault(row.product.id, row.row) != row.row:
+            _refuse_repeated_ids(written, chunk)  # repeated within the chunk
+    if not written.add((row.product.id, row.row) for row in chunk):
+        _refuse_repeated_ids(written, chunk)  # repeating an earlier chunk's
+    return upsert_products(session, products=[row.product for row in chunk])
+
+
+def _refuse_repeated_ids(written: ImportedIds, chunk: list[_Row]) -> None:
+    """``InvalidInput`` for the first row of ``chunk`` whose id an earlier row of the file
+    has, in this chunk or one already written."""
+    first_rows = written.first_rows({row.product.id for row in chunk})
+    for row in chunk:
+        product_id = row.product.id
+        first = first_rows.setdefault(product_id, row.row)
+        if first == row.row:
+            continue
+        if row.given_id:
+            problem = f"{product_id!r} is already used by row {first}"
+        else:
+            problem = (
+                f"is missing, and row {first} has the same name and category, so both would be "
+                f"{product_id!r}: give them ids, or merge the rows"
+            )
+        raise InvalidInput(f"{row.source}: {_where(row.row, row.line)}, field 'id': {problem}")
 
 
 # Reading
 
 
-def _read(path: Path, bar: Progress) -> list[ProductData]:
-    if _is_json(path):
-        return _read_json(path, bar)
-    return _read_csv(path, bar)
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A checked row: its product, and where in the file it is."""
+
+    source: str
+    row: int
+    #: The line a CSV row starts on; None in JSON.
+    line: int | None
+    product: ProductData
+    #: Whether the row named its id (else it was derived from the name and category).
+    given_id: bool
 
 
 def _is_json(path: Path) -> bool:
@@ -124,96 +204,56 @@ def _reading(path: Path) -> Iterator[None]:
         raise InvalidInput(f"{path}: cannot read the file: {exc.strerror or exc}") from None
 
 
-def _read_json(path: Path, bar: Progress) -> list[ProductData]:
+def _not_utf8(path: Path) -> str:
+    """Where ``path`` stops being UTF-8, found by reading it again line by line: the decoder
+    that failed reads blocks, and knows only how far into its block it got."""
+    offset = 0
+    # Latin-1 reads any byte, and UTF-8's multi-byte sequences never hold a CR or LF byte, so
+    # each line (ended as the CSV reader ends them) decodes on its own exactly when the file
+    # decodes up to there.
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="latin-1", newline="") as lines:
+        for number, line in enumerate(lines, start=1):
+            data = line.encode("latin-1")
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"{path.name}: not UTF-8 text on line {number} (byte {offset + exc.start})"
+            offset += len(data)
+    return f"{path.name}: not UTF-8 text"
+
+
+def _csv_rows(handle: IO[str], path: Path) -> Iterator[_Row]:
     source = path.name
-    with _reading(path):
-        raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{source}: not UTF-8 text (byte {exc.start})") from None
-    del raw
-    try:
-        # Decimal keeps 19.99 exact; NaN and Infinity stay floats, which validation refuses.
-        data = json.loads(text, parse_float=_json_number, parse_int=_json_number)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise InvalidInput(f"{source}: not valid JSON: nested too deeply") from None
-    del text
-    if not isinstance(data, list):
-        raise InvalidInput(f"{source}: expected a JSON array of product objects, got {_kind(data)}")
-
     check = _RowChecker(source)
-    task = bar.add_task("validating", total=len(data))
-    products: list[ProductData] = []
-    for row, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            raise InvalidInput(f"{source}: row {row}: must be a JSON object, got {_kind(item)}")
-        unknown = next((key for key in item if key not in FIELDS), None)
-        if unknown is not None:
-            raise check.error(row, None, unknown, UNKNOWN_FIELD)
-        products.append(check.product(item, row, None, from_csv=False))
-        if row % PROGRESS_STEP == 0:
-            bar.update(task, completed=row)
-    bar.update(task, completed=len(data))
-    return products
-
-
-def _read_csv(path: Path, bar: Progress) -> list[ProductData]:
-    source = path.name
-    task = bar.add_task("validating", total=_estimated_rows(path) if not bar.disable else None)
-    check = _RowChecker(source)
-    products: list[ProductData] = []
-    with _reading(path), path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, strict=True)
-        try:
-            header, header_line = _read_header(reader, source)
-            width = len(header)
-            row = 0
-            previous_line = reader.line_num
-            for fields in reader:
-                # line_num is the row's last line; a quoted field may span several.
-                line, previous_line = previous_line + 1, reader.line_num
-                if not fields:
-                    continue
-                row += 1
-                if len(fields) > width:
-                    raise InvalidInput(
-                        f"{source}: {_where(row, line)}: has {len(fields)} fields, "
-                        f"but the header on line {header_line} names {width}"
-                    )
-                if len(fields) < width:
-                    raise check.error(
-                        row,
-                        line,
-                        header[len(fields)],
-                        f"is missing: the row has {len(fields)} of the header's {width} fields",
-                    )
-                products.append(
-                    check.product(dict(zip(header, fields, strict=True)), row, line, from_csv=True)
+    reader = csv.reader(handle, strict=True)
+    try:
+        header, header_line = _read_header(reader, source)
+        width = len(header)
+        row = 0
+        previous_line = reader.line_num
+        for fields in reader:
+            # line_num is the row's last line; a quoted field may span several.
+            line, previous_line = previous_line + 1, reader.line_num
+            if not fields:
+                continue
+            row += 1
+            if len(fields) > width:
+                raise InvalidInput(
+                    f"{source}: {_where(row, line)}: has {len(fields)} fields, "
+                    f"but the header on line {header_line} names {width}"
                 )
-                if row % PROGRESS_STEP == 0:
-                    bar.update(task, completed=row)
-        except csv.Error as exc:
-            raise InvalidInput(f"{source}: line {reader.line_num}: not valid CSV: {exc}") from None
-        except UnicodeDecodeError:
-            raise InvalidInput(
-                f"{source}: not UTF-8 text (near line {reader.line_num + 1})"
-            ) from None
-    bar.update(task, total=len(products), completed=len(products))
-    return products
-
-
-def _estimated_rows(path: Path) -> int:
-    """Lines after the header, for the progress bar: cheap, and close enough."""
-    lines = 0
-    with _reading(path), path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            lines += block.count(b"\n")
-    return max(lines - 1, 0)
+            if len(fields) < width:
+                raise check.error(
+                    row,
+                    line,
+                    header[len(fields)],
+                    f"is missing: the row has {len(fields)} of the header's {width} fields",
+                )
+            yield check.row(dict(zip(header, fields, strict=True)), row, line, from_csv=True)
+    except csv.Error as exc:
+        raise InvalidInput(f"{source}: line {reader.line_num}: not valid CSV: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(_not_utf8(path)) from None
 
 
 def _read_header(reader: Reader, source: str) -> tuple[list[str], int]:
@@ -240,6 +280,137 @@ def _read_header(reader: Reader, source: str) -> tuple[list[str], int]:
     return header, line_num
 
 
+def _json_rows(handle: IO[str], path: Path) -> Iterator[_Row]:
+    source = path.name
+    check = _RowChecker(source)
+    items = enumerate(_JsonArray(handle, source), start=1)
+    try:
+        for row, item in items:
+            if not isinstance(item, dict):
+                raise InvalidInput(f"{source}: row {row}: must be a JSON object, got {_kind(item)}")
+            unknown = next((key for key in item if key not in FIELDS), None)
+            if unknown is not None:
+                raise check.error(row, None, unknown, UNKNOWN_FIELD)
+            yield check.row(item, row, None, from_csv=False)
+    except UnicodeDecodeError:
+        raise InvalidInput(_not_utf8(path)) from None
+
+
+_WHITESPACE = " \t\n\r"
+
+
+class _JsonArray:
+    """The items of the JSON array in ``handle``, decoded one at a time: what is held is one
+    item and a block of text, not the document. Errors are those ``json.loads`` would give
+    (its messages, the line and column in the whole file), as ``InvalidInput``."""
+
+    def __init__(self, handle: IO[str], source: str) -> None:
+        self.handle = handle
+        self.source = source
+        self.text = ""
+        self.pos = 0
+        self.ended = False
+        #: Where ``text`` starts in the file: lines before it, and characters before it on its
+        #: first line.
+        self.lines = 0
+        self.column = 0
+        # Decimal keeps 19.99 exact; NaN and Infinity stay floats, which validation refuses.
+        self.decoder = json.JSONDecoder(parse_float=_json_number, parse_int=_json_number)
+
+    def __iter__(self) -> Iterator[object]:
+        first = self._peek()
+        if first != "[":
+            value = self._value(whole=True)
+            if self._peek():
+                raise self._invalid("Extra data", self.pos)
+            raise InvalidInput(
+                f"{self.source}: expected a JSON array of product objects, got {_kind(value)}"
+            )
+        self.pos += 1
+        if self._peek() == "]":
+            self.pos += 1
+        else:
+            while True:
+                self._peek()
+                yield self._value()
+                after = self._peek()
+                if after == ",":
+                    self.pos += 1
+                    continue
+                if after == "]":
+                    self.pos += 1
+                    break
+                raise self._invalid("Expecting ',' delimiter", self.pos)
+        if self._peek():
+            raise self._invalid("Extra data", self.pos)
+
+    def _more(self) -> bool:
+        """Read another block, dropping the text already decoded; False at the file's end."""
+        if self.ended:
+            return False
+        block = self.handle.read(JSON_BLOCK)
+        if not block:
+            self.ended = True
+            return False
+        done = self.text[: self.pos]
+        newlines = done.count("\n")
+        if newlines:
+            self.lines += newlines
+            self.column = len(done) - done.rfind("\n") - 1
+        else:
+            self.column += len(done)
+        self.text = self.text[self.pos :] + block
+        self.pos = 0
+        return True
+
+    def _peek(self) -> str:
+        """The next character that is not whitespace, not consumed; "" at the file's end."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in _WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self._more():
+                return ""
+
+    def _value(self, *, whole: bool = False) -> object:
+        """The JSON value at the current position, consumed. ``whole``: the rest of the file
+        is read first (for the one value of a document that is not an array)."""
+        while whole and self._more():
+            pass
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as exc:
+                if self._cut_short(exc) and self._more():
+                    continue  # the value goes on in the next block
+                raise self._invalid(exc.msg, exc.pos) from None
+            except RecursionError:
+                raise InvalidInput(f"{self.source}: not valid JSON: nested too deeply") from None
+            # A value ending at (or just before) the end of the text read so far may go on
+            # after it: a number cut after "12", "1." or "1e" decodes as 12 or 1.
+            if end >= len(self.text) - 2 and self._more():
+                continue
+            self.pos = end
+            return value
+
+    def _cut_short(self, exc: json.JSONDecodeError) -> bool:
+        """Whether the error may be the end of the text read so far, not of the value."""
+        if len(self.text) - self.pos >= MAX_JSON_ITEM:
+            return False
+        # Unterminated strings are reported where they start; anything else cut short fails
+        # at the end (an escape within its six characters of it).
+        return exc.msg.startswith("Unterminated string") or exc.pos >= len(self.text) - 6
+
+    def _invalid(self, message: str, pos: int) -> InvalidInput:
+        line = self.lines + self.text.count("\n", 0, pos) + 1
+        start = self.text.rfind("\n", 0, pos)
+        column = pos - start if start >= 0 else self.column + pos + 1
+        return InvalidInput(
+            f"{self.source}: not valid JSON: {message} at line {line} column {column}"
+        )
+
+
 # Validating
 
 
@@ -255,18 +426,16 @@ class _BadField(Exception):
 
 
 class _RowChecker:
-    """Turns raw rows into ``ProductData``, remembering ids to refuse duplicates."""
+    """Turns raw rows into checked ``_Row``\\ s. Repeated ids are the writer's to find
+    (``_refuse_repeated_ids``): it sees every row, however many."""
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._first_row: dict[str, int] = {}
 
     def error(self, row: int, line: int | None, field: str, problem: str) -> InvalidInput:
         return InvalidInput(f"{self.source}: {_where(row, line)}, field {field!r}: {problem}")
 
-    def product(
-        self, raw: Mapping[str, object], row: int, line: int | None, *, from_csv: bool
-    ) -> ProductData:
+    def row(self, raw: Mapping[str, object], row: int, line: int | None, *, from_csv: bool) -> _Row:
         """The product in ``raw``, the ``row``-th of the file (starting on ``line`` in a CSV)."""
         try:
             for field in REQUIRED:
@@ -277,19 +446,11 @@ class _RowChecker:
             description = _description(raw.get("description"))
             price = _price(raw["price"], from_csv=from_csv)
             category = _text(raw["category"], "category", CATEGORY_MAX)
-            product_id = given_id or derived_id(name, category)
-            first = self._first_row.setdefault(product_id, row)
-            if first != row and given_id:
-                raise _BadField("id", f"{product_id!r} is already used by row {first}")
-            if first != row:
-                raise _BadField(
-                    "id",
-                    f"is missing, and row {first} has the same name and category, so both "
-                    f"would be {product_id!r}: give them ids, or merge the rows",
-                )
         except _BadField as exc:
             raise self.error(row, line, exc.field, exc.problem) from None
-        return ProductData(product_id, name, description, price, category)
+        product_id = given_id or derived_id(name, category)
+        product = ProductData(product_id, name, description, price, category)
+        return _Row(self.source, row, line, product, given_id=given_id is not None)
 
 
 def _given_id(value: object) -> str | None:
@@ -319,9 +480,20 @@ def derived_id(name: str, category: str) -> str:
     return "prod_" + hashlib.sha256(key).hexdigest()[:24]
 
 
+def _storable(value: str, field: str) -> None:
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise _BadField(field, "must not contain a NUL character (\\x00)")
+    shown = found.group().encode("unicode_escape").decode("ascii")
+    raise _BadField(field, f"must be Unicode text, but holds a lone UTF-16 surrogate ({shown})")
+
+
 def _text(value: object, field: str, limit: int) -> str:
     if not isinstance(value, str):
         raise _BadField(field, f"must be a string, got {_kind(value)}")
+    _storable(value, field)
     text = value.strip()
     if not 1 <= len(text) <= limit:
         raise _BadField(field, f"must be 1 to {limit} characters (spaces trimmed), got {len(text)}")
@@ -333,6 +505,7 @@ def _description(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise _BadField("description", f"must be a string, got {_kind(value)}")
+    _storable(value, "description")
     if len(value) > DESCRIPTION_MAX:
         raise _BadField(
             "description", f"must be at most {DESCRIPTION_MAX} characters, got {len(value)}"

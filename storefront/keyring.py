@@ -20,8 +20,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.engine import make_url
-
 from core.crypto import Algorithm, KeyEncryption, fingerprint
 from core.settings import (
     DEFAULT_KEY_DIR,
@@ -33,6 +31,7 @@ from core.settings import (
     configured_secret,
     jwt_signing_key,
     key_file,
+    masked_url,
     read_or_create_secret,
     read_secret,
     sqlite_file,
@@ -62,7 +61,7 @@ def database_label(settings: Settings) -> str:
     path = sqlite_file(settings.database_url)
     if path is not None:
         return str(path.resolve())
-    return make_url(settings.database_url).render_as_string(hide_password=True)
+    return masked_url(settings.database_url)
 
 
 def require_database(settings: Settings) -> None:
@@ -77,7 +76,7 @@ def require_database(settings: Settings) -> None:
         # Opening it would create an empty file, which the next command would take for a
         # database; so nothing opens it.
         raise SettingsError(
-            f"no database at {path.resolve()} ({url_source} {settings.database_url}): "
+            f"no database at {path.resolve()} ({url_source} {masked_url(settings.database_url)}): "
             f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"
         )
     if not _run(settings, lambda db: db.read(fingerprints.has_schema)):

@@ -343,10 +343,10 @@ def settings(
         pepper=PEPPER,  # type: ignore[arg-type]
         validate_responses=True,
         http_stack=http_stack,
-        # Short, so that tests of disabling and revoking wait little (tests/storefront/
-        # test_credentials.py covers the cache itself).
+        # Short, so that tests of disabling and revoking wait little (tests/core/test_cache.py
+        # covers the cache itself).
         auth_cache_ttl=0.2,
-        # Budgets far beyond what a test spends; tests/storefront/test_ratelimit.py sets its own.
+        # Budgets far beyond what a test spends; tests/access/test_ratelimit.py sets its own.
         rate_limit="1000000/minute",
         auth_failure_limit="1000000/minute",
     )

@@ -26,7 +26,10 @@ GRANT_TYPE = "client_credentials"
 class ClientCredentials:
     client_id: str | None
     client_secret: str | None
-    basic: bool
+    #: The request carried an ``Authorization`` header (HTTP Basic, or a scheme this endpoint
+    #: does not take, such as a bearer token): RFC 6749 §5.2 then requires the 401 of
+    #: ``invalid_client`` to carry ``WWW-Authenticate``.
+    challenge: bool
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -59,7 +62,7 @@ def credentials(
 ) -> ClientCredentials:
     basic = parse_basic(authorization)
     if basic is None:
-        return ClientCredentials(client_id, client_secret, basic=False)
+        return ClientCredentials(client_id, client_secret, challenge=authorization is not None)
     if client_secret is not None:
         raise OAuthError(
             "invalid_request",
@@ -67,7 +70,7 @@ def credentials(
         )
     if client_id is not None and client_id != basic[0]:
         raise OAuthError("invalid_request", "The form's client_id differs from HTTP Basic's.")
-    return ClientCredentials(basic[0], basic[1], basic=True)
+    return ClientCredentials(basic[0], basic[1], challenge=True)
 
 
 def parse_scope(scope: str) -> list[str]:
@@ -135,8 +138,9 @@ async def authenticate_client(
     if not creds.client_id or creds.client_secret is None:
         raise OAuthError(
             "invalid_client",
-            "Client authentication is required: send client_id and client_secret.",
-            basic_challenge=creds.basic,
+            "Client authentication is required: send client_id and client_secret as form "
+            "fields or with HTTP Basic.",
+            basic_challenge=creds.challenge,
             client_id=creds.client_id,
         )
     client = None
@@ -147,7 +151,7 @@ async def authenticate_client(
         raise OAuthError(
             "invalid_client",
             "Client authentication failed.",
-            basic_challenge=creds.basic,
+            basic_challenge=creds.challenge,
             client_id=creds.client_id,
         )
     return client

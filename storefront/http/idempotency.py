@@ -113,7 +113,15 @@ def _perform_and_store(
 ) -> Response:
     body, status, headers = perform(session, prepared)
     stored = StoredResponse(status, headers, json.dumps(body))
-    idempotency.complete(session, held=held, response=stored)
+    # The resource the body shows (a created user, with its name and email): deleting it
+    # forgets this response (persistence.users.delete_user).
+    resource_id = body.get("id")
+    idempotency.complete(
+        session,
+        held=held,
+        response=stored,
+        resource_id=resource_id if isinstance(resource_id, str) else None,
+    )
     return body, status, headers
 
 

@@ -26,6 +26,7 @@ from core.errors import (
     HeadersTooLarge,
     IdempotencyInProgress,
     IdempotencyKeyReused,
+    IdempotentResourceGone,
     InvalidInput,
     NotFound,
     NotReady,
@@ -42,7 +43,7 @@ from persistence.health import unavailable
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
 
-logger = logging.getLogger("core.errors")
+logger = logging.getLogger(__name__)
 
 #: Errors here speak RFC 6749 §5.2. Matched by path: Connexion's routing extension is not
 #: visible to error handlers when the server's scope has no "extensions" key (uvicorn's).
@@ -106,6 +107,9 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         return _rate_limited(exc)
     if isinstance(exc, IdempotencyInProgress):
         return error_response(409, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, IdempotentResourceGone):
+        # Answered from the key's record, as a replay is: the request was not run again.
+        return error_response(410, exc.title, exc.message, {"Idempotent-Replayed": "true"})
     if isinstance(exc, RateLimitUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)

@@ -1,4 +1,4 @@
-"""The cache of credential answers (storefront/credentials.py)."""
+"""The cache of credential answers (core/cache.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core import cache as credentials
+from core import cache as cache_module
 from core.cache import TTLCache
 
 
@@ -24,7 +24,7 @@ def test_an_answer_is_reused_until_the_ttl_then_asked_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr(credentials.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: now[0])
     cache: TTLCache[str, object] = TTLCache(1.0)
     load = Loader("enabled")
 

@@ -159,8 +159,12 @@ def run(settings: Settings, client: admin.NewClient, key: admin.NewApiKey) -> li
         for method, options in [
             ("GET", {}),
             ("GET", {"headers": {"If-None-Match": '"1"'}}),
+            ("GET", {"headers": {"If-None-Match": '"1"x'}}),
             ("PUT", {"json": {"name": "Ada King"}}),
             ("PUT", {"json": {"name": "Lost"}, "headers": {"If-Match": '"1"'}}),
+            ("PUT", {"json": {"name": "Lost"}, "headers": {"If-Match": 'w/"2"'}}),
+            ("PUT", {"json": {"name": "Lost"}, "headers": {"If-None-Match": "*"}}),
+            ("DELETE", {"headers": {"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}}),
             ("PUT", {"json": {"name": "Ada"}, "headers": {"If-Match": '"2"'}}),
             ("PUT", {"json": {"email": "not-an-address"}}),
             ("DELETE", {"headers": {"If-Match": '"2"'}}),

@@ -50,7 +50,7 @@ def claim(
 def create_and_complete(settings: Settings, held: Claim, email: str) -> None:
     def work(session: Session) -> None:
         users.create_user(session, name="A", email=email, password_hash="not-a-hash")
-        idempotency.complete(session, held=held, response=DONE)
+        idempotency.complete(session, held=held, response=DONE, resource_id=None)
 
     admin.run(settings, work)
 

@@ -333,7 +333,7 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
             {"digest": "cd" * 32},
         ),
     )
-    upgrade(empty_database)
+    upgrade(empty_database, "0010")
 
     def lifecycle_columns(connection: Connection) -> list[Any]:
         return [
@@ -350,6 +350,9 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
     ]
     downgrade(alembic_config(empty_database), before)
     diff, _, _ = inspect(empty_database)
+    # Less the later migrations' changes to other tables.
+    diff = [change for change in diff if change[0] == "add_column"]
+    diff = [change for change in diff if change[2] in {"api_keys", "clients"}]
     assert sorted((change[2], change[3].name) for change in diff) == [
         ("api_keys", "expires_at"),
         ("api_keys", "last_used_at"),
@@ -365,6 +368,66 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
         ).all(),
     )
     assert rows == [("key_a", "cli_a")]
+    upgrade(empty_database)
+    assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
+
+
+def _stored_responses(connection: Connection) -> list[Any]:
+    return connection.execute(
+        text("select key, status, body, resource_id from idempotency_keys order by key")
+    ).all()
+
+
+def test_0011_forgets_the_stored_responses_of_users_already_deleted(
+    empty_database: str,
+) -> None:
+    upgrade(empty_database, "0010")
+    kept = '{"id": "user_kept00000000", "name": "Ada", "email": "ada@example.com"}'
+    deleted = '{"id": "user_gone00000000", "name": "Bob", "email": "bob@example.com"}'
+
+    def fill(connection: Connection) -> None:
+        connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_a', 'a', :digest, 'write', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "ab" * 32},
+        )
+        connection.execute(
+            text(
+                "insert into users (id, name, email, password_hash, created_at) values "
+                "('user_kept00000000', 'Ada', 'ada@example.com', 'x', CURRENT_TIMESTAMP)"
+            )
+        )
+        for key, status, body in (("k1", 201, kept), ("k2", 201, deleted), ("k3", None, None)):
+            connection.execute(
+                text(
+                    "insert into idempotency_keys (client_id, operation, key, fingerprint, "
+                    "status, headers, body, created_at, expires_at) values ('cli_a', "
+                    "'create_user', :key, 'f', :status, '{}', :body, CURRENT_TIMESTAMP, "
+                    "CURRENT_TIMESTAMP)"
+                ),
+                {"key": key, "status": status, "body": body},
+            )
+
+    in_transaction(empty_database, fill)
+    upgrade(empty_database, "0011")
+    assert in_transaction(empty_database, _stored_responses) == [
+        ("k1", 201, kept, "user_kept00000000"),
+        ("k2", 410, None, "user_gone00000000"),  # Bob's name and email are gone
+        ("k3", None, None, None),  # still running: nothing stored yet
+    ]
+    downgrade(alembic_config(empty_database), "0010")
+    rows = in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text("select key, status, body from idempotency_keys order by key")
+        ).all(),
+    )
+    assert rows == [("k1", 201, kept), ("k3", None, None)]
+    _, indexes, version = inspect(empty_database)
+    assert version == "0010"
+    assert "ix_idempotency_keys_resource_id" not in indexes
     upgrade(empty_database)
     assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import json
 import re
 import sqlite3
@@ -17,8 +18,9 @@ from core.settings import Settings
 from persistence.db import Database
 from persistence.migrate import upgrade
 from persistence.products import UpsertCounts, list_products
+from storefront import importer
 from storefront.cli import DEMO_CATALOGUE
-from storefront.importer import derived_id, import_file
+from storefront.importer import WRITE_CHUNK, derived_id, import_file
 from tests.helpers import db_rows
 from tests.servers import clean_env, run_storefront
 
@@ -334,7 +336,8 @@ def test_progress_goes_to_stderr(
 
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "writing" in captured.err
+    assert "importing" in captured.err
+    assert "100%" in captured.err
 
 
 # Bad rows: one message naming the row and the field, and nothing written
@@ -635,3 +638,172 @@ def test_the_command_reports_a_bad_row_in_one_line(tmp_path: Path, line: str, fi
     assert f"got '{line.split(',')[3]}'" in lines[0]
     with sqlite3.connect(tmp_path / "cli.db") as conn:
         assert conn.execute("SELECT count(*) FROM products").fetchone() == (0,)
+
+
+# The real command on each engine: what the database cannot hold, where a file stops being
+# UTF-8, and rows far apart in a streamed import
+
+
+def import_command(
+    database_env: dict[str, str], tmp_path: Path, path: Path
+) -> tuple[subprocess.CompletedProcess[str], Settings]:
+    """``storefront products import PATH`` on the test's database: its run, and the settings
+    to look at what it wrote."""
+    env = clean_env(**database_env, STOREFRONT_KEY_DIR=str(tmp_path / "keys"))
+    done = run_storefront(env, "products", "import", str(path), cwd=tmp_path)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_env.get(
+            "STOREFRONT_MIGRATION_DATABASE_URL", database_env["STOREFRONT_DATABASE_URL"]
+        ),
+    )
+    return done, settings
+
+
+def refused_in_one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("INFO")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "products.csv",
+            f"{HEADER}\nprod_a,Good,,1,Home\nprod_b,Bad\x00name,,1,Home\n",
+            "products.csv: row 2 (line 3), field 'name': must not contain a NUL character (\\x00)",
+        ),
+        (
+            "products.csv",
+            f"{HEADER}\nprod_a,Good,,1,Home\nprod_b,B,nul \x00 here,1,Home\n",
+            "products.csv: row 2 (line 3), field 'description': must not contain a NUL "
+            "character (\\x00)",
+        ),
+        (
+            "products.json",
+            json.dumps([GOOD, {"name": "B", "price": 1, "category": "Ho\x00me"}]),
+            "products.json: row 2, field 'category': must not contain a NUL character (\\x00)",
+        ),
+        (
+            "products.json",
+            '[{"name": "A", "price": 1, "category": "H"}, '
+            '{"name": "B\\ud800", "price": 1, "category": "H"}]',
+            "products.json: row 2, field 'name': must be Unicode text, but holds a lone UTF-16 "
+            "surrogate (\\ud800)",
+        ),
+    ],
+)
+def test_text_no_database_can_hold_is_refused_naming_row_and_field(
+    database_env: dict[str, str], tmp_path: Path, name: str, content: str, expected: str
+) -> None:
+    path = write(tmp_path, name, content)
+
+    done, settings = import_command(database_env, tmp_path, path)
+
+    assert refused_in_one_line(done) == f"storefront: {expected}"
+    assert count(settings) == 0
+
+
+def test_the_line_where_a_file_stops_being_utf8_is_named(
+    database_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "products.csv"
+    lines = [HEADER, "prod_a,Caf\u00e9,,1,Home", "prod_b,Caf\xe9,,1,Home", "prod_c,C,,1,Home"]
+    good = "\n".join(lines[:2]).encode() + b"\n"
+    path.write_bytes(good + b"prod_b,Caf\xe9,,1,Home\nprod_c,C,,1,Home\n")
+
+    done, settings = import_command(database_env, tmp_path, path)
+
+    error = refused_in_one_line(done)
+    assert error == f"storefront: products.csv: not UTF-8 text on line 3 (byte {len(good) + 10})"
+    assert count(settings) == 0
+
+
+def test_an_id_repeated_chunks_apart_is_refused_and_nothing_is_written(
+    database_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Rows are checked and written WRITE_CHUNK at a time: the repeat is in a later chunk
+    # than its first row, which was already written in the import's transaction.
+    rows = [f"prod_{i:06d},Product {i},,1.00,Bulk" for i in range(1, WRITE_CHUNK + 10)]
+    rows[WRITE_CHUNK + 3] = "prod_000007,Again,,1.00,Bulk"  # row WRITE_CHUNK + 4
+    path = write_csv(tmp_path, HEADER, *rows)
+
+    done, settings = import_command(database_env, tmp_path, path)
+
+    row = WRITE_CHUNK + 4
+    assert refused_in_one_line(done) == (
+        f"storefront: products.csv: row {row} (line {row + 1}), field 'id': "
+        "'prod_000007' is already used by row 7"
+    )
+    assert count(settings) == 0
+
+
+def test_the_first_bad_row_of_the_file_is_named_across_chunks(
+    database_env: dict[str, str], tmp_path: Path
+) -> None:
+    rows = [
+        {"name": f"Product {i}", "price": 1, "category": "Bulk"} for i in range(WRITE_CHUNK + 9)
+    ]
+    rows[WRITE_CHUNK + 2] = dict(rows[1])  # derives row 2's id again: row WRITE_CHUNK + 3
+    rows[WRITE_CHUNK + 5]["price"] = -1  # a later bad row, in the same unwritten chunk
+    path = write_json(tmp_path, rows)
+
+    done, settings = import_command(database_env, tmp_path, path)
+
+    assert refused_in_one_line(done).startswith(
+        f"storefront: products.json: row {WRITE_CHUNK + 3}, field 'id': is missing, and row 2 "
+        "has the same name and category"
+    )
+    assert count(settings) == 0
+
+
+JSON_DOCUMENTS = [
+    "[]",
+    ' [ {"a": 1} , {"b": [1, 2, {"c": "x,]"}]}, 12345, -0.5e3, "str\\"ing", true, null ] ',
+    '[{"name": "caf\\u00e9 \\ud83d\\ude00", "price": 19.99}]\n',
+    '[1,\n 2,\n {"a": tru}]',
+    "[1,]",
+    "[1 2]",
+    "[{]",
+    "[",
+    "",
+    "   \n  ",
+    "[1]x",
+    '["a\\u12"]',
+    '["abc',
+    "[[1,]",
+    '{"id": "prod_a"}',
+    '"text"',
+    "[1] [2]",
+]
+
+
+@pytest.mark.parametrize("document", JSON_DOCUMENTS)
+@pytest.mark.parametrize("block", [1, 2, 5, 1 << 20])
+def test_the_streamed_json_reader_reads_as_json_loads_does(
+    monkeypatch: pytest.MonkeyPatch, document: str, block: int
+) -> None:
+    # Blocks of a few characters put every boundary inside a number, a string, an escape.
+    monkeypatch.setattr(importer, "JSON_BLOCK", block)
+
+    def parse(loads: bool) -> tuple[str, object]:
+        decode = importer._json_number
+        try:
+            if loads:
+                value = json.loads(document, parse_float=decode, parse_int=decode)
+                if not isinstance(value, list):
+                    raise InvalidInput(
+                        f"x: expected a JSON array of product objects, got {importer._kind(value)}"
+                    )
+                return "items", value
+            return "items", list(importer._JsonArray(io.StringIO(document), "x"))
+        except json.JSONDecodeError as exc:
+            return "error", f"x: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        except InvalidInput as exc:
+            return "error", exc.message
+
+    assert parse(loads=False) == parse(loads=True)

@@ -198,8 +198,12 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_storage_url(cls, value: str) -> str:
         scheme = value.split(":", 1)[0]
-        if scheme not in {"memory", "redis", "rediss", "redis+sentinel", "redis+cluster"}:
-            raise ValueError("must be memory:// or a redis:// URL")
+        # No redis+cluster://: a budget's keys (the two failure budgets and the client's, in
+        # one script) would live on different nodes, and the limiter's pool speaks to one.
+        if scheme not in {"memory", "redis", "rediss", "redis+sentinel"}:
+            raise ValueError(
+                "must be memory://, redis://, rediss:// or redis+sentinel://host:26379/SERVICE"
+            )
         if scheme == "redis+sentinel" and not value.split("://", 1)[1].partition("/")[2].strip("/"):
             raise ValueError("must name the service: redis+sentinel://host:26379/SERVICE")
         return value

@@ -75,3 +75,19 @@ def test_generated_keys_live_beside_a_sqlite_database(subtests: pytest.Subtests)
     # STOREFRONT_KEY_DIR, when set, wins.
     chosen = load_settings(_env_file=None, database_url="sqlite:////srv/a.db", key_dir="/keys")
     assert key_directory(chosen) == Path("/keys")
+
+
+def test_the_rate_limit_store_is_one_the_limiter_can_use(subtests: pytest.Subtests) -> None:
+    for kept in [
+        "memory://",
+        "redis://127.0.0.1:6379/2",
+        "rediss://r.example:6380",
+        "redis+sentinel://s1:26379,s2:26379/storefront",
+    ]:
+        with subtests.test(kept=kept):
+            assert load_settings(_env_file=None, rate_limit_storage_url=kept)
+    # A Redis Cluster was accepted here and then failed at start with a traceback.
+    for bad in ["redis+cluster://127.0.0.1:7000", "memcached://x", "redis+sentinel://s1"]:
+        with subtests.test(bad=bad), pytest.raises(SettingsError) as raised:
+            load_settings(_env_file=None, rate_limit_storage_url=bad)
+        assert str(raised.value).startswith("invalid STOREFRONT_RATE_LIMIT_STORAGE_URL: ")

@@ -102,6 +102,13 @@ class HeadersTooLarge(StorefrontError):
     title = "Request Header Fields Too Large"
 
 
+class IncompleteBody(StorefrontError):
+    """The request body stopped before its end (the client left, or the server stopped
+    waiting for it): the request is not carried out."""
+
+    title = "Request Timeout"
+
+
 class UnsupportedCharset(StorefrontError):
     """The request body declares a character set the server cannot decode."""
 

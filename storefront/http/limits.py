@@ -7,7 +7,10 @@ the tests' in-process client), and bounds the body:
 
 - a ``Content-Length`` over the limit is a 413 before a byte of the body is read;
 - a body without one (chunked) is counted as it is received, and the read that passes the
-  limit raises, wherever the body is being read (a validator, a handler).
+  limit raises, wherever the body is being read (a validator, a handler);
+- a body that ends before its last message (the client left, or the server stopped waiting
+  for it) raises too, rather than being parsed as if it were whole: the request is not
+  carried out (a 408 in the log; the client is gone).
 
 It sits inside Connexion's exception middleware (``MiddlewarePosition.BEFORE_SWAGGER``), so
 the domain errors it raises are mapped by ``storefront.http.problems`` like any other.
@@ -17,7 +20,12 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import ContentTooLarge, HeadersTooLarge, InvalidInput
+from core.errors import (
+    ContentTooLarge,
+    HeadersTooLarge,
+    IncompleteBody,
+    InvalidInput,
+)
 
 #: Methods whose requests this API never reads a body of: no need to watch their stream.
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
@@ -80,28 +88,43 @@ class RequestLimitsMiddleware:
             # Compared as text first: a 10,000-digit value is never turned into an int.
             if len(length) > 19 or int(length) > self.max_body_bytes:
                 raise ContentTooLarge(self._too_large())
+            if length == b"0":
+                await self.app(scope, receive, send)
+                return
             # The server delivers no more than Content-Length promised: nothing to count.
-            await self.app(scope, receive, send)
+            await self.app(scope, self._watching(receive, None), send)
             return
         if scope["method"] in _BODILESS:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._watching(receive, self.max_body_bytes), send)
 
     def _too_large(self) -> str:
         return f"The request body is larger than the {self.max_body_bytes} bytes accepted."
 
-    def _counting(self, receive: Receive) -> Receive:
-        limit = self.max_body_bytes
+    def _watching(self, receive: Receive, limit: int | None) -> Receive:
+        """``receive``, refusing a body that passes ``limit`` (one whose length was not
+        announced), and one that ends before its last message: the client left, or the
+        server stopped waiting for it (storefront.server). Connexion's body reader takes a
+        disconnect for the end of the body, and would parse what came as if it were whole."""
         received = 0
+        whole = False
 
-        async def counted() -> Message:
-            nonlocal received
+        async def watched() -> Message:
+            nonlocal received, whole
             message = await receive()
+            if whole:
+                return message
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise ContentTooLarge(self._too_large())
+                whole = not message.get("more_body", False)
+                if limit is not None:
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise ContentTooLarge(self._too_large())
+            elif message["type"] == "http.disconnect":
+                raise IncompleteBody(
+                    "The request body did not arrive whole: the request was not carried out."
+                )
             return message
 
-        return counted
+        return watched

@@ -19,7 +19,7 @@ from httpx2 import Response
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from core.errors import ContentTooLarge
+from core.errors import ContentTooLarge, IncompleteBody
 from core.settings import Settings
 from storefront import admin
 from storefront.http.limits import RequestLimitsMiddleware
@@ -259,6 +259,64 @@ def test_header_fields_over_the_size_limit_are_a_431(
     response = api.get("/healthz", headers={"X-Big": "x" * 16 * 1024})
     assert_error(response, 431, "16384")
     assert_quiet(caplog)
+
+
+def test_a_body_that_ends_before_its_last_message_is_not_taken_for_whole() -> None:
+    """A disconnect part way through a body (the client left, or the server stopped waiting,
+    storefront.server) raises: Connexion's reader would take it for the end of the body."""
+
+    async def reader(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+
+    messages = [
+        {"type": "http.request", "body": b'{"name": "x"}', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent: the error mapper answers")
+
+    limits = RequestLimitsMiddleware(
+        reader, max_body_bytes=1024, max_header_count=100, max_header_bytes=16384
+    )
+    for headers in ([(b"content-length", b"100")], []):  # announced, and chunked
+        scope = {"type": "http", "method": "PUT", "headers": headers, "raw_path": b"/users/x"}
+        messages[:] = [
+            {"type": "http.request", "body": b'{"name": "x"}', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        with pytest.raises(IncompleteBody, match="not carried out"):
+            asyncio.run(limits(scope, receive, send))
+
+
+def test_a_disconnect_after_the_whole_body_passes_through() -> None:
+    seen: list[str] = []
+
+    async def reader(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((await receive())["type"])
+        seen.append((await receive())["type"])  # as a streaming response listens for it
+
+    messages = [
+        {"type": "http.request", "body": b"{}", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError
+
+    limits = RequestLimitsMiddleware(
+        reader, max_body_bytes=1024, max_header_count=100, max_header_bytes=16384
+    )
+    scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", b"2")]}
+    asyncio.run(limits(scope, receive, send))
+    assert seen == ["http.request", "http.disconnect"]
 
 
 # --- tokens -------------------------------------------------------------------------------

@@ -109,6 +109,12 @@ class IncompleteBody(StorefrontError):
     title = "Request Timeout"
 
 
+class MethodNotImplemented(StorefrontError):
+    """The request method is not one the server implements for any resource."""
+
+    title = "Not Implemented"
+
+
 class UnsupportedCharset(StorefrontError):
     """The request body declares a character set the server cannot decode."""
 

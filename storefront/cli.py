@@ -536,8 +536,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         # and surplus connections bounded, and refusals answered in the error shape, in
         # order (storefront.server).
         http="storefront.server:BoundedHttpToolsProtocol",
-        # No WebSocket protocol: an upgrade request reaches the app as plain HTTP, answered
-        # on a connection that then closes (storefront.server).
+        # No WebSocket protocol: an upgrade request reaches the app as plain HTTP, which
+        # refuses it in the error shape (with one, uvicorn handed it to a WebSocket library
+        # that answered a text/plain 400 or, once the app declined, a 500).
         ws="none",
         timeout_keep_alive=settings.keep_alive_timeout,
         # uvloop, accepting every waiting connection in one turn (storefront.eventloop); where

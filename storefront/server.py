@@ -32,9 +32,10 @@ What it adds to uvicorn's, each answered in the API's error shape (``{"error", "
   parsed (idle and slow connections past it still hold their descriptors and memory), and
   answers text/plain.
 - **Methods and upgrades.** A method httptools does not know (``FOO``, ``get``) is a 501;
-  the methods it knows reach the app. ``storefront serve`` runs uvicorn with ``ws="none"``:
-  an ``Upgrade`` request is an ordinary request to the app, answered on a connection that
-  then closes, since httptools reads nothing after an upgrade.
+  the methods it knows reach the app, which answers those it does not implement with a 501
+  too. ``storefront serve`` runs uvicorn with ``ws="none"``: an ``Upgrade`` request is an
+  ordinary request to the app (which refuses a WebSocket upgrade, storefront.http.limits),
+  answered on a connection that then closes, since httptools reads nothing after an upgrade.
 
 Names of uvicorn used beyond its documented options (``http=`` takes a protocol class), each
 listed in tests/test_uvicorn_pins.py, which names any that moved or changed its parameters;

@@ -3,8 +3,10 @@
 Framing that the server refuses (a transfer coding it does not implement, a bad chunk) runs
 no handler; pipelined requests are answered in order, an error that ends the connection
 last; slow or idle connections are timed out and their number capped, while normal clients
-are served. Each test writes bytes as a client would and reads what comes back, in order, as
-a client would. The size limits of heads are in tests/test_server_limits.py.
+are served; ``Host`` is taken only once; a WebSocket upgrade and an unknown method are
+refused in the error shape. Each test writes bytes as a client would and reads what comes
+back, in order, as a client would. The size limits of heads are in
+tests/test_server_limits.py.
 """
 
 from __future__ import annotations
@@ -337,7 +339,38 @@ def test_a_slow_answer_still_comes_before_the_error_after_it(edge: Edge) -> None
     assert answers[0].json()["email"] == email
 
 
-# An upgrade this server does not take.
+# 3. A WebSocket upgrade is a 4xx in the error shape.
+
+WEBSOCKET = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+def refused_upgrades(edge: Edge) -> float:
+    """The count of 400s of GET requests in /metrics, whatever their path label."""
+    text = httpx.get(f"{edge.base}/metrics", timeout=10).text
+    pattern = r'storefront_requests_total\{method="GET",path="[^"]*",status="400"\} (\S+)'
+    return sum(float(value) for value in re.findall(pattern, text))
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/users", "/nope", "/"])
+def test_a_websocket_upgrade_is_refused_in_the_error_shape_and_counted(
+    edge: Edge, path: str
+) -> None:
+    before = refused_upgrades(edge)
+    since = len(edge.server.lines)
+    with Connection(edge.base) as conn:
+        conn.send(request("GET", path, WEBSOCKET))
+        answers = conn.answers()
+    assert [a.status for a in answers] == [400]
+    assert_error(answers[0], 400, "WebSocket")
+    assert answers[0].headers["connection"] == "close"
+    assert "x-request-id" in answers[0].headers
+    assert_quiet(edge.log_since(since, expect=" 400 "))
+    assert refused_upgrades(edge) == before + 1
 
 
 def test_another_upgrade_is_ignored_and_the_request_served(edge: Edge) -> None:
@@ -512,3 +545,68 @@ def test_connections_past_the_cap_are_refused_with_a_503_and_served_once_one_clo
     finally:
         for conn in held:
             conn.close()
+
+
+# 5. Exactly one Host.
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: exa mple\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        # HTTP/1.0 needs none; an empty one is allowed (RFC 9112 §3.2).
+        (b"GET /healthz HTTP/1.0\r\n\r\n", 200),
+        (b"GET /healthz HTTP/1.1\r\nHost:\r\n\r\n", 200),
+        (b"GET /healthz HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n", 200),
+    ],
+)
+def test_http_1_1_needs_exactly_one_host(edge: Edge, head: bytes, status: int) -> None:
+    with Connection(edge.base) as conn:
+        conn.send(head)
+        answer = conn.answer()
+    if status == 200:
+        assert answer.status == 200
+        assert answer.json() == {"status": "ok"}
+    else:
+        assert_error(answer, 400, "Host")
+
+
+# 11. Allow lists HEAD; an unknown method is a 501.
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/users", "GET, HEAD, POST"),
+        ("OPTIONS", "/users/user_abcdefghijkl", "GET, HEAD, PUT, DELETE"),
+        ("DELETE", "/products", "GET, HEAD"),
+        ("PATCH", "/users", "GET, HEAD, POST"),
+        ("GET", "/auth/token", "POST"),
+    ],
+)
+def test_a_405_lists_head_where_get_is_allowed(
+    edge: Edge, method: str, path: str, allow: str
+) -> None:
+    with Connection(edge.base) as conn:
+        conn.send(request(method, path, edge.auth()))
+        answer = conn.answer()
+        assert_error(answer, 405)
+        assert answer.headers["allow"] == allow
+        if "HEAD" in allow:
+            conn.send(request("HEAD", path.replace("abcdefghijkl", "a" * 12), edge.auth()))
+            assert conn.answer(head_only=True).status in (200, 404)
+
+
+@pytest.mark.parametrize("method", ["FOO", "PROPFIND", "get", "SEARCH", "BREW"])
+def test_an_unknown_method_is_501_in_the_error_shape(edge: Edge, method: str) -> None:
+    since = len(edge.server.lines)
+    with Connection(edge.base) as conn:
+        conn.send(request(method, "/users", edge.auth()))
+        answer = conn.answer()
+    assert answer.line == "501 Not Implemented"
+    assert_error(answer, 501, "method")
+    assert_quiet(edge.log_since(since, expect="501"))

@@ -28,6 +28,7 @@ from core.errors import (
     IdempotencyKeyReused,
     IncompleteBody,
     InvalidInput,
+    MethodNotImplemented,
     NotFound,
     NotReady,
     OAuthError,
@@ -63,6 +64,7 @@ _STATUS = {
     IdempotencyKeyReused: 422,
     PreconditionRequired: 428,
     HeadersTooLarge: 431,
+    MethodNotImplemented: 501,
 }
 
 

@@ -3,14 +3,15 @@
 Framing that the server refuses (a transfer coding it does not implement, a bad chunk) runs
 no handler; pipelined requests are answered in order, an error that ends the connection
 last; slow or idle connections are timed out and their number capped, while normal clients
-are served; ``Host`` is taken only once; a WebSocket upgrade and an unknown method are
-refused in the error shape. Each test writes bytes as a client would and reads what comes
-back, in order, as a client would. The size limits of heads are in
+are served; ``Host`` and credentials are taken only once; a WebSocket upgrade and an unknown
+method are refused in the error shape. Each test writes bytes as a client would and reads
+what comes back, in order, as a client would. The size limits of heads are in
 tests/test_server_limits.py.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import statistics
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from tests.rawhttp import Answer, Connection, request
-from tests.servers import Server, clean_env, demo_server, wait_until_up
+from tests.servers import Server, clean_env, demo_server, storefront_json, wait_until_up
 
 #: The server's bounds, short so that the tests need not wait long (seconds).
 HEAD_TIMEOUT = 2.0
@@ -547,7 +548,7 @@ def test_connections_past_the_cap_are_refused_with_a_503_and_served_once_one_clo
             conn.close()
 
 
-# 5. Exactly one Host.
+# 5. Exactly one Host; one credential field.
 
 
 @pytest.mark.parametrize(
@@ -573,6 +574,55 @@ def test_http_1_1_needs_exactly_one_host(edge: Edge, head: bytes, status: int) -
         assert answer.json() == {"status": "ok"}
     else:
         assert_error(answer, 400, "Host")
+
+
+def test_two_credential_fields_are_refused_like_two_credentials(edge: Edge) -> None:
+    key = storefront_json(
+        edge.server.env, "keys", "create", "--client-id", edge.client_id, cwd=edge.directory
+    )["api_key"]
+    token = f"Bearer {edge.bearer}"
+    cases = {
+        "two Authorization": [("Authorization", token), ("Authorization", token)],
+        "two X-API-Key": [("X-API-Key", key), ("X-API-Key", key)],
+        "a token then a key's Authorization": [
+            ("Authorization", token),
+            ("Authorization", f"Bearer {key}"),
+        ],
+    }
+    for name, fields in cases.items():
+        head = "GET /users HTTP/1.1\r\nHost: test\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+        with Connection(edge.base) as conn:
+            conn.send(head.encode() + b"\r\n")
+            answer = conn.answer()
+        assert_error(answer, 401, "one")
+        assert answer.headers["www-authenticate"].startswith("Bearer"), name
+    # Each alone is accepted: what is refused is the repetition.
+    with Connection(edge.base) as conn:
+        conn.send(request("GET", "/users", {"X-API-Key": key}))
+        assert conn.answer().status == 200
+        conn.send(request("GET", "/users", {"Authorization": token}))
+        assert conn.answer().status == 200
+
+
+def test_two_authorization_fields_at_the_token_endpoint_are_an_invalid_request(
+    edge: Edge,
+) -> None:
+    form = b"grant_type=client_credentials"
+    right, wrong = (
+        "Basic " + base64.b64encode(f"{edge.client_id}:{secret}".encode()).decode()
+        for secret in (edge.client_secret, "not-the-secret")
+    )
+    head = (
+        "POST /auth/token HTTP/1.1\r\nHost: test\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Authorization: {right}\r\nAuthorization: {wrong}\r\nContent-Length: {len(form)}\r\n\r\n"
+    )
+    with Connection(edge.base) as conn:
+        conn.send(head.encode() + form)
+        answer = conn.answer()
+    assert answer.status == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert "one Authorization" in answer.json()["message"]
 
 
 # 11. Allow lists HEAD; an unknown method is a 501.

@@ -63,6 +63,7 @@ def test_wrong_method_is_405_with_allow(
         ("PATCH", "/users", {"GET", "HEAD", "POST"}),
         ("DELETE", "/users", {"GET", "HEAD", "POST"}),
         ("OPTIONS", "/users", {"GET", "HEAD", "POST"}),
+        ("QUERY", "/users", {"GET", "HEAD", "POST"}),
         ("POST", SOME_USER, {"GET", "HEAD", "PUT", "DELETE"}),
         ("PUT", "/products", {"GET", "HEAD"}),
         ("DELETE", "/products", {"GET", "HEAD"}),

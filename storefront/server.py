@@ -307,6 +307,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.waiting_for is HEAD:
             self._stop_waiting()
         headers = self.headers
+        # A head that came whole in one read no longer than the limit is within it: only
+        # other heads (long reads, heads in pieces) are measured. Bytes before the count, so
+        # that a head over both gets one answer however it was split into reads (one that
+        # stays unfinished can only be refused for its bytes, data_received).
+        if not (self.head_began_in_this_read and self.read_size <= self.max_header_bytes):
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in headers)
+            if size > self.max_header_bytes:
+                self._stop(self._too_large(size))
         if len(headers) > self.max_header_count:
             self._stop(
                 Refusal(
@@ -315,12 +323,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     "header_fields",
                 )
             )
-        # A head that came whole in one read no longer than the limit is within it: only
-        # other heads (long reads, heads in pieces) are measured.
-        if not (self.head_began_in_this_read and self.read_size <= self.max_header_bytes):
-            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in headers)
-            if size > self.max_header_bytes:
-                self._stop(self._too_large(size))
         for name, _ in headers:
             if name == b"transfer-encoding":
                 self._check_transfer_coding(headers)

@@ -111,6 +111,19 @@ class HeadersTooLarge(StorefrontError):
     title = "Request Header Fields Too Large"
 
 
+class IncompleteBody(StorefrontError):
+    """The request body stopped before its end (the client left, or the server stopped
+    waiting for it): the request is not carried out."""
+
+    title = "Request Timeout"
+
+
+class MethodNotImplemented(StorefrontError):
+    """The request method is not one the server implements for any resource."""
+
+    title = "Not Implemented"
+
+
 class UnsupportedCharset(StorefrontError):
     """The request body declares a character set the server cannot decode."""
 

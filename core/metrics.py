@@ -30,6 +30,12 @@ TOKENS_ISSUED = Counter("storefront_tokens_issued_total", "Access tokens issued.
 AUTH_FAILURES = Counter(
     "storefront_auth_failures_total", "Failed authentications, by reason.", ["reason"]
 )
+HTTP_REFUSED = Counter(
+    "storefront_http_refused_total",
+    "Requests and connections the server process refused itself, before the app: by reason "
+    "and status (none: closed without an answer).",
+    ["reason", "status"],
+)
 
 #: Prometheus reads plain text without a version as its classic text format (0.0.4), which is
 #: what generate_latest writes; Connexion checks the response's type against the spec's

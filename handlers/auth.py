@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers._common import Body
 from storefront.access import revocation
 from storefront.access.oauth import ClientCredentials, client_credentials_grant, credentials
-from storefront.http.deps import first_header, request_scope, services
+from storefront.http.deps import header_fields, request_scope, services
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -14,7 +14,7 @@ def _form(body: Body) -> tuple[Body, ClientCredentials]:
     # RFC 6749 §3.2: a parameter sent without a value is treated as if it were omitted.
     body = {name: value for name, value in body.items() if value != ""}
     creds = credentials(
-        authorization=first_header("authorization"),
+        authorization=header_fields("authorization"),
         client_id=body.get("client_id"),
         client_secret=body.get("client_secret"),
     )

@@ -543,9 +543,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # storefront.logs has configured logging already
         access_log=False,  # storefront.access writes the access log, without query strings
         server_header=False,
-        # httptools, with header fields counted and malformed requests answered in the
-        # error shape (storefront.server).
+        # httptools, with header fields counted, framing judged before the app runs, slow
+        # and surplus connections bounded, and refusals answered in the error shape, in
+        # order (storefront.server).
         http="storefront.server:BoundedHttpToolsProtocol",
+        # No WebSocket protocol: an upgrade request reaches the app as plain HTTP, which
+        # refuses it in the error shape (with one, uvicorn handed it to a WebSocket library
+        # that answered a text/plain 400 or, once the app declined, a 500).
+        ws="none",
+        timeout_keep_alive=settings.keep_alive_timeout,
         # uvloop, accepting every waiting connection in one turn (storefront.eventloop); where
         # uvloop is missing (it comes with uvicorn[standard], not on Windows), asyncio's loop,
         # which accepts that way already.

@@ -50,12 +50,18 @@ async def _from_api_key(
 
 
 def _one_credential(scope: Scope) -> None:
-    # A request carrying both a bearer credential and X-API-Key is ambiguous: rather than
-    # silently pick one (and ignore a bad one), refuse it, as RFC 6750 §2 does for tokens.
-    # (The scope's header names, as request.headers would look them up: ASGI's are lower-case.)
-    names = {name for name, _ in scope["headers"]}
-    if b"x-api-key" in names and b"authorization" in names:
-        raise OAuthProblem(detail="Send one credential: Authorization or X-API-Key, not both.")
+    # A request carrying more than one credential field (Authorization and X-API-Key, or
+    # either twice) is ambiguous: rather than silently take the first (and ignore a bad one
+    # after it), refuse it, as RFC 6750 §2 does for tokens. (The scope's header names, as
+    # request.headers would look them up: ASGI's are lower-case.)
+    fields = 0
+    for name, _ in scope["headers"]:
+        if name == b"authorization" or name == b"x-api-key":
+            fields += 1
+    if fields > 1:
+        raise OAuthProblem(
+            detail="Send one credential in one field: one Authorization or one X-API-Key."
+        )
 
 
 async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -58,9 +59,17 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 
 def credentials(
-    *, authorization: str | None, client_id: str | None, client_secret: str | None
+    *, authorization: Sequence[str], client_id: str | None, client_secret: str | None
 ) -> ClientCredentials:
-    basic = parse_basic(authorization)
+    """The client's credentials from the request's Authorization fields (``authorization``,
+    each as sent) and form."""
+    if len(authorization) > 1:
+        # Taking the first would ignore a bad one after it; RFC 6749 §5.2: invalid_request.
+        raise OAuthError(
+            "invalid_request",
+            "Send one Authorization field: the client authenticates once, by one means.",
+        )
+    basic = parse_basic(authorization[0] if authorization else None)
     if basic is None:
         return ClientCredentials(client_id, client_secret, challenge=authorization is not None)
     if client_secret is not None:

@@ -40,14 +40,11 @@ def header(name: str) -> str | None:
     return ", ".join(value.decode("latin-1") for value in found)
 
 
-def first_header(name: str) -> str | None:
-    """The first field of a request header by its lower-case name, None when absent: what
-    ``request.headers.get(name)`` gives, read straight from the scope."""
+def header_fields(name: str) -> list[str]:
+    """Every field of a request header by its lower-case name, in order (none: an empty
+    list), read straight from the scope: for a header that must not be sent twice."""
     wanted = name.encode("latin-1")
-    for key, value in request_scope()["headers"]:  # lower-case
-        if key == wanted:
-            return str(value.decode("latin-1"))
-    return None
+    return [value.decode("latin-1") for key, value in request_scope()["headers"] if key == wanted]
 
 
 def caller() -> Caller | None:
@@ -59,8 +56,8 @@ __all__ = [
     "Caller",
     "Services",
     "caller",
-    "first_header",
     "header",
+    "header_fields",
     "request",
     "request_scope",
     "services",

@@ -5,10 +5,15 @@
 - The rate-limit decision the access layer published is written as headers.
 - ``X-Content-Type-Options: nosniff`` and friends go on every response.
 - One access-log line and the request metrics are recorded when the response starts.
+- A WebSocket connection, which only a server with a WebSocket protocol delivers
+  (``storefront serve`` has none: there an upgrade is an HTTP request, refused with a 400 by
+  storefront.http.limits), is refused with the same 400 where the server lets the app answer
+  in HTTP (the ASGI "WebSocket denial response" extension), else closed before it opens.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -32,6 +37,12 @@ SECURITY_HEADERS = [
 DROPPED = {b"server", b"x-powered-by"}
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+NO_WEBSOCKET = json.dumps(
+    {
+        "error": "Bad Request",
+        "message": "This API does not accept WebSocket connections: send plain HTTP requests.",
+    }
+).encode()
 
 
 def request_id(scope: Scope) -> str:
@@ -52,6 +63,9 @@ class RequestMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self.refuse_websocket(scope, send)
+                return
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -81,8 +95,27 @@ class RequestMiddleware:
 
         await self.app(scope, receive, send_wrapped)
 
-    def record(self, scope: Scope, rid: str, status: int, seconds: float) -> None:
-        method, path = scope["method"], route_of(scope)
+    async def refuse_websocket(self, scope: Scope, send: Send) -> None:
+        started = time.perf_counter()
+        rid = request_id(scope)
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+            self.record(scope, rid, 403, time.perf_counter() - started, method="GET")
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(NO_WEBSOCKET)).encode()),
+            (b"x-request-id", rid.encode()),
+            *SECURITY_HEADERS,
+        ]
+        await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": NO_WEBSOCKET})
+        self.record(scope, rid, 400, time.perf_counter() - started, method="GET")
+
+    def record(
+        self, scope: Scope, rid: str, status: int, seconds: float, method: str | None = None
+    ) -> None:
+        method, path = method or scope["method"], route_of(scope)
         if method not in METHODS:  # any token is a method to HTTP: keep the labels bounded
             method = "OTHER"
         key = (method, path, status)

@@ -27,7 +27,9 @@ from core.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
     IdempotentResourceGone,
+    IncompleteBody,
     InvalidInput,
+    MethodNotImplemented,
     NotFound,
     NotReady,
     OAuthError,
@@ -56,12 +58,14 @@ _STATUS = {
     NotFound: 404,
     Conflict: 409,
     ContentTooLarge: 413,
+    IncompleteBody: 408,
     PreconditionFailed: 412,
     UnsupportedCharset: 415,
     SearchTooBroad: 422,
     IdempotencyKeyReused: 422,
     PreconditionRequired: 428,
     HeadersTooLarge: 431,
+    MethodNotImplemented: 501,
 }
 
 

@@ -1,5 +1,6 @@
 """The spec's paths, as both stacks need them outside routing: the ``Allow`` header of a 405
-(every method the spec declares for the path) and the route label of an operation."""
+(every method the spec declares for the path, and HEAD with GET) and the route label of an
+operation."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class RouteTable:
         self.templates: dict[str, str] = {}
         for path, item in spec["paths"].items():
             methods = [m.upper() for m in item if m in HTTP_METHODS]
+            if "GET" in methods and "HEAD" not in methods:
+                # Both routers answer HEAD wherever GET is declared (RFC 9110 §9.3.2).
+                methods.insert(methods.index("GET") + 1, "HEAD")
             pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
             self._paths.append((pattern, ", ".join(methods)))
             for method in item:

@@ -261,6 +261,27 @@ def test_api_keys_in_either_header(
     assert api.post("/users", headers=bearer(key), json=other).status_code == 201
 
 
+def test_more_than_one_credential_field_is_refused(
+    api: TestClient,
+    client: admin.NewClient,
+    make_api_key: MakeKey,
+    token_for: Callable[..., str],
+    subtests: pytest.Subtests,
+) -> None:
+    key = make_api_key(client.client_id).api_key
+    token = f"Bearer {token_for(client)}"
+    for name, fields in {
+        "a token and a key": [("Authorization", token), ("X-API-Key", key)],
+        "two Authorization": [("Authorization", token), ("Authorization", token)],
+        "a token, then a bad one": [("Authorization", token), ("Authorization", "Bearer x")],
+        "two X-API-Key": [("X-API-Key", key), ("X-API-Key", key)],
+    }.items():
+        with subtests.test(name):
+            response = api.get("/users", headers=fields)
+            assert_unauthorized(response)
+            assert "one Authorization or one X-API-Key" in response.json()["message"]
+
+
 def test_api_keys_carry_their_clients_scopes(
     api: TestClient, make_client: MakeClient, make_api_key: MakeKey
 ) -> None:

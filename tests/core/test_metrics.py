@@ -81,10 +81,12 @@ def test_metrics_can_need_a_token(settings: Settings) -> None:
         assert refused.status_code == 401
         assert set(refused.json()) == {"error", "message"}
         assert api.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        allowed = api.get(
-            "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789abcdef"}
-        )
+        right = ("Authorization", "Bearer metrics-token-0123456789abcdef")
+        allowed = api.get("/metrics", headers=[right])
         assert allowed.status_code == 200
+        # The right token beside another is not taken: one field, one credential.
+        twice = api.get("/metrics", headers=[right, ("Authorization", "Bearer wrong")])
+        assert twice.status_code == 401
 
 
 def test_metrics_can_be_off(settings: Settings) -> None:

@@ -91,6 +91,22 @@ def test_http_basic_credentials(api: TestClient, make_client: MakeClient) -> Non
     assert_token(response, "read write")
 
 
+def test_two_authorization_fields_are_an_invalid_request(
+    api: TestClient, make_client: MakeClient
+) -> None:
+    client = make_client("read write")
+    right = basic(client.client_id, client.client_secret)["Authorization"]
+    wrong = basic(client.client_id, "not-the-secret")["Authorization"]
+    for fields in ([right, wrong], [right, right]):
+        response = api.post(
+            "/auth/token", data=GRANT, headers=[("Authorization", value) for value in fields]
+        )
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["error"] == "invalid_request"
+        assert "one Authorization field" in body["error_description"]
+
+
 @pytest.mark.stock_stack
 def test_http_basic_form_decodes_the_secret(
     api: TestClient,

@@ -16,10 +16,10 @@ from typing import Any
 import jwt
 import pytest
 from httpx2 import Response
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from core.errors import ContentTooLarge
+from core.errors import ContentTooLarge, IncompleteBody, InvalidInput
 from core.settings import Settings
 from storefront import admin
 from storefront.http.limits import RequestLimitsMiddleware
@@ -259,6 +259,143 @@ def test_header_fields_over_the_size_limit_are_a_431(
     response = api.get("/healthz", headers={"X-Big": "x" * 16 * 1024})
     assert_error(response, 431, "16384")
     assert_quiet(caplog)
+
+
+# --- the head's rules: method, Host, upgrade --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("host", "a"), ("host", "b")],
+        [("host", "a"), ("host", "a")],
+        [("host", "exa mple")],
+        [("host", "a/b")],
+    ],
+    ids=["two-hosts", "the-same-host-twice", "a-space", "a-slash"],
+)
+def test_a_host_other_than_exactly_one_valid_one_is_a_400(
+    api: TestClient, caplog: pytest.LogCaptureFixture, headers: list[tuple[str, str]]
+) -> None:
+    assert_error(api.get("/healthz", headers=headers), 400, "Host")
+    assert_quiet(caplog)
+
+
+@pytest.mark.parametrize("host", ["api.example.com", "api.example.com:8443", "[::1]:80", ""])
+def test_a_valid_host_is_served(api: TestClient, host: str) -> None:
+    assert api.get("/healthz", headers={"host": host}).status_code == 200
+
+
+def test_an_http_1_1_request_without_host_is_a_400_and_an_http_1_0_one_is_served() -> None:
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    limits = RequestLimitsMiddleware(
+        app, max_body_bytes=1024, max_header_count=100, max_header_bytes=16384
+    )
+    scope = {"type": "http", "method": "GET", "headers": [], "raw_path": b"/healthz"}
+    asyncio.run(limits({**scope, "http_version": "1.0"}, receive, send))
+    assert sent[0]["status"] == 204
+    with pytest.raises(InvalidInput, match="0 Host header fields"):
+        asyncio.run(limits({**scope, "http_version": "1.1"}, receive, send))
+
+
+def test_a_websocket_upgrade_is_a_400_in_the_error_shape(
+    api: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    for path in ("/healthz", "/users", "/nowhere"):
+        assert_error(api.get(path, headers=upgrade), 400, "WebSocket")
+    assert_quiet(caplog)
+
+
+def test_a_websocket_connection_under_a_server_that_speaks_websocket_is_a_400_too(
+    api: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Under `uvicorn --factory` (a WebSocket protocol installed) the app meets a WebSocket
+    # scope, not an HTTP request; it answers through the denial-response extension.
+    with pytest.raises(WebSocketDenialResponse) as refused:
+        api.websocket_connect("/users").__enter__()
+    assert_error(refused.value, 400, "WebSocket")
+    assert "x-request-id" in refused.value.headers
+    assert_quiet(caplog)
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "SEARCH", "FOO", "BREW"])
+def test_a_method_the_server_does_not_know_is_a_501_on_every_path(
+    api: TestClient, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    for path in ("/users", "/nowhere", "/openapi.json", "/ui/"):
+        response = api.request(method, path)
+        body = assert_error(response, 501, "method")
+        assert body["error"] == "Not Implemented"
+    assert_quiet(caplog)
+
+
+def test_a_body_that_ends_before_its_last_message_is_not_taken_for_whole() -> None:
+    """A disconnect part way through a body (the client left, or the server stopped waiting,
+    storefront.server) raises: Connexion's reader would take it for the end of the body."""
+
+    async def reader(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+
+    messages = [
+        {"type": "http.request", "body": b'{"name": "x"}', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent: the error mapper answers")
+
+    limits = RequestLimitsMiddleware(
+        reader, max_body_bytes=1024, max_header_count=100, max_header_bytes=16384
+    )
+    for headers in ([(b"content-length", b"100")], []):  # announced, and chunked
+        scope = {"type": "http", "method": "PUT", "headers": headers, "raw_path": b"/users/x"}
+        messages[:] = [
+            {"type": "http.request", "body": b'{"name": "x"}', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        with pytest.raises(IncompleteBody, match="not carried out"):
+            asyncio.run(limits(scope, receive, send))
+
+
+def test_a_disconnect_after_the_whole_body_passes_through() -> None:
+    seen: list[str] = []
+
+    async def reader(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((await receive())["type"])
+        seen.append((await receive())["type"])  # as a streaming response listens for it
+
+    messages = [
+        {"type": "http.request", "body": b"{}", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError
+
+    limits = RequestLimitsMiddleware(
+        reader, max_body_bytes=1024, max_header_count=100, max_header_bytes=16384
+    )
+    scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", b"2")]}
+    asyncio.run(limits(scope, receive, send))
+    assert seen == ["http.request", "http.disconnect"]
 
 
 # --- tokens -------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def credentials(
         )
     basic = parse_basic(authorization[0] if authorization else None)
     if basic is None:
-        return ClientCredentials(client_id, client_secret, challenge=authorization is not None)
+        return ClientCredentials(client_id, client_secret, challenge=bool(authorization))
     if client_secret is not None:
         raise OAuthError(
             "invalid_request",

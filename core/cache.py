@@ -15,6 +15,7 @@ and keys, and capped besides.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -31,6 +32,10 @@ class TTLCache(Generic[K, V]):
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
+        #: Loads under way, per key: the requests that find one wait for it instead of
+        #: starting their own (when an entry expires under load, every request in flight
+        #: would otherwise read the database for it at once).
+        self._loading: dict[K, asyncio.Future[V]] = {}
 
     async def get(
         self,
@@ -39,13 +44,37 @@ class TTLCache(Generic[K, V]):
         *,
         keep: Callable[[V], bool] = lambda _: True,
     ) -> V:
-        """The value for ``key``: remembered, or ``await load()`` (remembered if ``keep``)."""
+        """The value for ``key``: remembered, or ``await load()`` (remembered if ``keep``),
+        a load already under way for it shared (with a TTL of 0, every call loads)."""
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        value = await load()
-        if self.ttl > 0 and keep(value):
+        if self.ttl <= 0:
+            return await load()
+        while (pending := self._loading.get(key)) is not None:
+            try:
+                # Shielded: a waiter that is cancelled must not cancel the load of the others.
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this waiter was cancelled
+                # The load itself was cancelled (its own request went away): load anew.
+        loading: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = loading
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            loading.cancel()
+            raise
+        except BaseException as exc:
+            loading.set_exception(exc)
+            loading.exception()  # retrieved: no warning when no one else was waiting
+            raise
+        finally:
+            del self._loading[key]
+        loading.set_result(value)
+        if keep(value):
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[key] = (now + self.ttl, value)

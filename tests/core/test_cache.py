@@ -91,3 +91,66 @@ def test_discard_makes_the_next_get_load_again() -> None:
         assert await cache.get("k", load) == 2
 
     asyncio.run(scenario())
+
+
+def test_requests_that_find_a_load_under_way_wait_for_it_instead_of_loading_again() -> None:
+    """When an entry expires under load, every request in flight used to read the database
+    for it at once (GET /users/{id} on PostgreSQL: 0.1 extra round trips a request)."""
+    cache: TTLCache[str, object] = TTLCache(1.0)
+    calls = 0
+    release = asyncio.Event()
+
+    async def slow_load() -> object:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return "enabled"
+
+    async def scenario() -> list[object]:
+        waiting = [asyncio.create_task(cache.get("cli_a", slow_load)) for _ in range(20)]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(*waiting)
+
+    assert asyncio.run(scenario()) == ["enabled"] * 20
+    assert calls == 1
+
+
+def test_a_failed_or_cancelled_load_is_not_shared_beyond_its_moment() -> None:
+    cache: TTLCache[str, object] = TTLCache(1.0)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    calls = 0
+
+    async def failing() -> object:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await release.wait()
+        raise ConnectionError("database away")
+
+    async def scenario() -> None:
+        first = asyncio.create_task(cache.get("k", failing))
+        await started.wait()
+        second = asyncio.create_task(cache.get("k", failing))  # joins the load under way
+        await asyncio.sleep(0)
+        release.set()
+        for task in (first, second):
+            with pytest.raises(ConnectionError):
+                await task
+        assert calls == 1
+        # Nothing was remembered: the next request loads anew.
+        assert await cache.get("k", Loader("back")) == "back"
+        # A load whose own request is cancelled: those waiting load for themselves.
+        started.clear()
+        release.clear()
+        owner = asyncio.create_task(cache.get("j", failing))
+        await started.wait()
+        waiter = asyncio.create_task(cache.get("j", Loader("fresh")))
+        await asyncio.sleep(0)
+        owner.cancel()
+        assert await waiter == "fresh"
+        with pytest.raises(asyncio.CancelledError):
+            await owner
+
+    asyncio.run(scenario())

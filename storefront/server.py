@@ -12,12 +12,10 @@ So a head holds at most the limit plus one read of memory.
 uvicorn's own answer to malformed HTTP (a bare CR, both Content-Length and
 Transfer-Encoding, ...) is a text/plain 400; here it is the API's error shape.
 
-Names of uvicorn used beyond its documented options (``http=`` takes a protocol class):
-``HttpToolsProtocol``, its callbacks ``on_message_begin``, ``on_headers_complete``,
-``on_body``, ``on_message_complete``, ``data_received`` and ``send_400_response``, and its
-attributes ``url``, ``headers``, ``transport``, ``cycle``, ``client``, ``loop`` and
-``server_state.default_headers``. tests/test_uvicorn_pins.py names any of them that moved or
-changed its parameters; tests/test_server_limits.py exercises them against a real server.
+The names of uvicorn used beyond its documented options (``HttpToolsProtocol``, the methods
+overridden here, the attributes read) are in storefront/internals.py, each with its reason;
+tests/test_internals_registry.py names any that moved or changed its parameters, and
+tests/test_server_limits.py exercises them against a real server.
 """
 
 from __future__ import annotations

@@ -6,10 +6,15 @@ relies on it. ``DOCUMENTED`` lists the documented API Storefront uses, each with
 that documents it; ``HOOKS`` the methods and attributes a library documents as meant to be
 overridden.
 
-``check()``, run by ``tests/test_internals_registry.py``, says what moved when an installed
-library no longer has a registered name, or a callable's parameters changed, or a library
-that has private names or overrides here is not at the release pinned in ``pyproject.toml``
-(``PINNED``).
+Two checks keep this true, both run by ``tests/test_internals_registry.py``:
+
+- the code is read (``tests/borrowed.py``) for every name of these libraries it reaches
+  (imports; attributes read, called or assigned; methods and attributes of their classes
+  that ours override), and a name that is neither documented here nor registered fails the
+  test, as does an entry the code no longer uses;
+- ``check()`` says what moved when an installed library no longer has a registered name, or
+  a callable's parameters changed, or a library that has private names or overrides here is
+  not at the release pinned in ``pyproject.toml`` (``PINNED``).
 
 Kinds:
 

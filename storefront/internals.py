@@ -303,6 +303,20 @@ CONNEXION: tuple[Borrowed, ...] = _entries(
             ("self", "handler_response"),
         ),
         (
+            "connexion.jsonifier:Jsonifier.json",
+            "undocumented",
+            "a JSON response is sent directly only when the jsonifier's module is the standard "
+            "library's json (then its JSON is json.dumps with its encoder class)",
+            None,
+        ),
+        (
+            "connexion.jsonifier:Jsonifier.dumps_args",
+            "undocumented",
+            "the jsonifier's json.dumps arguments: sent directly only when they are the encoder "
+            "class alone, built once",
+            None,
+        ),
+        (
             "connexion.frameworks.starlette:Starlette",
             "undocumented",
             "the framework the response decorator builds Starlette responses with",
@@ -467,6 +481,12 @@ CONNEXION: tuple[Borrowed, ...] = _entries(
             "override",
             "replaced: parameter errors name the parameter",
             ("parameter_type", "value", "param", "param_name"),
+        ),
+        (
+            "connexion.validators.parameter:ParameterValidator.validate_request",
+            "undocumented",
+            "the validation stage's check of the parameters that the direct checks do not pass",
+            ("self", "request"),
         ),
         (
             "connexion.validators.parameter:ParameterValidator.parameters",
@@ -834,7 +854,13 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("connexion.exceptions", _ALL, CNX + "exceptions.html"),
     Documented(
         "connexion.validators",
-        ("VALIDATOR_MAP", "FormDataValidator", "JSONRequestBodyValidator", "ParameterValidator"),
+        (
+            "VALIDATOR_MAP",
+            "FormDataValidator",
+            "JSONRequestBodyValidator",
+            "ParameterValidator",
+            "AbstractRequestBodyValidator",
+        ),
         CNX + "validation.html#custom-validators",
     ),
     Documented("connexion.datastructures", ("MediaTypeDict",), CNX + "validation.html"),

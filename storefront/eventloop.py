@@ -13,10 +13,12 @@ everything else, and accepts the way asyncio does: ``create_server`` listens on 
 itself (``add_reader``), accepts what is waiting, up to ``ACCEPT_BATCH`` per turn, and hands
 each connection to uvloop (``connect_accepted_socket``), whose transports then serve it.
 
-Only public asyncio interfaces are involved: uvicorn takes a loop factory as an import string
-(``loop=``), calls ``create_server(protocol_factory, host=, port= | sock=, ssl=, backlog=)``
-and uses the returned server's ``sockets``, ``close()`` and ``wait_closed()``; anything else
-asked of ``create_server`` (TLS, reuse_port, ...) goes to uvloop's own.
+The interfaces between uvicorn and the loop are asyncio's: uvicorn takes a loop factory as an
+import string (``loop=``), calls ``create_server(protocol_factory, host=, port= | sock=,
+ssl=, backlog=)`` and uses the returned server's ``sockets``, ``close()`` and
+``wait_closed()``; anything else asked of ``create_server`` (TLS, reuse_port, ...) goes to
+uvloop's own. What uvloop does not document is its ``Loop`` class, subclassed here, and
+overriding its ``create_server``: storefront/internals.py lists both.
 """
 
 from __future__ import annotations

@@ -37,20 +37,12 @@ What it adds to uvicorn's, each answered in the API's error shape (``{"error", "
   ordinary request to the app (which refuses a WebSocket upgrade, storefront.http.limits),
   answered on a connection that then closes, since httptools reads nothing after an upgrade.
 
-Names of uvicorn used beyond its documented options (``http=`` takes a protocol class), each
-listed in tests/test_uvicorn_pins.py, which names any that moved or changed its parameters;
-tests/test_server_limits.py and tests/test_server_edge.py exercise them against a real
-server. ``HttpToolsProtocol``: the callbacks ``connection_made``, ``connection_lost``,
-``data_received``, ``on_message_begin``, ``on_headers_complete``, ``on_body``,
-``on_message_complete`` and ``on_response_complete`` (overridden; ``data_received`` is not
-called, it is replaced), ``_unset_keepalive_if_required`` (called), and the attributes
-``parser``, ``url``, ``headers``, ``scope``, ``expect_100_continue``, ``transport``,
-``cycle``, ``pipeline``, ``connections``, ``client``, ``loop``, ``logger`` and
-``server_state.default_headers``. ``RequestResponseCycle``: ``scope``, ``body``,
-``keep_alive``, ``response_started``, ``response_complete``, ``disconnected`` and
-``message_event``. Of httptools (public): ``HttpParserError`` and its subclasses
-``HttpParserCallbackError``, ``HttpParserInvalidMethodError`` and ``HttpParserUpgrade``, and
-the parser's ``get_http_version``.
+The names of uvicorn and httptools used beyond their documented options (``HttpToolsProtocol``,
+the methods overridden here, the attributes read and set, httptools' parser errors) are in
+storefront/internals.py, each with its reason; tests/test_internals_registry.py names any
+that moved or changed its parameters, tests/test_uvicorn_pins.py pins the source of the
+``data_received`` replaced here, and tests/test_server_limits.py and tests/test_server_edge.py
+exercise them against a real server.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The one package that replaces part of Connexion. ``STOREFRONT_HTTP_STACK=connexion`` serves
 the same app through Connexion's stock middlewares instead, and the tests run both and compare
-them; ``internals`` lists every non-public Connexion name used here, and why.
+them; ``storefront.internals`` lists every non-public Connexion name used here, and why.
 """
 
 from storefront.http.compiled.app import CompiledApp

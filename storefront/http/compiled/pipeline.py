@@ -44,6 +44,7 @@ from connexion.decorators.parameter import (
 from connexion.decorators.response import AsyncResponseDecorator
 from connexion.exceptions import UnsupportedMediaTypeProblem
 from connexion.frameworks.starlette import Starlette as StarletteFramework
+from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware.abstract import ROUTING_CONTEXT
 from connexion.middleware.context import ContextOperation
@@ -51,6 +52,7 @@ from connexion.middleware.response_validation import ResponseValidationOperation
 from connexion.middleware.security import SecurityOperation
 from connexion.operations import AbstractOperation
 from connexion.security import SecurityHandlerFactory
+from connexion.validators import AbstractRequestBodyValidator, ParameterValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
@@ -80,7 +82,7 @@ class CompiledOperation:
         *,
         base_path: str,
         pythonic_params: bool,
-        jsonifier: Any,
+        jsonifier: Jsonifier,
         strict_validation: bool,
         validator_map: dict[str, Any],
         validate_responses: bool,
@@ -112,7 +114,7 @@ class CompiledOperation:
             if (scheme := operation.security_schemes[name])["type"] == "apiKey"
             and scheme["in"] == "query"
         ]
-        self.parameter_validator = validator_map["parameter"](
+        self.parameter_validator: ParameterValidator = validator_map["parameter"](
             operation.parameters,
             uri_parser=self.uri_parser,
             strict_validation=strict_validation,
@@ -151,7 +153,7 @@ class CompiledOperation:
         self.after_security: ASGICallable = self.validate
         self.after_validation: ASGICallable = self.respond
 
-    def body_validator(self, mime_type: str, encoding: str) -> Any | None:
+    def body_validator(self, mime_type: str, encoding: str) -> AbstractRequestBodyValidator | None:
         """The body validator for this content type (None: the body is not validated)."""
         key = (mime_type, encoding.lower())
         if key in self._body_validator_cache:
@@ -268,7 +270,7 @@ class JSONResponder:
         self.encode = encode
 
     @staticmethod
-    def of(operation: AbstractOperation, jsonifier: Any) -> JSONResponder | None:
+    def of(operation: AbstractOperation, jsonifier: Jsonifier) -> JSONResponder | None:
         produces = list(set(operation.produces)) or ["application/json"]
         if len(produces) != 1 or not utils.is_json_mimetype(
             utils.split_content_type(produces[0])[0]

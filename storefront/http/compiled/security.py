@@ -3,7 +3,7 @@
 ``AbstractSecurityHandler._generic_check`` asks ``_accepts_kwarg(func, ...)`` twice per
 request, and each answer is an ``inspect.signature`` of the security function: a sixth of the
 security layer's time. A function's signature does not change, so the answer is cached. The
-override is of a private method (listed in ``storefront.http.compiled.internals``); the stock
+override is of a private method (listed in ``storefront.internals``); the stock
 stack uses Connexion's handlers as they are.
 """
 

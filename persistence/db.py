@@ -574,7 +574,8 @@ class PreparedQuery(Generic[R]):
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
-        names = list(compiled.positiontup or []) if compiled.positional else None
+        # positiontup: the parameters' order for a positional paramstyle, None for a named one.
+        names = None if compiled.positiontup is None else list(compiled.positiontup)
         converted = [
             name
             for name, bind in compiled.binds.items()

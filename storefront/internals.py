@@ -866,12 +866,6 @@ SQLALCHEMY: tuple[Borrowed, ...] = (
             "ismulti",
         ),
     ),
-    Borrowed(
-        "sqlalchemy",
-        "sqlalchemy.sql.compiler:SQLCompiler.positional",
-        "undocumented",
-        "whether PreparedQuery passes its values by position (positiontup) or by name",
-    ),
 )
 
 LIMITS: tuple[Borrowed, ...] = (
@@ -885,12 +879,6 @@ LIMITS: tuple[Borrowed, ...] = (
 )
 
 REDIS: tuple[Borrowed, ...] = (
-    Borrowed(
-        "redis",
-        "redis.commands.core:AsyncScript",
-        "undocumented",
-        "the type of the registered decision script (under TYPE_CHECKING only)",
-    ),
     Borrowed(
         "redis",
         "redis.asyncio.sentinel:Sentinel.aclose",

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from limits import RateLimitItem, parse
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     # that it brings in, it is about 20 MB of every worker's memory (bench/memory.py).
     from redis.asyncio import ConnectionPool
     from redis.asyncio.sentinel import Sentinel
-    from redis.commands.core import AsyncScript
 
 logger = logging.getLogger("storefront.access.ratelimit")
 
@@ -195,6 +194,13 @@ return out
 Count = tuple[int, float | None]
 
 
+class Script(Protocol):
+    """A Lua script registered with redis-py (``Redis.register_script``), called with its
+    keys and arguments."""
+
+    def __call__(self, keys: list[str], args: list[int]) -> Awaitable[Any]: ...
+
+
 class Counters:
     """Fixed-window counters. ``decide`` looks at some keys and, if each is below its limit,
     counts others, in one step: on Redis one script, one round trip; in memory, limits'
@@ -202,7 +208,7 @@ class Counters:
 
     def __init__(self, storage: AsyncStorage, redis_pool: ConnectionPool | None, prefix: str):
         self._storage = storage
-        self._decide: AsyncScript | None = None
+        self._decide: Script | None = None
         if redis_pool is not None:
             from redis.asyncio import Redis
 

@@ -108,25 +108,6 @@ CONNEXION: tuple[Borrowed, ...] = _entries(
             None,
         ),
         (
-            "connexion.middleware.server_error:ServerErrorMiddleware",
-            "undocumented",
-            "the compiled app's middleware list is Connexion's own classes; the middleware page "
-            "names them, not the modules they are imported from",
-            None,
-        ),
-        (
-            "connexion.middleware.exceptions:ExceptionMiddleware",
-            "undocumented",
-            "as ServerErrorMiddleware: one of Connexion's default middlewares, by its module",
-            None,
-        ),
-        (
-            "connexion.middleware.lifespan:LifespanMiddleware",
-            "undocumented",
-            "as ServerErrorMiddleware: one of Connexion's default middlewares, by its module",
-            None,
-        ),
-        (
             "connexion.middleware.swagger_ui:SwaggerUIMiddleware",
             "undocumented",
             "SwaggerUIGate subclasses it, to ask it only about the paths it serves",
@@ -927,7 +908,17 @@ DOCUMENTED: tuple[Documented, ...] = (
         ("add_api", "add_middleware", "add_error_handler"),
         CNX + "middleware.html",  # add_middleware; add_api: routing.html; errors: exceptions.html
     ),
-    Documented("connexion.middleware", ("MiddlewarePosition",), CNX + "middleware.html"),
+    Documented(
+        "connexion.middleware",
+        ("ConnexionMiddleware", "MiddlewarePosition"),
+        CNX + "middleware.html",
+    ),
+    # The page's example of a custom stack filters this list of classes.
+    Documented(
+        "connexion.middleware.main:ConnexionMiddleware",
+        ("default_middlewares",),
+        CNX + "middleware.html",
+    ),
     Documented("connexion.middleware:MiddlewarePosition", _ALL, CNX + "middleware.html"),
     Documented("connexion.options", ("SwaggerUIOptions",), CNX + "swagger_ui.html"),
     Documented("connexion.lifecycle", ("ConnexionRequest",), CNX + "context.html"),

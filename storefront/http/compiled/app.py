@@ -20,10 +20,7 @@ from functools import partial
 from typing import Any
 
 import connexion
-from connexion.middleware import MiddlewarePosition
-from connexion.middleware.exceptions import ExceptionMiddleware
-from connexion.middleware.lifespan import LifespanMiddleware
-from connexion.middleware.server_error import ServerErrorMiddleware
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -64,16 +61,24 @@ class SwaggerUIGate(SwaggerUIMiddleware):  # type: ignore[misc]
         await super().__call__(scope, receive, send)
 
 
+#: Connexion's default middlewares by class name, from the list its documentation describes
+#: (ConnexionMiddleware.default_middlewares): the compiled app keeps three of them as they
+#: are, around its own layers.
+_DEFAULTS = {
+    middleware.__name__: middleware for middleware in ConnexionMiddleware.default_middlewares
+}
+
+
 class CompiledApp(connexion.AsyncApp):  # type: ignore[misc]
     def __init__(self, import_name: str, **kwargs: Any) -> None:
         self.slots = Slots()
         self._operations = operations_middleware(self.slots)
         middlewares = [
-            ServerErrorMiddleware,
-            ExceptionMiddleware,
+            _DEFAULTS["ServerErrorMiddleware"],
+            _DEFAULTS["ExceptionMiddleware"],
             SwaggerUIGate,
             self._operations,
-            LifespanMiddleware,
+            _DEFAULTS["LifespanMiddleware"],
         ]
         super().__init__(import_name, middlewares=middlewares, **kwargs)
         # Nothing reaches the app Connexion wraps but requests no operation took: a plain 404,

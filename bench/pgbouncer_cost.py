@@ -35,8 +35,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import asyncpg  # noqa: E402
 from compare_peers import (  # noqa: E402
     HUGE,
+    POSTGRES,
     Load,
     machine_state,
+    postgres,
     serving,
     wait_until_up,
     wrk,
@@ -45,17 +47,7 @@ from compare_peers import (  # noqa: E402
 from tests.pgbouncer import pgbouncer  # noqa: E402
 
 BIN = Path(sys.executable).parent
-POSTGRES = os.environ.get("STOREFRONT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 USERS = 1000
-
-
-async def admin(database: str, *statements: str) -> None:
-    connection = await asyncpg.connect(f"{POSTGRES}/{database}")
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 async def seed(database: str) -> None:
@@ -124,7 +116,7 @@ def main() -> None:
     copy = f"{database}_copy"
     direct_url = f"{POSTGRES}/{database}"
     copy_url = f"{POSTGRES}/{copy}"
-    asyncio.run(admin("postgres", f'create database "{database}"'))
+    postgres("postgres", f'create database "{database}"')
     try:
         # Servers stop (ExitStack) before the databases they use are dropped (finally).
         with (
@@ -150,7 +142,7 @@ def main() -> None:
             key = json.loads(
                 storefront(base_env, "keys", "create", "--client-id", client["client_id"], "--json")
             )["api_key"]
-            asyncio.run(admin("postgres", f'create database "{copy}" template "{database}"'))
+            postgres("postgres", f'create database "{copy}" template "{database}"')
             databases = {"direct": database, "pgbouncer": copy}
             modes = {
                 "direct": base_env | {"STOREFRONT_DATABASE_URL": direct_url},
@@ -227,7 +219,7 @@ def main() -> None:
                 print(f"  {mode:10} {rss_mib(pid):6.1f} MiB")
     finally:
         for name in (copy, database):
-            asyncio.run(admin("postgres", f'drop database if exists "{name}" with (force)'))
+            postgres("postgres", f'drop database if exists "{name}" with (force)')
 
 
 if __name__ == "__main__":

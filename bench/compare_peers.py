@@ -72,7 +72,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT.parent / "shared" / "bench" / "peers"
+#: The reference servers (bench/peers/README.md); STOREFRONT_BENCH_PEERS names another copy.
+PEERS = Path(os.environ.get("STOREFRONT_BENCH_PEERS", ROOT / "bench" / "peers"))
 BIN = Path(sys.executable).parent
 HUGE = "1000000000/minute"
 WRK_TIMEOUT = "10s"  # argon2 queues: a POST /users may wait well past wrk's default 2 s

@@ -8,6 +8,7 @@ Graphviz or matplotlib.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 from types import ModuleType
@@ -69,3 +70,30 @@ def test_a_change_to_a_source_makes_its_picture_stale(tmp_path: Path) -> None:
         assert build.stale() == ["topology.svg"]
     finally:
         build.HERE = original
+
+
+@pytest.mark.parametrize(
+    ("engine", "heading"),
+    [("sqlite", "**SQLite, limits in memory**"), ("postgresql", "**PostgreSQL + Redis**")],
+)
+def test_the_chart_shows_the_figures_of_the_performance_page(engine: str, heading: str) -> None:
+    """benchmark.json (the chart) and performance.md's tables give Storefront the same req/s
+    and the same ratios, route by route."""
+    recorded = json.loads((PICTURES / "benchmark.json").read_text(encoding="utf-8"))
+    figures = recorded["engines"][engine]
+    page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    table = page[page.index(heading) :].split("\n\n")[1]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0].startswith("`"):
+            route = cells[0].split("`")[1]
+            ratios = [float(cell.strip("*\N{MULTIPLICATION SIGN}")) for cell in cells[-2:]]
+            rows[route] = (int(cells[1].replace(",", "")), ratios)
+    assert rows == {
+        route: (
+            figures["req_s"][route]["storefront"],
+            [figures["ratio"][route]["starlette"], figures["ratio"][route]["fastapi"]],
+        )
+        for route in figures["req_s"]
+    }

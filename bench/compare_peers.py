@@ -19,6 +19,7 @@ under the same uvicorn gives the ceiling of the stack.
     .venv/bin/python bench/compare_peers.py [--engine {sqlite,postgresql}] [--seconds 5]
         [--rounds 3] [--scenarios users-id,users-list,products-search,auth-token,users-create]
         [--no-peers] [--no-stock] [--no-count] [--jwt-algorithm {HS256,EdDSA,ES256}]
+        [--record docs/pictures/benchmark.json]
 
 ``--engine sqlite`` (the default): the embedded default, SQLite and limits counted in memory,
 beside ``starlette_ref`` / ``fastapi_ref`` / ``connexion_ref``.
@@ -48,6 +49,11 @@ failed-authentication limit counted but set far above what the load reaches, the
 ``--jwt-algorithm`` sets STOREFRONT_JWT_ALGORITHM for the project's servers (default: the
 server's own default); the header names the algorithm the project's tokens were signed with.
 The peers always sign and verify HS256.
+
+``--record FILE`` also writes the engine's figures into FILE (its other engine's are kept):
+each server's median req/s per route and the ratios, with the date and the command. The
+benchmark chart of docs/performance.md is drawn from docs/pictures/benchmark.json; after
+recording there, ``python docs/pictures/build.py`` draws it again.
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT.parent / "shared" / "bench" / "peers"
+#: The reference servers (bench/peers/README.md); STOREFRONT_BENCH_PEERS names another copy.
+PEERS = Path(os.environ.get("STOREFRONT_BENCH_PEERS", ROOT / "bench" / "peers"))
 BIN = Path(sys.executable).parent
 HUGE = "1000000000/minute"
 WRK_TIMEOUT = "10s"  # argon2 queues: a POST /users may wait well past wrk's default 2 s
@@ -924,7 +931,16 @@ def main() -> None:
         choices=["HS256", "EdDSA", "ES256"],
         help="STOREFRONT_JWT_ALGORITHM of the project's servers (default: the server's default)",
     )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="also write this engine's req/s and ratios per route into FILE (JSON), e.g. "
+        "docs/pictures/benchmark.json, which the chart in docs/performance.md is drawn from",
+    )
     args = parser.parse_args()
+    if args.record is not None and args.no_peers:
+        parser.error("--record needs the peers: it records Storefront beside them")
     scenarios = parse_scenarios(args.scenarios)
 
     machine_state("start")
@@ -1034,6 +1050,58 @@ def main() -> None:
     report(runs, args, matching, algorithm, env if "users-create" in scenarios else None)
     if trips:
         report_trips(trips)
+    if args.record is not None:
+        record(args.record, runs, args)
+        print(f"\nrecorded in {args.record}; draw the chart again: python docs/pictures/build.py")
+
+
+#: How each engine is named in the recorded figures (and the chart's panels).
+ENGINE_TITLES = {"sqlite": "SQLite, limits in memory", "postgresql": "PostgreSQL + Redis"}
+
+
+def record(path: Path, runs: dict[tuple[str, str], Series], args: argparse.Namespace) -> None:
+    """Write this run's figures for its engine into ``path``, keeping the other engine's:
+    per route, each server's median req/s and the median ratios (ours / theirs)."""
+    starlette, fastapi = PEER_NAMES[args.engine][:2]
+    servers = {"storefront": "storefront", "starlette": starlette, "fastapi": fastapi}
+    req_s: dict[str, dict[str, int]] = {}
+    ratio: dict[str, dict[str, float]] = {}
+    for scenario, label in SCENARIOS.items():
+        if scenario == "users-create" or (scenario, "storefront") not in runs:
+            continue
+        req_s[label] = {
+            kind: round(runs[(scenario, server)].median("rps"))
+            for kind, server in servers.items()
+            if (scenario, server) in runs
+        }
+        ratio[label] = {
+            kind: round(statistics.median(runs[(scenario, server)].ratios), 2)
+            for kind, server in servers.items()
+            if kind != "storefront" and (scenario, server) in runs
+        }
+    # The command as given, without --record and its file: what reproduces the figures.
+    argv, shown = sys.argv[1:], []
+    while argv:
+        word = argv.pop(0)
+        if word == "--record":
+            argv = argv[1:]
+        elif not word.startswith("--record="):
+            shown.append(word)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    engines = data.setdefault("engines", {})
+    engines[args.engine] = {
+        "title": ENGINE_TITLES[args.engine],
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(["bench/compare_peers.py", *shown]),
+        "peers": {"starlette": starlette, "fastapi": fastapi},
+        "req_s": req_s,
+        "ratio": ratio,
+        "note": "each server's req/s is the median of its own runs; the ratio, the median of "
+        "the per-round ratios",
+    }
+    # Engines in a fixed order, so that a recording changes only its own lines.
+    data["engines"] = {name: engines[name] for name in ENGINE_TITLES if name in engines}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def report(

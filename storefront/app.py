@@ -189,7 +189,7 @@ def create_app(
             serve_spec=False,
             swagger_ui=True,
             swagger_ui_path="/ui",
-            swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": True},
+            swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": False},
         ),
     )
     # In front of Swagger UI's routes, at the paths Connexion would serve its copy on.

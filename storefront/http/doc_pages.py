@@ -49,6 +49,11 @@ LINKS = {
 _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
+def script_json(document: dict[str, Any]) -> str:
+    """``document`` as JSON to write inside a ``<script>`` element."""
+    return json.dumps(document, ensure_ascii=False).translate(_SCRIPT_ESCAPES)
+
+
 def redoc_script() -> Path:
     return REDOC_DIR / REDOC_SCRIPT
 
@@ -58,11 +63,7 @@ def redoc_page(
 ) -> str:
     """ReDoc's page: the document ``spec`` inlined (a page that works from ``file://``) or
     fetched from ``spec_url``; ``script_src`` is where the page finds ReDoc's bundle."""
-    source = (
-        json.dumps(spec, ensure_ascii=False).translate(_SCRIPT_ESCAPES)
-        if spec is not None
-        else json.dumps(spec_url)
-    )
+    source = script_json(spec) if spec is not None else json.dumps(spec_url)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

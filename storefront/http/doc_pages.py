@@ -45,6 +45,13 @@ LINKS = {
     "openapi_yaml": "openapi.yaml",
 }
 
+#: ReDoc's menu shows Redocly's logo from Redocly's CDN, whatever its options say: the browser
+#: is told to load images and fonts from nowhere else than the page's own origin (the logo's
+#: <img> removes itself when its load fails).
+REDOC_POLICY = (
+    '<meta http-equiv="Content-Security-Policy" '
+    "content=\"img-src 'self' data: blob:; font-src 'self' data:\">"
+)
 #: Script-safe JSON: a ``</script>`` inside a string of the document cannot end the element.
 _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
@@ -70,6 +77,7 @@ def redoc_page(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
+{REDOC_POLICY}
 <style>body {{ margin: 0; padding: 0; }}</style>
 </head>
 <body>

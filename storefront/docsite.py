@@ -40,6 +40,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,8 @@ SEARCH_WORKER_SHIM = r"""
 })();
 """
 
+#: A fenced code block or a code span, whose text is never a link.
+CODE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?^[ \t]*\1[ \t]*$|`[^`\n]+`", re.M | re.S)
 #: An inline Markdown link or image: ``[text](target "title")``, the text without brackets.
 LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(<?([^)\s>]+)>?((?:\s+\"[^\"]*\")?)\)")
 #: An HTML ``src`` or ``href`` (a picture in a README is often an ``<img>``).
@@ -143,9 +146,9 @@ def build(out: Path) -> int:
     # MkDocs empties the directory first: never one that holds anything else.
     if ROOT.is_relative_to(out):
         raise DocsUnavailable(f"--out {out} holds the checkout; name a directory of its own")
-    if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / SEARCH_WORKER).is_file())
-    ):
+    if out.exists() and not out.is_dir():
+        raise DocsUnavailable(f"--out {out} is a file; name a directory")
+    if out.exists() and any(out.iterdir()) and not (out / SEARCH_WORKER).is_file():
         raise DocsUnavailable(
             f"--out {out} is not empty and holds no earlier build; name a new or empty directory"
         )
@@ -210,9 +213,10 @@ def on_post_build(*, config: MkDocsConfig) -> None:
     swagger = site / VENDOR / "swagger-ui"
     swagger.mkdir(parents=True, exist_ok=True)
     bundle = _swagger_ui_dir()
-    for name in (*SWAGGER_FILES, "LICENSE"):
-        if (bundle / name).is_file():
-            shutil.copyfile(bundle / name, swagger / name)
+    for name in SWAGGER_FILES:
+        shutil.copyfile(bundle / name, swagger / name)
+    licence = metadata.distribution("swagger_ui_bundle").read_text("LICENSE")  # Apache-2.0
+    (swagger / "LICENSE").write_text(licence or "Apache-2.0\n", encoding="utf-8")
     (site / SWAGGER_PAGE).write_text(swagger_ui_page(title=title, spec=spec), encoding="utf-8")
 
 
@@ -233,7 +237,14 @@ def rewrite_links(markdown: str, *, page: str) -> str:
         moved = site_target(match.group(2), page=page)
         return f"{match.group(1)}{moved if moved is not None else '#'}{match.group(3)}"
 
-    return HTML_REF.sub(html_ref, LINK.sub(markdown_link, markdown))
+    def prose(text: str) -> str:
+        return HTML_REF.sub(html_ref, LINK.sub(markdown_link, text))
+
+    parts, done = [], 0
+    for code in CODE.finditer(markdown):
+        parts += [prose(markdown[done : code.start()]), code.group(0)]
+        done = code.end()
+    return "".join([*parts, prose(markdown[done:])])
 
 
 def site_target(target: str, *, page: str) -> str | None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from storefront import cli
-from storefront.docsite import ROOT, site_target
+from storefront.docsite import ROOT, rewrite_links, site_target
 from tests.servers import clean_env, run_storefront
 
 #: The pages the site has: the README as the home page, each guide, the two reference pages.
@@ -147,6 +147,19 @@ def test_a_link_is_rewritten_to_where_the_site_has_the_file() -> None:
     }
     for (page, target), expected in cases.items():
         assert site_target(target, page=page) == expected, (page, target)
+
+
+def test_code_is_left_as_written() -> None:
+    markdown = (
+        "[api](docs/api.md), [licence](LICENSE), `m[0](LICENSE)`\n"
+        "```python\ny = m[0](LICENSE)\n```\n"
+        '<img src="docs/pictures/a.svg">\n'
+    )
+    assert rewrite_links(markdown, page="README.md") == (
+        "[api](api.md), licence, `m[0](LICENSE)`\n"
+        "```python\ny = m[0](LICENSE)\n```\n"
+        '<img src="pictures/a.svg">\n'
+    )
 
 
 def test_without_the_docs_extra_the_command_says_what_to_install(

@@ -37,6 +37,7 @@ from storefront.access.services import Services
 from storefront.access.signing import SigningKeys
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
+from storefront.http.doc_pages import DocPagesMiddleware
 from storefront.http.failures import AuthFailureMiddleware
 from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.middleware import RequestMiddleware
@@ -208,6 +209,13 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         max_header_count=settings.max_header_count,
         max_header_bytes=settings.max_header_bytes,
+    )
+    # /, /docs and /redoc: inside the limits (an oversized or upgrade request is refused
+    # there first), before routing and security (they need no credentials).
+    app.add_middleware(
+        DocPagesMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        title=spec["info"]["title"],
     )
     # After routing, around security and the handler: every failed authentication passes here.
     app.add_middleware(AuthFailureMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)

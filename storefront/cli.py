@@ -32,7 +32,7 @@ from core.settings import (
 )
 from persistence import clients as clients_repo
 from persistence.models import ApiKey, Client
-from storefront import admin
+from storefront import admin, docsite
 from storefront.keyring import bind_secrets, require_database
 from storefront.logs import configure_logging
 
@@ -214,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION"
     )
     command(db, "upgrade", "apply all migrations")
+    docsite.add_commands(command(sub, "docs", "the documentation as a static site"), command)
     return parser
 
 
@@ -788,6 +789,8 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "docs":  # no settings, no database
+        return docsite.main(args)
 
     def work() -> None:
         settings = load_settings()

@@ -44,7 +44,9 @@ def test_unknown_paths_are_404(
     h = auth()
     for method, path in [
         ("GET", "/nope"),
-        ("GET", "/"),
+        ("POST", "/"),  # GET / is the index of storefront.http.doc_pages
+        ("GET", "/docs/"),
+        ("GET", "/redoc/nope.js"),
         ("GET", "/users/user_abcdefghijkl/orders"),
         ("POST", "/nope"),
         ("GET", "/v1/users"),

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -262,17 +262,17 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                 {
                     "kid": done.kid,
                     "algorithm": done.algorithm,
-                    "activates_at": done.activates_at.isoformat(),
+                    "activates_at": _when(done.activates_at, round_up=True),
                     "previous": [
-                        {"kid": kid, "retires_at": done.retires_at.isoformat()}
-                        for kid in done.replaced
+                        {"kid": kid, "retires_at": _when(done.retires_at)} for kid in done.replaced
                     ],
                     "deleted": done.deleted,
                 }
             )
             return
         print(
-            f"new signing key {done.kid} ({done.algorithm}), signs from {_when(done.activates_at)}"
+            f"new signing key {done.kid} ({done.algorithm}), "
+            f"signs from {_when(done.activates_at, round_up=True)}"
         )
         for kid in done.replaced:
             print(f"previous key {kid} verifies until {_when(done.retires_at)}, then retires")
@@ -288,8 +288,8 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                     "kid": row.kid,
                     "algorithm": row.algorithm,
                     "state": state(row, now),
-                    "created_at": row.created_at.isoformat(),
-                    "activates_at": row.activates_at.isoformat(),
+                    "created_at": _when(row.created_at),
+                    "activates_at": _when(row.activates_at, round_up=True),
                     "deactivates_at": _iso(row.deactivates_at),
                     "retires_at": _iso(row.retires_at),
                     "published": row.public_jwk is not None,
@@ -305,7 +305,7 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                 row.kid,
                 row.algorithm,
                 state(row, now),
-                _when(row.activates_at),
+                _when(row.activates_at, round_up=True),
                 _when_or(row.deactivates_at, "-"),
                 _when_or(row.retires_at, "-"),
             )
@@ -326,9 +326,17 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
 
-def _when(moment: datetime) -> str:
-    """A stored time for a table: to the second, in UTC (the JSON keeps it whole)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+def _when(moment: datetime, *, round_up: bool = False) -> str:
+    """A stored time as every command prints it, in tables and JSON alike: RFC 3339 in UTC,
+    to the second (``2026-12-07T01:17:11Z``), as the API writes its times.
+
+    Cut to the second, a time says a moment slightly earlier than stored, which keeps "works
+    until" and "verifies until" true; ``round_up`` is for the moment something starts ("signs
+    from"), where a script that waits until the printed second must not be early."""
+    moment = moment.astimezone(UTC)
+    if round_up and moment.microsecond:
+        moment += timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _when_or(moment: datetime | None, absent: str) -> str:
@@ -619,7 +627,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                         "client_id": c.id,
                         "name": c.name,
                         "scopes": c.scopes,
-                        "created_at": c.created_at.isoformat(),
+                        "created_at": _when(c.created_at),
                         "disabled": c.disabled_at is not None,
                         "rate_limit": c.rate_limit,
                         "previous_secret_expires_at": _grace_end(c),
@@ -689,13 +697,14 @@ def _rotate_secret_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    """:func:`_when` for JSON, where a time not set is null."""
+    return None if moment is None else _when(moment)
 
 
 def _grace_end(client: Client) -> str | None:
     """Until when the secret the last rotation replaced still works; None when it does not."""
     until = client.previous_secret_expires_at
-    return None if until is None or until <= datetime.now(UTC) else until.isoformat()
+    return None if until is None or until <= datetime.now(UTC) else _when(until)
 
 
 def _rotate_secret(settings: Settings, args: argparse.Namespace) -> None:
@@ -760,7 +769,7 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
                     "prefix": k.prefix,
                     "client_id": k.client_id,
                     "status": _key_status(k, now),
-                    "created_at": k.created_at.isoformat(),
+                    "created_at": _when(k.created_at),
                     "expires_at": _iso(k.expires_at),
                     "last_used_at": _iso(k.last_used_at),
                     "revoked_at": _iso(k.revoked_at),

@@ -337,6 +337,49 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
     assert "No client with id 'cli_nope'" in err
 
 
+#: How every command prints a time, in tables and JSON alike.
+RFC3339_SECONDS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_every_command_prints_times_one_way_in_tables_and_json(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop = run_json(capsys, "clients", "create", "--name", "shop", "--json")["client_id"]
+    key = run_json(capsys, "keys", "create", "--client-id", shop, "--expires-in", "90d", "--json")
+    rotated = run_json(capsys, "clients", "rotate-secret", shop, "--grace", "1h", "--json")
+    signing = run_json(capsys, "keys", "rotate-signing", "--json")
+
+    client = run_json(capsys, "clients", "list", "--json")[0]
+    listed_key = run_json(capsys, "keys", "list", "--json")[0]
+    signing_keys = run_json(capsys, "keys", "list-signing", "--json")
+    json_times = [
+        client["created_at"],
+        client["previous_secret_expires_at"],
+        rotated["previous_secret_expires_at"],
+        key["expires_at"],
+        listed_key["created_at"],
+        listed_key["expires_at"],
+        signing["activates_at"],
+        *(p["retires_at"] for p in signing["previous"]),
+        *(row[name] for row in signing_keys for name in ("created_at", "activates_at")),
+    ]
+    for moment in json_times:
+        assert re.fullmatch(RFC3339_SECONDS, moment), moment
+
+    # The tables show the very strings --json gives.
+    _, out, _ = run(capsys, "clients", "list")
+    assert client["created_at"] in out.splitlines()[1].split()
+    _, out, _ = run(capsys, "keys", "list")
+    assert out.splitlines()[1].split()[4:6] == [listed_key["created_at"], listed_key["expires_at"]]
+    _, out, _ = run(capsys, "keys", "list-signing")
+    for row, line in zip(signing_keys, out.splitlines()[1:], strict=True):
+        assert line.split()[3] == row["activates_at"]
+    _, out, _ = run(capsys, "keys", "create", "--client-id", shop, "--expires-in", "1d")
+    assert re.search(rf"^expires_at: +{RFC3339_SECONDS}$", out, re.MULTILINE), out
+    _, out, _ = run(capsys, "keys", "rotate-signing")
+    assert re.search(rf"signs from {RFC3339_SECONDS}$", out.splitlines()[0]), out
+
+
 def failed_authentications(base: str, forwarded_for: list[str]) -> list[int]:
     """The statuses of one request per address, each with a wrong API key, from 127.0.0.1."""
     with httpx.Client(base_url=base, timeout=10) as http:

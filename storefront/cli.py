@@ -14,6 +14,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -122,11 +123,26 @@ def _workers(text: str) -> int:
     return workers
 
 
+def _version() -> str:
+    """The installed distribution's version: what a bug report needs, and what pip installed
+    (a checkout run without installing it has none to tell)."""
+    try:
+        return metadata.version("storefront-api")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="storefront",
         description="Storefront API server. Configuration comes from STOREFRONT_* variables.",
         formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {_version()}",
+        help="print the version of the installed package and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -378,6 +379,13 @@ def test_every_command_prints_times_one_way_in_tables_and_json(
     assert re.search(rf"^expires_at: +{RFC3339_SECONDS}$", out, re.MULTILINE), out
     _, out, _ = run(capsys, "keys", "rotate-signing")
     assert re.search(rf"signs from {RFC3339_SECONDS}$", out.splitlines()[0]), out
+
+
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"storefront {metadata.version('storefront-api')}\n"
 
 
 def failed_authentications(base: str, forwarded_for: list[str]) -> list[int]:

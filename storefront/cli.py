@@ -6,7 +6,9 @@ import argparse
 import errno
 import importlib.util
 import json
+import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -33,10 +35,19 @@ from core.settings import (
 )
 from persistence import clients as clients_repo
 from persistence.models import ApiKey, Client
+from persistence.provisioning import CannotCreateDatabase, create_database_if_missing
+from persistence.revisions import head_revision
 from storefront import admin
-from storefront.keyring import bind_secrets, require_database
+from storefront.keyring import (
+    bind_secrets,
+    database_label,
+    database_setting,
+    missing_sqlite_file,
+    require_database,
+)
 from storefront.logs import configure_logging
 
+logger = logging.getLogger("storefront")
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
 #: The commands that digest a new secret under the pepper.
 MAKE_CREDENTIALS = {("clients", "create"), ("clients", "rotate-secret"), ("keys", "create")}
@@ -418,18 +429,29 @@ def _check_can_listen(host: str, port: int) -> None:
             raise StartupError(f"cannot listen on {where}: {exc.strerror}") from None
 
 
-def _upgrade(settings: Settings) -> None:
+def _upgrade(settings: Settings) -> list[str]:
     """Migrate: the first thing every command does with the database, so the one place that
-    turns an unreachable database into a line naming the setting and where it points."""
+    turns an unreachable database into a line naming the setting and where it points. The
+    revisions applied, oldest first."""
     # Alembic and the migrations, imported here only: `serve` migrates in a child process
     # (_in_child), so that they never take room in the serving process.
     from persistence.migrate import upgrade
 
     try:
         # Straight to PostgreSQL when a pooler sits in front (STOREFRONT_MIGRATION_DATABASE_URL).
-        upgrade(settings.migrations_url)
+        return upgrade(settings.migrations_url)
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(_unreachable(settings, exc, migrating=True)) from None
+
+
+def migrations_done(applied: Sequence[str]) -> str:
+    """What migrating did, as ``db upgrade`` prints it and ``serve`` logs it: the revisions
+    applied, first→last, or the one the database was at already."""
+    if not applied:
+        return f"already at {head_revision()}"
+    if len(applied) == 1:
+        return f"applied {applied[0]}"
+    return f"applied {applied[0]}→{applied[-1]}"
 
 
 def _unreachable(settings: Settings, exc: BaseException, *, migrating: bool = False) -> str:
@@ -459,22 +481,73 @@ def _reason(exc: BaseException) -> str:
     return f"{first_line} ({type(exc).__name__})" if first_line else type(exc).__name__
 
 
-def _create_database(settings: Settings) -> None:
+def _create_database(
+    settings: Settings, say: Callable[[str], object], *, say_unchanged: bool
+) -> None:
     """Migrate the database, which ``serve`` and ``db upgrade`` create when it is missing (a
-    SQLite file's directory too)."""
-    path = sqlite_file(settings.database_url)
-    if path is not None:
+    SQLite file's directory too, a PostgreSQL database when the role may), and ``say`` in
+    one line each what was created and what was applied; with ``say_unchanged``, also that
+    there was nothing to apply."""
+    missing = missing_sqlite_file(settings)
+    if missing is not None:
+        # The words of the other commands' "no database at …", which refuse where these
+        # two create: a server started in the wrong directory says so on its first line.
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            missing.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where the directory should be, no permission, ...
             raise StartupError(_unreachable(settings, exc)) from None
-    _upgrade(settings)
+        say(f"no database at {missing} ({database_setting(settings)}): creating it")
+    elif sqlite_file(settings.database_url) is None:
+        _create_postgres_database(settings, say)
+    applied = _upgrade(settings)
+    if applied or say_unchanged:
+        # serve logs a change only: a restart's log starts with what is new, and a refusal
+        # that follows (another pepper, say) stays the one line on stderr.
+        say(f"{migrations_done(applied)} ({database_label(settings)})")
+
+
+def _create_postgres_database(settings: Settings, say: Callable[[str], object]) -> None:
+    url = make_url(settings.migrations_url)
+    where = f"host {url.host or 'localhost'}, port {url.port or 5432}"
+    try:
+        # Where the migrations run: behind a pooler, PostgreSQL itself.
+        created = create_database_if_missing(settings.migrations_url)
+    except CannotCreateDatabase as exc:
+        raise StartupError(_cannot_create(settings, exc, where)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(_unreachable(settings, exc, migrating=True)) from None
+    if created:
+        say(f'created the database "{url.database}" at {where}')
+
+
+def _cannot_create(settings: Settings, exc: CannotCreateDatabase, where: str) -> str:
+    """One line: the database is missing, the role may not create it, and what to run as one
+    that may (the password is in neither: createdb asks for its own)."""
+    variable, value = "STOREFRONT_DATABASE_URL", settings.database_url
+    if settings.migration_database_url is not None:
+        variable, value = "STOREFRONT_MIGRATION_DATABASE_URL", settings.migration_database_url
+    url = make_url(value)
+    host, port = url.host or "localhost", url.port or 5432
+    database, role = exc.database, exc.role
+    createdb = shlex.join(
+        ["createdb", "-h", host, "-p", str(port), "-U", "postgres", "-O", role, database]
+    )
+    return (
+        f'the database "{database}" does not exist at {where} '
+        f'({variable}={masked_url(value)}), and the role "{role}" may not create it (it '
+        f"lacks CREATEDB): as a role that may, run {createdb} (in SQL: CREATE DATABASE "
+        f"{_identifier(database)} OWNER {_identifier(role)}), then storefront db upgrade again"
+    )
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
     """What ``serve`` does before it listens: migrate (creating the database), make or check
     the keys, and with ``--demo`` load the demo catalogue and client."""
-    _create_database(settings)
+    _create_database(settings, say=logger.info, say_unchanged=False)
     # Before any worker: a first start makes and records the keys once, and a mismatch stops
     # here with one line rather than in every worker's log.
     bind_secrets(settings, generate=True)
@@ -601,10 +674,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         _serve(settings, args)
         return
     if command == ("db", "upgrade"):
-        _create_database(settings)
+        _create_database(settings, say=print, say_unchanged=True)
         # Checks the secrets at hand, if any, and records them on a new database; makes none.
         bind_secrets(settings, generate=False)
-        print("database is at the latest migration")
         return
     if args.command == "keys" and args.action in SIGNING_KEY_ACTIONS:
         _signing_key_command(settings, args)

@@ -49,6 +49,8 @@ from storefront.logs import configure_logging
 
 logger = logging.getLogger("storefront")
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
+#: A few users, so that a demo's first GET /users is not an empty list.
+DEMO_USERS = Path(__file__).with_name("data") / "demo_users.json"
 #: The commands that digest a new secret under the pepper.
 MAKE_CREDENTIALS = {("clients", "create"), ("clients", "rotate-secret"), ("keys", "create")}
 
@@ -175,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo",
         action="store_true",
-        help="load a small product catalogue and print the credentials of a demo client",
+        help="load a small product catalogue and five users, and print a demo client's credentials",
     )
 
     clients = command(sub, "clients", "OAuth clients").add_subparsers(
@@ -555,6 +557,7 @@ def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
         from storefront.importer import import_file
 
         import_file(settings, DEMO_CATALOGUE, progress=False)
+        admin.ensure_demo_users(settings, json.loads(DEMO_USERS.read_text(encoding="utf-8")))
         digester = _digester(settings)
         demo = admin.run(settings, lambda s: admin.ensure_demo_client(s, digester))
         base = f"http://{args.host}:{args.port}"

@@ -223,7 +223,16 @@ def _parser() -> argparse.ArgumentParser:
         "--client-id", default=None, help="only this client's keys (default: every client's)"
     )
     _json_flag(key_list)
-    revoke = command(keys, "revoke", "revoke an API key; it stops working at once")
+    revoke = command(
+        keys,
+        "revoke",
+        "revoke an API key; it stops working within STOREFRONT_AUTH_CACHE_TTL (1 s)",
+        # Not "at once": a server remembers a key it has checked for that long.
+        description=(
+            "Revoke an API key. Every instance refuses it within STOREFRONT_AUTH_CACHE_TTL "
+            "seconds (1 by default): how long a server remembers a key it has checked."
+        ),
+    )
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…), not the key")
     _signing_key_parsers(keys, command)
 

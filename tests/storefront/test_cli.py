@@ -265,6 +265,23 @@ def test_every_option_says_what_it_does_and_its_default(
     assert options or "positional arguments:" in text or argv == ["db", "upgrade"]
 
 
+def test_keys_revoke_help_and_the_docs_say_how_soon_a_key_stops(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What the code does: a server remembers a checked key for STOREFRONT_AUTH_CACHE_TTL
+    # (test_client_lifecycle_and_api_keys waits that long for the 401).
+    ttl = Settings.model_fields["auth_cache_ttl"].default
+    assert ttl == 1.0
+    text = " ".join(help_of(capsys, "keys", "revoke").split())
+    assert "within STOREFRONT_AUTH_CACHE_TTL seconds (1 by default)" in text
+    assert "at once" not in text
+    listed = " ".join(help_of(capsys, "keys").split())
+    assert "revoke an API key; it stops working within STOREFRONT_AUTH_CACHE_TTL (1 s)" in listed
+    operations = (Path(__file__).parents[2] / "docs" / "operations.md").read_text("utf-8")
+    row = next(line for line in operations.splitlines() if "`storefront keys revoke" in line)
+    assert "it stops working within `STOREFRONT_AUTH_CACHE_TTL` (1 s)" in row
+
+
 def test_products_import_help_describes_both_formats_and_the_id_rule(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

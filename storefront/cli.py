@@ -580,6 +580,14 @@ def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
             f" -d 'grant_type=client_credentials&client_id={demo.client_id}"
             f"&client_secret={demo.client_secret}'"
         )
+        # The README's step 2, filled in: its later commands use $TOKEN.
+        print("Or keep the token in $TOKEN, as the README's examples use it:")
+        print(
+            f"  TOKEN=$(curl -s -X POST {base}/auth/token"
+            f" -d 'grant_type=client_credentials&client_id={demo.client_id}"
+            f"&client_secret={demo.client_secret}'"
+            " | python3 -c 'import sys, json; print(json.load(sys.stdin)[\"access_token\"])')"
+        )
         print(f"Swagger UI: {base}/ui/")
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from persistence.migrate import upgrade
-from persistence.revisions import head_revision
+from persistence.revisions import VERSIONS, head_revision
 from tests.conftest import POSTGRES_URL, postgres_admin, require_service
 from tests.servers import clean_env, run_storefront, serving
 
@@ -47,13 +47,27 @@ def test_db_upgrade_creates_a_sqlite_file_and_says_where_and_what_it_applied(
     ]
 
 
-def test_db_upgrade_names_only_the_migrations_it_applied(tmp_path: Path) -> None:
+#: The revisions in order (each file begins with its revision, as 0001_initial_schema.py).
+REVISIONS = sorted(path.name[:4] for path in VERSIONS.glob("[0-9]*.py"))
+
+
+@pytest.mark.parametrize(
+    ("at", "said"),
+    [
+        (REVISIONS[-3], f"applied {REVISIONS[-2]}→{HEAD}"),
+        (REVISIONS[-2], f"applied {HEAD}"),
+    ],
+)
+def test_db_upgrade_names_only_the_migrations_it_applied(
+    tmp_path: Path, at: str, said: str
+) -> None:
+    assert REVISIONS[-1] == HEAD
     database = tmp_path / "shop.db"
-    upgrade(f"sqlite:///{database}", "0009")
+    upgrade(f"sqlite:///{database}", at)
     env = clean_env(STOREFRONT_DATABASE_URL=f"sqlite:///{database}")
 
     assert stdout_lines(run_storefront(env, "db", "upgrade", cwd=tmp_path)) == [
-        f"applied 0010→{HEAD} ({database})"
+        f"{said} ({database})"
     ]
 
 

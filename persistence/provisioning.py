@@ -22,6 +22,7 @@ from persistence.db import async_url, is_sqlite
 MAINTENANCE_DATABASES = ("postgres", "template1")
 INSUFFICIENT_PRIVILEGE = "42501"
 DUPLICATE_DATABASE = "42P04"
+_FIND = text("SELECT 1 FROM pg_database WHERE datname = :name")
 
 
 class CannotCreateDatabase(Exception):
@@ -47,31 +48,34 @@ def role_of(url: str | URL) -> str:
     return getpass.getuser()
 
 
-def create_database_if_missing(database_url: str | URL) -> bool:
+def create_database_if_missing(database_url: str | URL, *, timeout: float) -> bool:
     """Create the PostgreSQL database ``database_url`` names when the server has none of that
     name: True when it did. False for SQLite, and when the database is there (or another
     process created it meanwhile). Raises :class:`CannotCreateDatabase` when the role lacks
     CREATEDB, and the first connection's error when the database exists but cannot be
-    reached or the server cannot be (wrong password, refused, ...)."""
+    reached or the server cannot be (wrong password, refused, ...). ``timeout``: seconds to
+    wait for each connection (a host that drops packets would hold it a minute)."""
     url = async_url(database_url)
     if is_sqlite(url) or not url.database:
         return False
-    return asyncio.run(_create_if_missing(url, url.database))
+    return asyncio.run(_create_if_missing(url, url.database, timeout))
 
 
-async def _create_if_missing(url: URL, name: str) -> bool:
+async def _create_if_missing(url: URL, name: str, connect_seconds: float) -> bool:
     try:
-        await _connect(url, None)
+        await _connect(url, None, connect_seconds)
         return False
     except (SQLAlchemyError, OSError) as exc:
         first_error = exc
+    if _never_reached(first_error):
+        raise first_error
     # Asked rather than told by the error: psycopg reports a missing database without a
     # SQLSTATE, and the server words it in its own language (lc_messages).
     for maintenance in MAINTENANCE_DATABASES:
         if maintenance == name:
             continue
         try:
-            return await _connect(url.set(database=maintenance), name)
+            return await _connect(url.set(database=maintenance), name, connect_seconds)
         except _Exists:
             break  # another cause: no CONNECT privilege, a pg_hba.conf line for that database
         except CannotCreateDatabase:
@@ -81,26 +85,69 @@ async def _create_if_missing(url: URL, name: str) -> bool:
     raise first_error
 
 
+def database_missing(database_url: str | URL, failure: BaseException, *, timeout: float) -> bool:
+    """Whether ``failure``, met connecting to ``database_url``, is the server's answer that
+    it has no database of that name, as a maintenance database tells; False for SQLite, for a
+    server never reached, and when nothing can tell (no maintenance database open to the
+    role, a pooler that offers none)."""
+    url = async_url(database_url)
+    if is_sqlite(url) or not url.database or _never_reached(failure):
+        return False
+    return asyncio.run(_missing(url, url.database, timeout))
+
+
+async def _missing(url: URL, name: str, connect_seconds: float) -> bool:
+    for maintenance in MAINTENANCE_DATABASES:
+        if maintenance == name:
+            continue
+        engine = create_async_engine(url.set(database=maintenance), poolclass=NullPool)
+        try:
+            async with asyncio.timeout(connect_seconds):
+                connection = await engine.connect().start()
+            try:
+                return await connection.scalar(_FIND, {"name": name}) is None
+            finally:
+                await connection.close()
+        except (SQLAlchemyError, OSError):
+            continue
+        finally:
+            await engine.dispose()
+    return False
+
+
+def _never_reached(failure: BaseException) -> bool:
+    """Refused, timed out, a network error: no server answered, so none said the database
+    is missing, and asking another database of it would only wait as long again."""
+    seen: BaseException | None = failure
+    while seen is not None:
+        if isinstance(seen, OSError):  # TimeoutError and ConnectionRefusedError among them
+            return True
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+    return False
+
+
 class _Exists(Exception):
     """The database is there after all: the first connection failed for another reason."""
 
 
-async def _connect(url: URL, create: str | None) -> bool:
-    """Connect to ``url``; with ``create``, create the database of that name from it."""
+async def _connect(url: URL, create: str | None, connect_seconds: float) -> bool:
+    """Connect to ``url`` within ``connect_seconds``; with ``create``, create the database of that
+    name from it (which takes as long as copying the template takes)."""
     engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
-        async with engine.connect() as connection:
-            if create is None:
-                return False
-            return await _create(connection, url, create)
+        async with asyncio.timeout(connect_seconds):
+            connection = await engine.connect().start()
+        try:
+            return False if create is None else await _create(connection, url, create)
+        finally:
+            await connection.close()
     finally:
         await engine.dispose()
 
 
 async def _create(connection: AsyncConnection, url: URL, name: str) -> bool:
-    found = await connection.scalar(
-        text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-    )
+    found = await connection.scalar(_FIND, {"name": name})
     if found is not None:
         raise _Exists(name)
     quoted = connection.dialect.identifier_preparer.quote(name)

@@ -522,7 +522,9 @@ def _create_postgres_database(settings: Settings, say: Callable[[str], object]) 
     where = f"host {url.host or 'localhost'}, port {url.port or 5432}"
     try:
         # Where the migrations run: behind a pooler, PostgreSQL itself.
-        created = create_database_if_missing(settings.migrations_url)
+        created = create_database_if_missing(
+            settings.migrations_url, timeout=settings.database_timeout
+        )
     except CannotCreateDatabase as exc:
         raise StartupError(_cannot_create(settings, exc, where)) from None
     except (SQLAlchemyError, OSError) as exc:

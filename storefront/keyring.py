@@ -21,6 +21,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.crypto import Algorithm, KeyEncryption, fingerprint
 from core.settings import (
     DEFAULT_KEY_DIR,
@@ -40,6 +43,7 @@ from core.settings import (
 from persistence import fingerprints, signing_keys
 from persistence.db import Database
 from persistence.models import utcnow
+from persistence.provisioning import database_missing
 from persistence.signing_keys import StoredKey
 from storefront.access.signing import (
     Rotation,
@@ -92,7 +96,20 @@ def require_database(settings: Settings) -> None:
             f"no database at {path} ({database_setting(settings)}): "
             f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"
         )
-    if not _run(settings, lambda db: db.read(fingerprints.has_schema)):
+    try:
+        has_schema = _run(settings, lambda db: db.read(fingerprints.has_schema))
+    except (SQLAlchemyError, OSError) as exc:
+        if not database_missing(settings.database_url, exc, timeout=settings.database_timeout):
+            raise  # the caller says the database cannot be reached, and why
+        # The server answered: "cannot reach the database" would send one looking at the
+        # network. As a missing SQLite file is said.
+        url = make_url(settings.database_url)
+        where = f"host {url.host or 'localhost'}, port {url.port or 5432}"
+        raise SettingsError(
+            f'no database "{url.database}" at {where} ({database_setting(settings)}): '
+            f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"
+        ) from None
+    if not has_schema:
         raise SettingsError(
             f"the database at {database_label(settings)} has no Storefront tables: "
             f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"

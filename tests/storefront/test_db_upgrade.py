@@ -162,3 +162,21 @@ def test_without_createdb_db_upgrade_says_what_to_run(tmp_path: Path, postgres_n
     finally:
         postgres_admin(f'DROP DATABASE IF EXISTS "{postgres_name}" WITH (FORCE)')
         postgres_admin(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_other_commands_say_a_postgresql_database_is_missing_as_a_sqlite_file_is(
+    tmp_path: Path, postgres_name: str
+) -> None:
+    url = make_url(POSTGRES_URL)
+    env = clean_env(STOREFRONT_DATABASE_URL=postgres_url(postgres_name))
+
+    done = run_storefront(env, "clients", "list", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert PASSWORD not in done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f'storefront: no database "{postgres_name}" at host {url.host}, port {url.port or 5432} '
+        f"(STOREFRONT_DATABASE_URL {postgres_url(postgres_name).replace(PASSWORD, '***')}): "
+        "create it with 'storefront db upgrade', or set STOREFRONT_DATABASE_URL to the "
+        "database the server uses"
+    ]

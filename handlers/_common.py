@@ -141,9 +141,11 @@ def match_cursor(
         return None
     found = pattern.match(cursor)
     if found is None:
+        # Worded as the spec's x-invalid-message of the cursor parameters, which refuses a
+        # cursor of no list's form before this one is reached.
         raise InvalidInput(
-            f"Invalid query parameter '{parameter}': not a cursor of this list; take cursors "
-            "from the URLs of the Link header."
+            f"Invalid query parameter '{parameter}': not a cursor this server issued; follow "
+            "the Link header's next or prev URL as it is, or leave the parameter out."
         )
     return found
 

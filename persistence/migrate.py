@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationInfo
 from sqlalchemy.engine import URL
 
 from persistence.db import async_url
@@ -21,5 +23,15 @@ def alembic_config(database_url: str | URL) -> Config:
     return config
 
 
-def upgrade(database_url: str | URL, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str | URL, revision: str = "head") -> list[str]:
+    """Migrate to ``revision``; the revisions applied, oldest first (none: it was there)."""
+    config = alembic_config(database_url)
+    applied: list[str] = []
+
+    def record(*, step: MigrationInfo, **_: Any) -> None:
+        if step.is_upgrade:
+            applied.extend(step.up_revision_ids)
+
+    config.attributes["on_version_apply"] = record
+    command.upgrade(config, revision)
+    return applied

@@ -3,11 +3,11 @@ never commit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,14 @@ def create_user(session: Session, *, name: str, email: str, password_hash: str) 
     session.add(user)
     _flush_checking_email(session)
     return user
+
+
+def existing_emails(session: Session, *, emails: Sequence[str]) -> set[str]:
+    """Which of ``emails`` a user has already, lower-cased: compared as the unique index
+    compares them."""
+    lowered = func.lower(User.email)
+    found = session.scalars(select(lowered).where(lowered.in_([e.lower() for e in emails])))
+    return set(found)
 
 
 def _storable(user_id: str) -> bool:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from core.crypto import SecretDigester
+from core.crypto import PasswordHashing, SecretDigester
 from core.errors import InvalidInput
 from core.ids import new_api_key, new_secret
 from core.settings import Settings
-from persistence import clients
+from persistence import clients, users
 from persistence.db import Database
 from persistence.models import utcnow
 from storefront.access.ratelimit import parse_limit
@@ -135,6 +135,40 @@ def ensure_demo_client(session: Session, digester: SecretDigester) -> NewClient:
     secret = new_secret()
     clients.set_client_secret(session, client_id=existing.id, secret_digest=digester.digest(secret))
     return NewClient(existing.id, secret, existing.name, existing.scopes.split())
+
+
+def ensure_demo_users(settings: Settings, people: Sequence[Mapping[str, str]]) -> int:
+    """Create the users of ``people`` (``name``, ``email``) whose email no user has yet, so
+    that a demo's first ``GET /users`` shows some; the number created. Run at every ``--demo``
+    start, it adds only those missing (deleted ones come back, edited ones are left alone).
+
+    Each gets a random password, hashed as the API hashes one (argon2id), that nobody is
+    told: a demo user is a record to list, not an account to sign in with."""
+    emails = [person["email"] for person in people]
+    present = run(settings, lambda s: users.existing_emails(s, emails=emails))
+    missing = [p for p in people if p["email"].lower() not in present]
+    if not missing:
+        return 0  # a restart: no password to hash, the costly part
+    hashing = PasswordHashing(concurrency=1)
+
+    async def hash_all() -> list[str]:
+        return [await hashing.hash(new_secret()) for _ in missing]
+
+    hashes = asyncio.run(hash_all())
+
+    def create(session: Session) -> int:
+        # Asked again inside the write: another start may have added some meanwhile.
+        taken = users.existing_emails(session, emails=emails)
+        made = 0
+        for person, password_hash in zip(missing, hashes, strict=True):
+            if person["email"].lower() not in taken:
+                users.create_user(
+                    session, name=person["name"], email=person["email"], password_hash=password_hash
+                )
+                made += 1
+        return made
+
+    return run(settings, create)
 
 
 def rotate_client_secret(

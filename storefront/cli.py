@@ -6,14 +6,17 @@ import argparse
 import errno
 import importlib.util
 import json
+import logging
 import os
+import shlex
 import signal
 import socket
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,11 +35,22 @@ from core.settings import (
 )
 from persistence import clients as clients_repo
 from persistence.models import ApiKey, Client
+from persistence.provisioning import CannotCreateDatabase, create_database_if_missing
+from persistence.revisions import head_revision
 from storefront import admin, docsite
-from storefront.keyring import bind_secrets, require_database
+from storefront.keyring import (
+    bind_secrets,
+    database_label,
+    database_setting,
+    missing_sqlite_file,
+    require_database,
+)
 from storefront.logs import configure_logging
 
+logger = logging.getLogger("storefront")
 DEMO_CATALOGUE = Path(__file__).with_name("data") / "demo_products.json"
+#: A few users, so that a demo's first GET /users is not an empty list.
+DEMO_USERS = Path(__file__).with_name("data") / "demo_users.json"
 #: The commands that digest a new secret under the pepper.
 MAKE_CREDENTIALS = {("clients", "create"), ("clients", "rotate-secret"), ("keys", "create")}
 
@@ -122,11 +136,26 @@ def _workers(text: str) -> int:
     return workers
 
 
+def _version() -> str:
+    """The installed distribution's version: what a bug report needs, and what pip installed
+    (a checkout run without installing it has none to tell)."""
+    try:
+        return metadata.version("storefront-api")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="storefront",
         description="Storefront API server. Configuration comes from STOREFRONT_* variables.",
         formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {_version()}",
+        help="print the version of the installed package and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -148,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo",
         action="store_true",
-        help="load a small product catalogue and print the credentials of a demo client",
+        help="load a small product catalogue and five users, and print a demo client's credentials",
     )
 
     clients = command(sub, "clients", "OAuth clients").add_subparsers(
@@ -194,7 +223,16 @@ def _parser() -> argparse.ArgumentParser:
         "--client-id", default=None, help="only this client's keys (default: every client's)"
     )
     _json_flag(key_list)
-    revoke = command(keys, "revoke", "revoke an API key; it stops working at once")
+    revoke = command(
+        keys,
+        "revoke",
+        "revoke an API key; it stops working within STOREFRONT_AUTH_CACHE_TTL (1 s)",
+        # Not "at once": a server remembers a key it has checked for that long.
+        description=(
+            "Revoke an API key. Every instance refuses it within STOREFRONT_AUTH_CACHE_TTL "
+            "seconds (1 by default): how long a server remembers a key it has checked."
+        ),
+    )
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…), not the key")
     _signing_key_parsers(keys, command)
 
@@ -263,17 +301,17 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                 {
                     "kid": done.kid,
                     "algorithm": done.algorithm,
-                    "activates_at": done.activates_at.isoformat(),
+                    "activates_at": _when(done.activates_at, round_up=True),
                     "previous": [
-                        {"kid": kid, "retires_at": done.retires_at.isoformat()}
-                        for kid in done.replaced
+                        {"kid": kid, "retires_at": _when(done.retires_at)} for kid in done.replaced
                     ],
                     "deleted": done.deleted,
                 }
             )
             return
         print(
-            f"new signing key {done.kid} ({done.algorithm}), signs from {_when(done.activates_at)}"
+            f"new signing key {done.kid} ({done.algorithm}), "
+            f"signs from {_when(done.activates_at, round_up=True)}"
         )
         for kid in done.replaced:
             print(f"previous key {kid} verifies until {_when(done.retires_at)}, then retires")
@@ -289,8 +327,8 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                     "kid": row.kid,
                     "algorithm": row.algorithm,
                     "state": state(row, now),
-                    "created_at": row.created_at.isoformat(),
-                    "activates_at": row.activates_at.isoformat(),
+                    "created_at": _when(row.created_at),
+                    "activates_at": _when(row.activates_at, round_up=True),
                     "deactivates_at": _iso(row.deactivates_at),
                     "retires_at": _iso(row.retires_at),
                     "published": row.public_jwk is not None,
@@ -306,7 +344,7 @@ def _signing_key_command(settings: Settings, args: argparse.Namespace) -> None:
                 row.kid,
                 row.algorithm,
                 state(row, now),
-                _when(row.activates_at),
+                _when(row.activates_at, round_up=True),
                 _when_or(row.deactivates_at, "-"),
                 _when_or(row.retires_at, "-"),
             )
@@ -327,9 +365,17 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
 
-def _when(moment: datetime) -> str:
-    """A stored time for a table: to the second, in UTC (the JSON keeps it whole)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+def _when(moment: datetime, *, round_up: bool = False) -> str:
+    """A stored time as every command prints it, in tables and JSON alike: RFC 3339 in UTC,
+    to the second (``2026-12-07T01:17:11Z``), as the API writes its times.
+
+    Cut to the second, a time says a moment slightly earlier than stored, which keeps "works
+    until" and "verifies until" true; ``round_up`` is for the moment something starts ("signs
+    from"), where a script that waits until the printed second must not be early."""
+    moment = moment.astimezone(UTC)
+    if round_up and moment.microsecond:
+        moment += timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _when_or(moment: datetime | None, absent: str) -> str:
@@ -395,18 +441,29 @@ def _check_can_listen(host: str, port: int) -> None:
             raise StartupError(f"cannot listen on {where}: {exc.strerror}") from None
 
 
-def _upgrade(settings: Settings) -> None:
+def _upgrade(settings: Settings) -> list[str]:
     """Migrate: the first thing every command does with the database, so the one place that
-    turns an unreachable database into a line naming the setting and where it points."""
+    turns an unreachable database into a line naming the setting and where it points. The
+    revisions applied, oldest first."""
     # Alembic and the migrations, imported here only: `serve` migrates in a child process
     # (_in_child), so that they never take room in the serving process.
     from persistence.migrate import upgrade
 
     try:
         # Straight to PostgreSQL when a pooler sits in front (STOREFRONT_MIGRATION_DATABASE_URL).
-        upgrade(settings.migrations_url)
+        return upgrade(settings.migrations_url)
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(_unreachable(settings, exc, migrating=True)) from None
+
+
+def migrations_done(applied: Sequence[str]) -> str:
+    """What migrating did, as ``db upgrade`` prints it and ``serve`` logs it: the revisions
+    applied, first→last, or the one the database was at already."""
+    if not applied:
+        return f"already at {head_revision()}"
+    if len(applied) == 1:
+        return f"applied {applied[0]}"
+    return f"applied {applied[0]}→{applied[-1]}"
 
 
 def _unreachable(settings: Settings, exc: BaseException, *, migrating: bool = False) -> str:
@@ -436,22 +493,75 @@ def _reason(exc: BaseException) -> str:
     return f"{first_line} ({type(exc).__name__})" if first_line else type(exc).__name__
 
 
-def _create_database(settings: Settings) -> None:
+def _create_database(
+    settings: Settings, say: Callable[[str], object], *, say_unchanged: bool
+) -> None:
     """Migrate the database, which ``serve`` and ``db upgrade`` create when it is missing (a
-    SQLite file's directory too)."""
-    path = sqlite_file(settings.database_url)
-    if path is not None:
+    SQLite file's directory too, a PostgreSQL database when the role may), and ``say`` in
+    one line each what was created and what was applied; with ``say_unchanged``, also that
+    there was nothing to apply."""
+    missing = missing_sqlite_file(settings)
+    if missing is not None:
+        # The words of the other commands' "no database at …", which refuse where these
+        # two create: a server started in the wrong directory says so on its first line.
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            missing.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where the directory should be, no permission, ...
             raise StartupError(_unreachable(settings, exc)) from None
-    _upgrade(settings)
+        say(f"no database at {missing} ({database_setting(settings)}): creating it")
+    elif sqlite_file(settings.database_url) is None:
+        _create_postgres_database(settings, say)
+    applied = _upgrade(settings)
+    if applied or say_unchanged:
+        # serve logs a change only: a restart's log starts with what is new, and a refusal
+        # that follows (another pepper, say) stays the one line on stderr.
+        say(f"{migrations_done(applied)} ({database_label(settings)})")
+
+
+def _create_postgres_database(settings: Settings, say: Callable[[str], object]) -> None:
+    url = make_url(settings.migrations_url)
+    where = f"host {url.host or 'localhost'}, port {url.port or 5432}"
+    try:
+        # Where the migrations run: behind a pooler, PostgreSQL itself.
+        created = create_database_if_missing(
+            settings.migrations_url, timeout=settings.database_timeout
+        )
+    except CannotCreateDatabase as exc:
+        raise StartupError(_cannot_create(settings, exc, where)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(_unreachable(settings, exc, migrating=True)) from None
+    if created:
+        say(f'created the database "{url.database}" at {where}')
+
+
+def _cannot_create(settings: Settings, exc: CannotCreateDatabase, where: str) -> str:
+    """One line: the database is missing, the role may not create it, and what to run as one
+    that may (the password is in neither: createdb asks for its own)."""
+    variable, value = "STOREFRONT_DATABASE_URL", settings.database_url
+    if settings.migration_database_url is not None:
+        variable, value = "STOREFRONT_MIGRATION_DATABASE_URL", settings.migration_database_url
+    url = make_url(value)
+    host, port = url.host or "localhost", url.port or 5432
+    database, role = exc.database, exc.role
+    createdb = shlex.join(
+        ["createdb", "-h", host, "-p", str(port), "-U", "postgres", "-O", role, database]
+    )
+    return (
+        f'the database "{database}" does not exist at {where} '
+        f'({variable}={masked_url(value)}), and the role "{role}" may not create it (it '
+        f"lacks CREATEDB): as a role that may, run {createdb} (in SQL: CREATE DATABASE "
+        f"{_identifier(database)} OWNER {_identifier(role)}), then storefront db upgrade again"
+    )
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
     """What ``serve`` does before it listens: migrate (creating the database), make or check
     the keys, and with ``--demo`` load the demo catalogue and client."""
-    _create_database(settings)
+    _create_database(settings, say=logger.info, say_unchanged=False)
     # Before any worker: a first start makes and records the keys once, and a mismatch stops
     # here with one line rather than in every worker's log.
     bind_secrets(settings, generate=True)
@@ -459,6 +569,7 @@ def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
         from storefront.importer import import_file
 
         import_file(settings, DEMO_CATALOGUE, progress=False)
+        admin.ensure_demo_users(settings, json.loads(DEMO_USERS.read_text(encoding="utf-8")))
         digester = _digester(settings)
         demo = admin.run(settings, lambda s: admin.ensure_demo_client(s, digester))
         base = f"http://{args.host}:{args.port}"
@@ -471,6 +582,14 @@ def _prepare_to_serve(settings: Settings, args: argparse.Namespace) -> None:
             " -H 'Content-Type: application/x-www-form-urlencoded'"
             f" -d 'grant_type=client_credentials&client_id={demo.client_id}"
             f"&client_secret={demo.client_secret}'"
+        )
+        # The README's step 2, filled in: its later commands use $TOKEN.
+        print("Or keep the token in $TOKEN, as the README's examples use it:")
+        print(
+            f"  TOKEN=$(curl -s -X POST {base}/auth/token"
+            f" -d 'grant_type=client_credentials&client_id={demo.client_id}"
+            f"&client_secret={demo.client_secret}'"
+            " | python3 -c 'import sys, json; print(json.load(sys.stdin)[\"access_token\"])')"
         )
         print(f"Swagger UI: {base}/ui/")
 
@@ -578,10 +697,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         _serve(settings, args)
         return
     if command == ("db", "upgrade"):
-        _create_database(settings)
+        _create_database(settings, say=print, say_unchanged=True)
         # Checks the secrets at hand, if any, and records them on a new database; makes none.
         bind_secrets(settings, generate=False)
-        print("database is at the latest migration")
         return
     if args.command == "keys" and args.action in SIGNING_KEY_ACTIONS:
         _signing_key_command(settings, args)
@@ -620,7 +738,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                         "client_id": c.id,
                         "name": c.name,
                         "scopes": c.scopes,
-                        "created_at": c.created_at.isoformat(),
+                        "created_at": _when(c.created_at),
                         "disabled": c.disabled_at is not None,
                         "rate_limit": c.rate_limit,
                         "previous_secret_expires_at": _grace_end(c),
@@ -690,13 +808,14 @@ def _rotate_secret_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    """:func:`_when` for JSON, where a time not set is null."""
+    return None if moment is None else _when(moment)
 
 
 def _grace_end(client: Client) -> str | None:
     """Until when the secret the last rotation replaced still works; None when it does not."""
     until = client.previous_secret_expires_at
-    return None if until is None or until <= datetime.now(UTC) else until.isoformat()
+    return None if until is None or until <= datetime.now(UTC) else _when(until)
 
 
 def _rotate_secret(settings: Settings, args: argparse.Namespace) -> None:
@@ -761,7 +880,7 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
                     "prefix": k.prefix,
                     "client_id": k.client_id,
                     "status": _key_status(k, now),
-                    "created_at": k.created_at.isoformat(),
+                    "created_at": _when(k.created_at),
                     "expires_at": _iso(k.expires_at),
                     "last_used_at": _iso(k.last_used_at),
                     "revoked_at": _iso(k.revoked_at),

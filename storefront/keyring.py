@@ -18,7 +18,11 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.crypto import Algorithm, KeyEncryption, fingerprint
 from core.settings import (
@@ -39,6 +43,7 @@ from core.settings import (
 from persistence import fingerprints, signing_keys
 from persistence.db import Database
 from persistence.models import utcnow
+from persistence.provisioning import database_missing
 from persistence.signing_keys import StoredKey
 from storefront.access.signing import (
     Rotation,
@@ -64,22 +69,47 @@ def database_label(settings: Settings) -> str:
     return masked_url(settings.database_url)
 
 
-def require_database(settings: Settings) -> None:
-    """Refuse, naming where it looked, when there is no Storefront database at the URL."""
+def database_setting(settings: Settings) -> str:
+    """Where the database URL came from, and what it is (its password masked): the words
+    every "no database at …" line uses, whether it then refuses or creates one."""
     url_source = (
         "STOREFRONT_DATABASE_URL"
         if "database_url" in settings.model_fields_set
         else "the default STOREFRONT_DATABASE_URL"
     )
+    return f"{url_source} {masked_url(settings.database_url)}"
+
+
+def missing_sqlite_file(settings: Settings) -> Path | None:
+    """The absolute path of the SQLite file the URL names, when there is no file there."""
     path = sqlite_file(settings.database_url)
-    if path is not None and not path.exists():
+    return None if path is None or path.exists() else path.resolve()
+
+
+def require_database(settings: Settings) -> None:
+    """Refuse, naming where it looked, when there is no Storefront database at the URL."""
+    path = missing_sqlite_file(settings)
+    if path is not None:
         # Opening it would create an empty file, which the next command would take for a
         # database; so nothing opens it.
         raise SettingsError(
-            f"no database at {path.resolve()} ({url_source} {masked_url(settings.database_url)}): "
+            f"no database at {path} ({database_setting(settings)}): "
             f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"
         )
-    if not _run(settings, lambda db: db.read(fingerprints.has_schema)):
+    try:
+        has_schema = _run(settings, lambda db: db.read(fingerprints.has_schema))
+    except (SQLAlchemyError, OSError) as exc:
+        if not database_missing(settings.database_url, exc, timeout=settings.database_timeout):
+            raise  # the caller says the database cannot be reached, and why
+        # The server answered: "cannot reach the database" would send one looking at the
+        # network. As a missing SQLite file is said.
+        url = make_url(settings.database_url)
+        where = f"host {url.host or 'localhost'}, port {url.port or 5432}"
+        raise SettingsError(
+            f'no database "{url.database}" at {where} ({database_setting(settings)}): '
+            f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"
+        ) from None
+    if not has_schema:
         raise SettingsError(
             f"the database at {database_label(settings)} has no Storefront tables: "
             f"{CREATE_IT}, or set STOREFRONT_DATABASE_URL to the database the server uses"

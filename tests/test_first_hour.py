@@ -6,12 +6,16 @@ arguments in an empty directory, as a fresh clone would (``demo_server`` adds on
 so that parallel runs do not collide on 8000). Then it does what the README tells a person to
 do, and looks at what that person would look at:
 
-1. the printed client and ``curl`` line: run as printed, it yields a token;
+1. the printed client, ``curl`` line and ``TOKEN=`` line: run as printed, they yield a token;
 2. the README's "Clients and keys of your own" commands: a client and an API key;
-3. the README's "A token, then a request" block, run with the demo client and that key;
-4. each route once, as the API table lists them, with a full token and a down-scoped one, and
-   an error in the shape the README shows;
+3. the README's "A token, then a request" block, run with the demo client and that key, which
+   sets ``$TOKEN`` itself as written, and reads the demo's users with it;
+4. each route once, as the API table lists them, with the bodies it shows, a full token and a
+   down-scoped one, and an error in the shape the README shows;
 5. the spec, Swagger UI's page, the probes, and the server's own log.
+
+The same hour on PostgreSQL follows docs/operations.md's "Operating beyond one machine" block
+(``test_first_hour_on_postgresql_with_operations_md``).
 
 Two steps of that hour run elsewhere, because each needs a heavy tool: clicking "Authorize"
 and "Try it out" in Swagger UI (headless Chromium, ``tests/test_swagger_ui.py``) and driving a
@@ -24,19 +28,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from tests.servers import STOREFRONT, Server, demo_server
+from persistence.revisions import head_revision
+from tests.conftest import POSTGRES_URL, REDIS_URL, postgres_admin, require_service
+from tests.servers import STOREFRONT, Server, clean_env, demo_server, run_storefront, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 README_BASE = "http://127.0.0.1:8000"
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
 
 
 def readme_block(after_heading: str) -> str:
@@ -77,6 +87,20 @@ def printed(output: str, name: str) -> str:
     return match.group(1)
 
 
+def api_table_bodies() -> dict[str, str]:
+    """The README's API table: "METHOD /path" (without its query) -> the body column."""
+    section = README[README.index("\n| method |", README.index("## The API")) + 1 :]
+    table = section[: section.index("\n\n")]
+    header, _, *rows = table.splitlines()
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns == ["method", "path", "scope", "body", "success"]
+    bodies = {}
+    for row in rows:
+        method, path, _scope, body, _success = (cell.strip() for cell in row.strip("|").split("|"))
+        bodies[f"{method} {path.strip('`').split('?')[0].split('`')[0]}"] = body
+    return bodies
+
+
 def test_first_hour_with_the_readme(tmp_path: Path) -> None:
     first_command = re.findall(r"```sh\n(.*?)\n```", README, re.DOTALL)[0]
     assert first_command.split("&&")[-1].split() == [".venv/bin/storefront", "serve", "--demo"]
@@ -113,7 +137,14 @@ def walk(server: Server, directory: Path) -> None:
     api_key = printed(made, "api_key")
     assert api_key.startswith("sk_")
 
-    # 3. "A token, then a request", as written, with the demo client and the new key.
+    # The line that keeps a token in $TOKEN, as printed: it holds a token the API takes.
+    token_line = re.search(r"^\s*(TOKEN=\$\(curl .*/auth/token.*)$", server.output, re.MULTILINE)
+    assert token_line, server.output
+    kept = bash(f'{token_line.group(1)}\nprintf %s "$TOKEN"')
+    assert httpx.get(f"{base}/users", headers={"Authorization": f"Bearer {kept}"}).is_success
+
+    # 3. "A token, then a request", as written, with the demo client and the new key: nothing
+    # given but what the README says to fill in; the block sets $TOKEN itself.
     block = (
         readme_block("### A token, then a request")
         .replace(README_BASE, base)
@@ -121,10 +152,18 @@ def walk(server: Server, directory: Path) -> None:
         .replace("CLIENT_SECRET", client_secret)
         .replace("sk_…", api_key)
     )
-    fetched, users, products = json_documents(bash(block, TOKEN=token["access_token"]))
+    assert "TOKEN=$(curl" in block
+    fetched, users, products = json_documents(bash(block))
     assert fetched["token_type"] == "bearer"
     assert fetched["scope"] == "read write"
-    assert isinstance(users, list)
+    # The demo's users, read with the token the block kept.
+    assert [u["email"] for u in users][:5] == [
+        "amara.okafor@example.com",
+        "lukas.schneider@example.com",
+        "priya.raman@example.org",
+        "mateo.garcia@example.net",
+        "hannah.kowalski@example.com",
+    ]
     assert any(p["name"] == "Gadget Pro" for p in products)
 
     with httpx.Client(base_url=base, timeout=10) as http:
@@ -138,7 +177,11 @@ def walk(server: Server, directory: Path) -> None:
         assert read_only.json()["scope"] == "read"
         reader = {"Authorization": f"Bearer {read_only.json()['access_token']}"}
 
-        # 4. Each route of the API table once.
+        # 4. Each route of the API table once, with the bodies the table shows.
+        bodies = api_table_bodies()
+        assert bodies["POST /auth/token"].startswith("form: `grant_type=client_credentials`")
+        assert bodies["POST /users"] == '`{"name", "email", "password"}`'
+        assert bodies["PUT /users/{id}"] == 'any of `{"name", "email", "password"}`'
         auth = {"Authorization": f"Bearer {token['access_token']}"}
         password = "first-hour-password"
         created = http.post(
@@ -198,3 +241,76 @@ def walk(server: Server, directory: Path) -> None:
     assert "DELETE /users/{id} 204" in log
     for secret in (password, own_secret, api_key, token["access_token"]):
         assert secret not in log
+
+
+def test_first_hour_on_postgresql_with_operations_md(tmp_path: Path) -> None:
+    """docs/operations.md's "Operating beyond one machine", step by step, on the local
+    PostgreSQL and Redis: its exports with this machine's addresses and fresh secrets, its
+    ``db upgrade`` creating the database (a name of this test's own, dropped afterwards), its
+    ``serve``, then a client of one's own (the README's command) and one request."""
+    require_service(POSTGRES_URL, 5432)
+    require_service(REDIS_URL, 6379)
+    section = OPERATIONS[OPERATIONS.index("## Operating beyond one machine") :]
+    match = re.search(r"```sh\n(.*?)\n```", section, re.DOTALL)
+    assert match, "no sh block under 'Operating beyond one machine'"
+    steps = [line.split("#")[0].strip() for line in match.group(1).splitlines()]
+
+    name = f"nc_first_hour_{uuid.uuid4().hex[:12]}"
+    database = make_url(POSTGRES_URL).set(database=name)
+    # What an operator puts in place of the examples: this machine's services, new secrets.
+    mine = {
+        "postgresql://storefront@db.internal:5432/storefront": database.render_as_string(False),
+        "redis://cache.internal:6379": REDIS_URL,
+    }
+    env = clean_env()
+    exports = [step for step in steps if step.startswith("export ")]
+    assert [e.split("=")[0] for e in exports] == [
+        "export STOREFRONT_DATABASE_URL",
+        "export STOREFRONT_RATE_LIMIT_STORAGE_URL",
+        "export STOREFRONT_JWT_SECRET",
+        "export STOREFRONT_PEPPER",
+    ]
+    for export in exports:
+        variable, _, value = export.removeprefix("export ").partition("=")
+        env[variable] = mine.get(value, secrets.token_urlsafe(32) if value == "…" else value)
+    assert env["STOREFRONT_DATABASE_URL"].endswith(f"/{name}")
+    commands = [shlex.split(step) for step in steps if step.startswith("storefront ")]
+    assert commands[0] == ["storefront", "db", "upgrade"]
+    serve = commands[1]
+    assert serve[:2] == ["storefront", "serve"]
+
+    try:
+        # db upgrade creates the database, which does not exist yet, and migrates it.
+        upgraded = run_storefront(env, *commands[0][1:], cwd=tmp_path)
+        assert upgraded.returncode == 0, upgraded.stderr
+        created, applied = upgraded.stdout.splitlines()
+        assert created.startswith(f'created the database "{name}" at host ')
+        assert applied.startswith(f"applied 0001→{head_revision()} (postgresql://")
+
+        # serve as written, on this machine's loopback and a free port.
+        options = dict(zip(serve[2::2], serve[3::2], strict=True))
+        documented = {"--host": "0.0.0.0", "--port": "8000", "--workers": "2"}  # noqa: S104
+        assert options == documented  # compared with the page, never bound to here
+        options["--host"] = "127.0.0.1"
+        del options["--port"]  # serving() picks a free one
+        argv = [word for pair in options.items() for word in pair]
+        with serving(tmp_path, env, *argv) as server:
+            own = json.loads(
+                bash(f"{shlex.quote(STOREFRONT)} clients create --name ops --json", **env)
+            )
+            with httpx.Client(base_url=server.base, timeout=10) as http:
+                token = http.post(
+                    "/auth/token", data={"grant_type": "client_credentials", **own}
+                ).json()["access_token"]
+                listed = http.get("/users", headers={"Authorization": f"Bearer {token}"})
+                assert listed.status_code == 200, listed.text
+                assert listed.json() == []
+                assert listed.headers["X-Total-Count"] == "0"
+                ready = http.get("/readyz").json()
+                assert ready["status"] == "ready"
+                assert ready["checks"]["migrations"]["reason"] == (
+                    f"at {head_revision()}, as this code expects"
+                )
+        assert env["STOREFRONT_PEPPER"] not in server.output
+    finally:
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

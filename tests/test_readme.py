@@ -11,8 +11,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from persistence.revisions import head_revision
 from tests.servers import Server, clean_env, demo_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +135,15 @@ def test_resource_server_example_checks_tokens_with_the_jwks_alone(
     out = run([sys.executable, "-c", example("python-jwks")], asymmetric_server, tmp_path)
     client_id = credentials(asymmetric_server)["CLIENT_ID"]
     assert out.splitlines() == [f"accepted: {client_id} read", "refused: InvalidSignatureError"]
+
+
+def test_the_readyz_example_names_the_revision_the_server_reports(server: Server) -> None:
+    operations = (DOCS / "operations.md").read_text(encoding="utf-8")
+    documented = re.search(r'"migrations": \{"status": "ok", "reason": "([^"]+)"\}', operations)
+    assert documented, "no /readyz example in docs/operations.md"
+    ready = httpx.get(f"{server.base}/readyz", timeout=10).json()
+    assert ready["checks"]["migrations"] == {"status": "ok", "reason": documented.group(1)}
+    assert documented.group(1) == f"at {head_revision()}, as this code expects"
 
 
 def test_the_configuration_table_lists_every_setting() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from storefront.cli import DEMO_USERS
 from tests.servers import (
     STOREFRONT,
     Server,
@@ -150,6 +152,37 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path: Path) -> 
             process.kill()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_the_demo_has_a_few_users_and_a_restart_adds_none(tmp_path: Path) -> None:
+    """A demo's first GET /users is a page of people, not []: and only once, however often
+    the demo starts (the catalogue, likewise, is imported again without copies)."""
+    demo_users = json.loads(DEMO_USERS.read_text(encoding="utf-8"))
+    for start in range(2):
+        with demo_server(tmp_path) as server:
+            client_id = re.search(r"client_id:\s+(\S+)", server.output)
+            secret = re.search(r"client_secret:\s+(\S+)", server.output)
+            assert client_id, server.output
+            assert secret, server.output
+            with httpx.Client(base_url=server.base, timeout=10) as http:
+                form = {
+                    "grant_type": "client_credentials",
+                    "client_id": client_id.group(1),
+                    "client_secret": secret.group(1),
+                }
+                token = http.post("/auth/token", data=form).json()["access_token"]
+                auth = {"Authorization": f"Bearer {token}"}
+                listed = http.get("/users", headers=auth)
+                assert listed.status_code == 200
+                assert [(u["name"], u["email"]) for u in listed.json()] == [
+                    (person["name"], person["email"]) for person in demo_users
+                ], f"start {start + 1}"
+                assert listed.headers["X-Total-Count"] == "5"
+                if start == 0:
+                    # One deleted comes back at the next start; nothing else is touched.
+                    gone = listed.json()[0]["id"]
+                    assert http.delete(f"/users/{gone}", headers=auth).status_code == 204
+                    demo_users = [*demo_users[1:], demo_users[0]]
 
 
 def test_start_up_prints_no_warnings(server: Server) -> None:

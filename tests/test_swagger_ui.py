@@ -37,6 +37,7 @@ PAGE_SIZE = 20  # the spec's default `limit`, which Swagger UI fills in
 #: More of each than one page holds, so that a page shows PAGE_SIZE items of a larger total.
 USERS = PAGE_SIZE + 3
 DEMO_PRODUCTS = 16  # in storefront/data/demo_products.json
+DEMO_USERS = 5  # in storefront/data/demo_users.json
 EXTRA_PRODUCTS = 10  # imported before the server starts
 
 
@@ -196,7 +197,7 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
             browser.close()
 
     for name, total in (
-        ("users-list_users", USERS),
+        ("users-list_users", DEMO_USERS + USERS),
         ("products-list_products", DEMO_PRODUCTS + EXTRA_PRODUCTS),
     ):
         _status, body, headers = seen[f"operations-{name}"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -96,6 +97,10 @@ def _presented_credentials(request: ConnexionRequest) -> bool:
 
 
 def _quote(text: str) -> str:
+    """``text`` as an auth-param's quoted string: RFC 6750 §3 allows printable ASCII only in
+    ``error_description``, and a header field that is not Latin-1 cannot even be sent (the
+    response would fail, a 500); so anything else is replaced."""
+    text = text.replace("…", "...").encode("ascii", "replace").decode("ascii")
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
@@ -124,6 +129,50 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
         # The rest of the body is not wanted: closing is cheaper than reading it to the end.
         return error_response(status, exc.title, exc.message, {"Connection": "close"})
     return error_response(status, exc.title, exc.message)
+
+
+#: What Connexion's body validators say of a request without a body.
+_NO_BODY = "RequestBody is required"
+#: What an OAuth endpoint's form holds, for a request that sent none.
+_OAUTH_FORMS = {
+    "/auth/token": "grant_type=client_credentials",
+    "/auth/revoke": "token=<the token to revoke>",
+    "/auth/introspect": "token=<the token to look at>",
+}
+_BEARER_FORM = re.compile(r"bearer [^ ]", re.IGNORECASE)
+#: What Connexion's security handlers say of an Authorization field they cannot read (our
+#: own refusals, as /metrics', say what they want already).
+_CONNEXION_HEADER_PROBLEMS = ("Invalid authorization header", "No authorization token provided")
+
+
+def _oauth_form_missing(path: str) -> str:
+    """Instead of Connexion's "RequestBody is required": the form to send, and how."""
+    fields = _OAUTH_FORMS.get(path, "its fields")
+    return (
+        f"The request has no body: send {fields} as a form (Content-Type: "
+        "application/x-www-form-urlencoded), with the client's credentials as client_id and "
+        "client_secret fields or as HTTP Basic (-u client_id:client_secret)."
+    )
+
+
+def _malformed_authorization(request: ConnexionRequest, detail: Any) -> bool:
+    """An Authorization field that is not ``Bearer <credential>`` (a bare token, another
+    scheme), refused by Connexion: it says only "Invalid authorization header" or, for
+    another scheme, "No authorization token provided", neither of which says what to send."""
+    field = request.headers.get("authorization")
+    return (
+        field is not None
+        and _BEARER_FORM.match(field) is None
+        and isinstance(detail, str)
+        and detail.startswith(_CONNEXION_HEADER_PROBLEMS)
+    )
+
+
+MALFORMED_AUTHORIZATION = (
+    "The Authorization header must be 'Authorization: Bearer <token>', the token an access "
+    "token from POST /auth/token or an API key (sk_...); an API key may instead be sent as "
+    "'X-API-Key: <key>'."
+)
 
 
 def _message(status: int, detail: Any) -> str:
@@ -156,7 +205,11 @@ async def http_error(
         if allow is not None:
             headers["Allow"] = allow
     if status == 400 and request.url.path in OAUTH_PATHS:
+        if isinstance(detail, str) and detail.startswith(_NO_BODY):
+            message = _oauth_form_missing(request.url.path)
         return _oauth_response(OAuthError("invalid_request", message))
+    if status == 401 and _malformed_authorization(request, detail):
+        message = MALFORMED_AUTHORIZATION
     if status == 401:
         challenge = f"Bearer {REALM}"
         if _presented_credentials(request):

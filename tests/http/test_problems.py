@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
+import httpx
 import pytest
 from httpx2 import Response
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -13,6 +16,8 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.testclient import TestClient
 
 import persistence.users
+from storefront.http.problems import _quote
+from tests.servers import demo_server
 
 #: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
 pytestmark = pytest.mark.stock_stack
@@ -231,3 +236,88 @@ def test_an_unreachable_database_is_a_503_to_retry(
     assert response.headers["Retry-After"] == "1"
     assert "retry" in body["message"]
     assert str(failure) not in response.text
+
+
+def test_refusals_say_what_to_send_instead_over_http(tmp_path: Path) -> None:
+    """A bad cursor, a token request without a body, an Authorization header without
+    ``Bearer``: each answer names what to send, from a real server over a socket."""
+    with demo_server(tmp_path) as server, httpx.Client(base_url=server.base) as http:
+        client_id = re.search(r"client_id:\s+(\S+)", server.output)
+        secret = re.search(r"client_secret:\s+(\S+)", server.output)
+        assert client_id, server.output
+        assert secret, server.output
+        form = {"grant_type": "client_credentials", "client_id": client_id[1]}
+        token = http.post("/auth/token", data={**form, "client_secret": secret[1]})
+        bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+        # A cursor of no list's form: words that name the Link header, not the spec's pattern.
+        cursor_advice = (
+            "not a cursor this server issued; follow the Link header's next or prev URL as "
+            "it is, or leave the parameter out."
+        )
+        for path, parameter, cursor in [
+            ("/users", "after", "garbage"),
+            ("/users", "before", "1.a.b"),
+            ("/products", "after", "!!"),
+            ("/products", "before", "prod xyz"),
+        ]:
+            refused = http.get(path, params={parameter: cursor}, headers=bearer)
+            body = assert_http_error(refused, 400)
+            assert body == {
+                "error": "Bad Request",
+                "message": f"Invalid query parameter '{parameter}': {cursor_advice}",
+            }
+
+        # A token request without a body: RFC 6749's code, and the form to send.
+        for headers in ({}, {"Content-Type": "application/x-www-form-urlencoded"}):
+            refused = http.post("/auth/token", headers=headers)
+            assert refused.status_code == 400
+            advice = (
+                "The request has no body: send grant_type=client_credentials as a form "
+                "(Content-Type: application/x-www-form-urlencoded), with the client's "
+                "credentials as client_id and client_secret fields or as HTTP Basic "
+                "(-u client_id:client_secret)."
+            )
+            assert refused.json() == {
+                "error": "invalid_request",
+                "message": advice,
+                "error_description": advice,
+            }
+        refused = http.post("/auth/revoke")
+        assert "send token=<the token to revoke> as a form" in refused.json()["message"]
+
+        # The token without "Bearer ", or under another scheme.
+        access_token = bearer["Authorization"].removeprefix("Bearer ")
+        for field in (access_token, f"Token {access_token}", "Bearer", "Basic dTpw"):
+            refused = http.get("/users", headers={"Authorization": field})
+            assert assert_http_error(refused, 401) == {
+                "error": "Unauthorized",
+                "message": (
+                    "The Authorization header must be 'Authorization: Bearer <token>', the "
+                    "token an access token from POST /auth/token or an API key (sk_...); an "
+                    "API key may instead be sent as 'X-API-Key: <key>'."
+                ),
+            }, field
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer ")
+            if field == "Bearer":  # a credential presented, and refused: the challenge says why
+                assert (
+                    'error_description="The Authorization header must be'
+                    in (refused.headers["WWW-Authenticate"])
+                )
+        # A well-formed one keeps its own message.
+        wrong = http.get("/users", headers={"Authorization": "Bearer sk_not_a_key"})
+        assert assert_http_error(wrong, 401)["message"] == (
+            "The API key is invalid or has been revoked."
+        )
+
+
+def assert_http_error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_a_challenge_carries_printable_ascii_only() -> None:
+    # A non-Latin-1 character in a header field fails the whole response (a 500).
+    assert _quote('an API key (sk_…), "café"') == 'an API key (sk_...), \\"caf?\\"'

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
 def test_db_upgrade_creates_the_schema(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "db", "upgrade")
     assert code == 0
-    assert "latest migration" in out
+    assert out.startswith(f"already at {head_revision()} (")  # the fixture's is migrated
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert db_rows(settings, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert (env / "keys").exists() is False  # db upgrade needs no secrets
@@ -264,6 +265,23 @@ def test_every_option_says_what_it_does_and_its_default(
     assert options or "positional arguments:" in text or argv == ["db", "upgrade"]
 
 
+def test_keys_revoke_help_and_the_docs_say_how_soon_a_key_stops(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What the code does: a server remembers a checked key for STOREFRONT_AUTH_CACHE_TTL
+    # (test_client_lifecycle_and_api_keys waits that long for the 401).
+    ttl = Settings.model_fields["auth_cache_ttl"].default
+    assert ttl == 1.0
+    text = " ".join(help_of(capsys, "keys", "revoke").split())
+    assert "within STOREFRONT_AUTH_CACHE_TTL seconds (1 by default)" in text
+    assert "at once" not in text
+    listed = " ".join(help_of(capsys, "keys").split())
+    assert "revoke an API key; it stops working within STOREFRONT_AUTH_CACHE_TTL (1 s)" in listed
+    operations = (Path(__file__).parents[2] / "docs" / "operations.md").read_text("utf-8")
+    row = next(line for line in operations.splitlines() if "`storefront keys revoke" in line)
+    assert "it stops working within `STOREFRONT_AUTH_CACHE_TTL` (1 s)" in row
+
+
 def test_products_import_help_describes_both_formats_and_the_id_rule(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -335,6 +353,56 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
     code, _, err = run(capsys, "keys", "list", "--client-id", "cli_nope")
     assert code == 1
     assert "No client with id 'cli_nope'" in err
+
+
+#: How every command prints a time, in tables and JSON alike.
+RFC3339_SECONDS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_every_command_prints_times_one_way_in_tables_and_json(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop = run_json(capsys, "clients", "create", "--name", "shop", "--json")["client_id"]
+    key = run_json(capsys, "keys", "create", "--client-id", shop, "--expires-in", "90d", "--json")
+    rotated = run_json(capsys, "clients", "rotate-secret", shop, "--grace", "1h", "--json")
+    signing = run_json(capsys, "keys", "rotate-signing", "--json")
+
+    client = run_json(capsys, "clients", "list", "--json")[0]
+    listed_key = run_json(capsys, "keys", "list", "--json")[0]
+    signing_keys = run_json(capsys, "keys", "list-signing", "--json")
+    json_times = [
+        client["created_at"],
+        client["previous_secret_expires_at"],
+        rotated["previous_secret_expires_at"],
+        key["expires_at"],
+        listed_key["created_at"],
+        listed_key["expires_at"],
+        signing["activates_at"],
+        *(p["retires_at"] for p in signing["previous"]),
+        *(row[name] for row in signing_keys for name in ("created_at", "activates_at")),
+    ]
+    for moment in json_times:
+        assert re.fullmatch(RFC3339_SECONDS, moment), moment
+
+    # The tables show the very strings --json gives.
+    _, out, _ = run(capsys, "clients", "list")
+    assert client["created_at"] in out.splitlines()[1].split()
+    _, out, _ = run(capsys, "keys", "list")
+    assert out.splitlines()[1].split()[4:6] == [listed_key["created_at"], listed_key["expires_at"]]
+    _, out, _ = run(capsys, "keys", "list-signing")
+    for row, line in zip(signing_keys, out.splitlines()[1:], strict=True):
+        assert line.split()[3] == row["activates_at"]
+    _, out, _ = run(capsys, "keys", "create", "--client-id", shop, "--expires-in", "1d")
+    assert re.search(rf"^expires_at: +{RFC3339_SECONDS}$", out, re.MULTILINE), out
+    _, out, _ = run(capsys, "keys", "rotate-signing")
+    assert re.search(rf"signs from {RFC3339_SECONDS}$", out.splitlines()[0]), out
+
+
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"storefront {metadata.version('storefront-api')}\n"
 
 
 def failed_authentications(base: str, forwarded_for: list[str]) -> list[int]:

@@ -925,7 +925,9 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("connexion.lifecycle:ConnexionRequest", _ALL, CNX + "context.html"),
     # It serves its Starlette request's attributes by proxy (its docstring, on that page):
     # Starlette's requests page documents these.
-    Documented("connexion.lifecycle:ConnexionRequest", ("method", "url"), STL + "requests/"),
+    Documented(
+        "connexion.lifecycle:ConnexionRequest", ("method", "url", "headers"), STL + "requests/"
+    ),
     Documented("connexion.lifecycle", ("ConnexionResponse",), CNX + "exceptions.html"),
     Documented("connexion.exceptions", _ALL, CNX + "exceptions.html"),
     Documented(
@@ -1029,8 +1031,13 @@ DOCUMENTED: tuple[Documented, ...] = (
     # docstrings there (the page renders no others).
     Documented(
         "sqlalchemy.engine:Dialect",
-        ("name", "driver", "loaded_dbapi", "is_disconnect"),
+        ("name", "driver", "loaded_dbapi", "is_disconnect", "identifier_preparer"),
         SQLA + "core/internals.html#sqlalchemy.engine.Dialect",
+    ),
+    Documented(
+        "sqlalchemy.sql.compiler:IdentifierPreparer",
+        ("quote",),
+        SQLA + "core/internals.html#sqlalchemy.sql.compiler.IdentifierPreparer",
     ),
     Documented(
         "sqlalchemy.engine:ExecutionContext",
@@ -1086,7 +1093,7 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("sqlalchemy.orm:QueryableAttribute", _ALL, SQLA + "orm/internals.html"),
     Documented(
         "sqlalchemy.ext.asyncio",
-        ("AsyncEngine", "create_async_engine"),
+        ("AsyncEngine", "AsyncConnection", "create_async_engine"),
         SQLA + "orm/extensions/asyncio.html",
     ),
     Documented("sqlalchemy.ext.asyncio:AsyncEngine", _ALL, SQLA + "orm/extensions/asyncio.html"),

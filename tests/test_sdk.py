@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from storefront.app import load_spec
 from tests.servers import Server, demo_server
 
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -150,39 +152,40 @@ def test_the_generated_client_drives_every_route(sdk: ModuleType, server: Server
         assert products[0].price == 99.99
 
 
-def test_paging_with_the_generated_client(sdk: ModuleType, server: Server) -> None:
-    """The loop docs/notes-h4.md shows: follow the `next` link's `after` cursor to the end."""
-    from urllib.parse import parse_qs, urlsplit
+def paging_example() -> str:
+    """The Python block of docs/api.md's "Paging with the generated client", as written."""
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text.split("### Paging with the generated client", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found, "docs/api.md lost its paging example"
+    return found.group(1)
 
+
+def test_paging_with_the_generated_client(sdk: ModuleType, server: Server, tmp_path: Path) -> None:
+    """docs/api.md's paging loop, run as written against the server (with pages of 5, so that
+    the demo's 16 products take four), prints every product once, in id order."""
     found = dict(re.findall(r"(client_id|client_secret):\s+(\S+)", server.output))
     models = module(sdk, "models")
-    list_products = module(sdk, "api.products.list_products")
     with sdk.Client(base_url=server.base) as anonymous:
         token = module(sdk, "api.auth.issue_token").sync(
             client=anonymous,
             body=models.TokenRequest(grant_type="client_credentials", **found),
         )
-
-    def next_cursor(link: str) -> str | None:
-        for part in link.split(","):
-            url, _, params = part.partition(";")
-            if 'rel="next"' in params:
-                return parse_qs(urlsplit(url.strip(" <>")).query)["after"][0]
-        return None
-
-    pages: list[list[str]] = []
+    example = paging_example()
+    for written, here in (("http://127.0.0.1:8000", server.base), ("limit=100", "limit=5")):
+        assert written in example, written
+        example = example.replace(written, here)
+    script = tmp_path / "paging.py"
+    script.write_text(example, encoding="utf-8")
+    sdk_root = str(Path(sdk.__file__).parent.parent)
+    env = os.environ | {"TOKEN": token.access_token, "PYTHONPATH": sdk_root}
+    ran = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    ids = [line.split()[0] for line in ran.stdout.splitlines()]
     with sdk.AuthenticatedClient(base_url=server.base, token=token.access_token) as client:
-        after = sdk.types.UNSET
-        while True:
-            page = list_products.sync_detailed(client=client, limit=5, after=after)
-            assert page.status_code == 200
-            pages.append([p.id for p in page.parsed])
-            total = int(page.headers["X-Total-Count"])
-            cursor = next_cursor(page.headers.get("Link", ""))
-            if cursor is None:
-                break
-            after = cursor
-    ids = [product_id for page_ids in pages for product_id in page_ids]
-    assert [len(p) for p in pages] == [5, 5, 5, 1]
+        first = module(sdk, "api.products.list_products").sync_detailed(client=client, limit=5)
+    total = int(first.headers["X-Total-Count"])
     assert len(ids) == len(set(ids)) == total == 16
     assert ids == sorted(ids)  # products are listed by id

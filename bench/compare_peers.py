@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import socket
 import sqlite3
@@ -75,6 +74,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,35 +336,32 @@ def seed_project(directory: Path, jwt_algorithm: str | None = None) -> dict[str,
     return env
 
 
-ADJECTIVES = ["compact", "deluxe", "rugged", "classic", "slim", "portable", "smart", "vintage"]
-MATERIALS = ["oak", "steel", "cotton", "leather", "bamboo", "glass", "ceramic", "wool", "linen"]
-NOUNS = ["lamp", "chair", "backpack", "kettle", "jacket", "speaker", "desk", "mug", "blanket"]
-CATEGORIES = ["Home", "Kitchen", "Apparel", "Electronics", "Outdoor", "Office", "Toys", "Garden"]
+def peers_common() -> ModuleType:
+    """The peers' ``common.py`` (bench/peers): their data, client and token."""
+    if str(PEERS) not in sys.path:
+        sys.path.insert(0, str(PEERS))
+    import common
+
+    return common
 
 
 def catalogue(count: int = 3000) -> tuple[list[tuple[str, str, str, str, str]], int]:
-    """A catalogue of varied products, and how many of them match SEARCH_TERM.
+    """The peers' catalogue (``products()`` in bench/peers/common.py), with prices as the
+    project's tables take them (text, two decimals), and how many match SEARCH_TERM: the same
+    rows for every server by construction.
 
     One product in 100 mentions the term, alternately in its name and its description, so a
     search matches a modest number of rows (30 of 3,000) and has to scan them all.
     """
-    rng = random.Random(20231027)
-    rows = []
-    matching = 0
-    for i in range(count):
-        name = f"{rng.choice(ADJECTIVES).title()} {rng.choice(MATERIALS)} {rng.choice(NOUNS)}"
-        description = (
-            f"A {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} in {rng.choice(MATERIALS)}, "
-            f"model {rng.randrange(100, 999)}, for everyday use."
+    rows = [
+        (product_id, name, description, f"{price:.2f}", category)
+        for product_id, name, description, price, category in peers_common().products(
+            count, SEARCH_TERM
         )
-        if i % 100 == 0:
-            matching += 1
-            if i % 200 == 0:
-                name = f"{name} ({SEARCH_TERM.title()} edition)"
-            else:
-                description += f" Finished in {SEARCH_TERM} veneer."
-        price = f"{rng.randrange(99, 99_999) / 100:.2f}"
-        rows.append((f"prod_{i:06d}", name, description, price, rng.choice(CATEGORIES)))
+    ]
+    matching = sum(
+        SEARCH_TERM in f"{name} {description}".lower() for _, name, description, *_ in rows
+    )
     return rows, matching
 
 
@@ -623,8 +620,7 @@ def start_peers(
     """Start the reference servers of ``engine`` (their data already made); scenario -> peer
     name -> its wrk target (a peer serves only the scenarios its README lists: plain Connexion
     answers GET /users/{id} alone)."""
-    sys.path.insert(0, str(PEERS))
-    import common  # the peers' client id, secret and token
+    common = peers_common()  # the peers' client id, secret and token
 
     bearer = {"Authorization": f"Bearer {common.token()}"}
     form = urlencode(

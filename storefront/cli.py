@@ -266,9 +266,10 @@ def _signing_key_parsers(keys: Any, command: Any) -> None:
         "rotate-signing",
         "add a token-signing key that takes over from the current one without an outage",
         description=(
-            "Add a token-signing key. Every instance publishes it in the JWKS at once and signs "
-            "with it a few seconds later; the key it replaces keeps verifying until the last "
-            "token it signed has expired (STOREFRONT_TOKEN_TTL and 10 s), then retires."
+            "Add a token-signing key. Every instance publishes it in the JWKS within its "
+            "refresh window (STOREFRONT_AUTH_CACHE_TTL, at least 1 s) and signs with it a few "
+            "seconds later; the key it replaces keeps verifying until the last token it signed "
+            "has expired (STOREFRONT_TOKEN_TTL and 10 s), then retires."
         ),
     )
     rotate.add_argument(

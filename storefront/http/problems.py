@@ -145,6 +145,13 @@ _BEARER_FORM = re.compile(r"bearer [^ ]", re.IGNORECASE)
 _CONNEXION_HEADER_PROBLEMS = ("Invalid authorization header", "No authorization token provided")
 
 
+#: Instead of Connexion's "RequestBody is required" on the JSON routes.
+JSON_BODY_MISSING = (
+    "The request has no body: send the JSON object this operation takes, with Content-Type: "
+    "application/json; its fields are in the API reference (/redoc, or Swagger UI at /ui/)."
+)
+
+
 def _oauth_form_missing(path: str) -> str:
     """Instead of Connexion's "RequestBody is required": the form to send, and how."""
     fields = _OAUTH_FORMS.get(path, "its fields")
@@ -208,6 +215,8 @@ async def http_error(
         if isinstance(detail, str) and detail.startswith(_NO_BODY):
             message = _oauth_form_missing(request.url.path)
         return _oauth_response(OAuthError("invalid_request", message))
+    if status == 400 and isinstance(detail, str) and detail.startswith(_NO_BODY):
+        message = JSON_BODY_MISSING
     if status == 401 and _malformed_authorization(request, detail):
         message = MALFORMED_AUTHORIZATION
     if status == 401:

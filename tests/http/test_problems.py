@@ -286,6 +286,24 @@ def test_refusals_say_what_to_send_instead_over_http(tmp_path: Path) -> None:
         refused = http.post("/auth/revoke")
         assert "send token=<the token to revoke> as a form" in refused.json()["message"]
 
+        # A JSON route without a body: the JSON object, its media type, where its fields are.
+        writer = http.post(
+            "/auth/token", data={**form, "client_secret": secret[1], "scope": "write"}
+        )
+        for headers in ({}, {"Content-Type": "application/json"}):
+            refused = http.post(
+                "/users",
+                headers={"Authorization": f"Bearer {writer.json()['access_token']}", **headers},
+            )
+            assert assert_http_error(refused, 400) == {
+                "error": "Bad Request",
+                "message": (
+                    "The request has no body: send the JSON object this operation takes, with "
+                    "Content-Type: application/json; its fields are in the API reference "
+                    "(/redoc, or Swagger UI at /ui/)."
+                ),
+            }, headers
+
         # The token without "Bearer ", or under another scheme.
         access_token = bearer["Authorization"].removeprefix("Bearer ")
         for field in (access_token, f"Token {access_token}", "Bearer", "Basic dTpw"):

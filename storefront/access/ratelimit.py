@@ -169,6 +169,20 @@ class RateLimitReport:
     reads: Decision
 
 
+def _decision(
+    item: RateLimitItem, policy: Policy, allowed: bool, remaining: int, reset: float | None
+) -> Decision:
+    """A budget's decision; a window not started yet (``reset`` None) ends a window from now."""
+    return Decision(
+        allowed=allowed,
+        policy=policy,
+        limit=item.amount,
+        window=item.get_expiry(),
+        remaining=remaining,
+        reset=time.time() + item.get_expiry() if reset is None else reset,
+    )
+
+
 #: One decision, in one round trip: look at the first ARGV[1] of KEYS (each has room while its
 #: count is below ARGV[2]) and, if every one has room, count the rest of KEYS by one, a key
 #: counted for the first time getting its window of ARGV[3] seconds (limits' incr_expire.lua).
@@ -369,27 +383,15 @@ class Limiter:
         looked_item = self.failure_limit
         counted_item = count_item or self.default_limit
 
-        def decision(
-            item: RateLimitItem, policy: Policy, allowed: bool, remaining: int, reset: float | None
-        ) -> Decision:
-            return Decision(
-                allowed=allowed,
-                policy=policy,
-                limit=item.amount,
-                window=item.get_expiry(),
-                remaining=remaining,
-                reset=time.time() + item.get_expiry() if reset is None else reset,
-            )
-
         def decided(
             looked: list[Count], counted: list[Count] | None
         ) -> tuple[list[Decision], list[Decision] | None]:
             top = looked_item.amount
             return [
-                decision(looked_item, "auth-failures", found < top, max(0, top - found), reset)
+                _decision(looked_item, "auth-failures", found < top, max(0, top - found), reset)
                 for found, reset in looked
             ], None if counted is None else [
-                decision(
+                _decision(
                     counted_item,
                     count_policy,
                     found <= counted_item.amount,
@@ -414,7 +416,7 @@ class Limiter:
                 allowed = await self.strategy.test(looked_item, self.key_prefix, *key)
                 stats = await self.strategy.get_window_stats(looked_item, self.key_prefix, *key)
                 looks.append(
-                    decision(
+                    _decision(
                         looked_item, "auth-failures", allowed, stats.remaining, stats.reset_time
                     )
                 )
@@ -424,9 +426,8 @@ class Limiter:
             for key in count:
                 allowed = await self.strategy.hit(counted_item, self.key_prefix, *key)
                 stats = await self.strategy.get_window_stats(counted_item, self.key_prefix, *key)
-                counts.append(
-                    decision(counted_item, count_policy, allowed, stats.remaining, stats.reset_time)
-                )
+                remaining, reset = stats.remaining, stats.reset_time
+                counts.append(_decision(counted_item, count_policy, allowed, remaining, reset))
             return looks, counts
 
         return await self._guard(call)
@@ -451,18 +452,6 @@ class Limiter:
         reads = self.reads_limit
         reads_key = ("rate_limit_reads", kind, ident)
 
-        def decision(
-            of: RateLimitItem, named: Policy, allowed: bool, remaining: int, reset: float | None
-        ) -> Decision:
-            return Decision(
-                allowed=allowed,
-                policy=named,
-                limit=of.amount,
-                window=of.get_expiry(),
-                remaining=remaining,
-                reset=time.time() + of.get_expiry() if reset is None else reset,
-            )
-
         async def call() -> tuple[Decision, Decision]:
             if isinstance(self.strategy, FixedWindowRateLimiter):
                 looked, counted = await self.counters.decide(
@@ -474,7 +463,7 @@ class Limiter:
                 assert counted is not None  # below=None: always counted
                 (found, reset), (spent, reads_reset) = looked[0], counted[0]
                 return (
-                    decision(
+                    _decision(
                         reads,
                         "rate_limit_reads",
                         spent <= reads.amount,
@@ -482,15 +471,15 @@ class Limiter:
                         reads_reset,
                     ),
                     # Read, not counted: nothing is refused (no Retry-After on the 200).
-                    decision(item, policy, True, max(0, item.amount - found), reset),
+                    _decision(item, policy, True, max(0, item.amount - found), reset),
                 )
             # limits' other strategies: a hit and a look at the window, and a look.
             allowed = await self.strategy.hit(reads, self.key_prefix, *reads_key)
             window = await self.strategy.get_window_stats(reads, self.key_prefix, *reads_key)
             stats = await self.strategy.get_window_stats(item, self.key_prefix, kind, ident)
             return (
-                decision(reads, "rate_limit_reads", allowed, window.remaining, window.reset_time),
-                decision(item, policy, True, stats.remaining, stats.reset_time),
+                _decision(reads, "rate_limit_reads", allowed, window.remaining, window.reset_time),
+                _decision(item, policy, True, stats.remaining, stats.reset_time),
             )
 
         return await self._guard(call)

@@ -184,3 +184,31 @@ def test_on_redis_a_report_is_one_round_trip_on_limits_own_keys(redis_store: str
     assert len(sent) == 1, sent
     assert sent[0].split()[0].upper() in {"EVALSHA", "EVAL"}, sent
     assert counts == (1, 1)  # the budget only read; the reads' own budget counted
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
+def test_a_report_under_limits_other_strategies(rate_limit_storage_url: str, strategy: str) -> None:
+    async def main() -> list[tuple[int, int]]:
+        limiter = Limiter(
+            storage_url=rate_limit_storage_url,
+            strategy=strategy,
+            default_limit="5/minute",
+            auth_failure_limit="3/minute",
+            reads_limit="2/minute",
+            key_prefix=f"test-{uuid.uuid4().hex}",
+            fail_open=False,
+        )
+        try:
+            await limiter.charge(kind="key", ident="key_s", override=None)
+            found = []
+            for _ in range(3):
+                decided = await limiter.report(kind="key", ident="key_s", override=None)
+                assert decided is not None
+                reads, budget = decided
+                found.append((reads.allowed, reads.remaining, budget.remaining))
+            return found
+        finally:
+            await limiter.close()
+
+    found = asyncio.run(main())
+    assert found == [(True, 1, 4), (True, 0, 4), (False, 0, 4)]

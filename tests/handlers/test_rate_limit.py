@@ -176,3 +176,17 @@ def test_failed_authentication_counts_as_on_any_route(settings: Settings) -> Non
         for _ in range(2):
             assert_error(api.get("/rate_limit", headers=bad), 401)
         assert_error(api.get("/rate_limit", headers=bad), 429)
+
+
+def test_an_unreachable_store_serving_without_limits_has_nothing_to_show(
+    settings: Settings,
+    make_client: Callable[..., admin.NewClient],
+    make_api_key: Callable[..., admin.NewApiKey],
+) -> None:
+    headers = {"X-API-Key": make_api_key(make_client("read").client_id).api_key}
+    cut_off = settings.model_copy(
+        update={"rate_limit_storage_url": "redis://127.0.0.1:1", "rate_limit_fail_open": True}
+    )
+    with create_app(cut_off).test_client() as api:
+        assert api.get("/products", headers=headers).status_code == 200  # served, unlimited
+        assert_error(api.get("/rate_limit", headers=headers), 503, "Rate limiting")

@@ -40,7 +40,7 @@ from limits.storage import storage_from_string
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
-from core.settings import Settings, masked_url
+from core.settings import RATE_LIMIT_READS, Settings, masked_url
 from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, RATE_LIMIT_REPORT, request_state
 
 if TYPE_CHECKING:
@@ -287,7 +287,7 @@ class Limiter:
         default_limit: str,
         auth_failure_limit: str,
         key_prefix: str,
-        reads_limit: str = "30/minute",
+        reads_limit: str = RATE_LIMIT_READS,
         fail_open: bool,
     ) -> None:
         self.shared = not storage_url.startswith("memory")

@@ -28,6 +28,10 @@ class SettingsError(Exception):
     """A configuration value is unusable; the message is one line naming the variable."""
 
 
+#: The default of STOREFRONT_RATE_LIMIT_READS, GET /rate_limit's own budget per caller.
+RATE_LIMIT_READS = "30/minute"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STOREFRONT_",
@@ -62,6 +66,9 @@ class Settings(BaseSettings):
 
     rate_limit: str = "100/minute"
     auth_failure_limit: str = "60/minute"
+    #: GET /rate_limit's own budget per caller (API key or OAuth client): reading what is
+    #: left of the caller's budget spends none of it, so this bounds the reads instead.
+    rate_limit_reads: str = RATE_LIMIT_READS
     rate_limit_storage_url: str = "memory://"
     #: fixed-window (default: the seed's "current window" headers, one atomic INCR per
     #: request), moving-window (no boundary bursts, O(limit) memory per key) or
@@ -163,7 +170,7 @@ class Settings(BaseSettings):
     #: and as a fallback). Clients see no difference; the tests run both.
     http_stack: Literal["compiled", "connexion"] = "compiled"
 
-    @field_validator("rate_limit", "auth_failure_limit")
+    @field_validator("rate_limit", "auth_failure_limit", "rate_limit_reads")
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         try:

@@ -103,6 +103,16 @@ def oauth_scopes_by_operation(spec: dict[str, Any]) -> dict[str, list[str]]:
     return scopes
 
 
+def operations_with_budget(spec: dict[str, Any], budget: str) -> frozenset[str]:
+    """Handler names of the operations whose ``x-rate-limit-budget`` is ``budget``."""
+    return frozenset(
+        handler_name(operation)
+        for item in spec["paths"].values()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and operation.get("x-rate-limit-budget") == budget
+    )
+
+
 def served_spec(settings: Settings) -> dict[str, Any]:
     """``openapi.yaml`` as served: its one server is STOREFRONT_PUBLIC_URL when set (never the
     request's Host), else the relative ``/`` the file names.
@@ -130,6 +140,7 @@ def build_services(settings: Settings) -> Services:
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
         limiter=Limiter.from_settings(settings),
         required_scopes=oauth_scopes_by_operation(_parsed_spec()),
+        reads_budget_operations=operations_with_budget(_parsed_spec(), "rate_limit_reads"),
         client_status=TTLCache(settings.auth_cache_ttl),
         api_keys=TTLCache(settings.auth_cache_ttl),
         revoked=TTLCache(settings.auth_cache_ttl),

@@ -107,6 +107,29 @@ def test_two_processes_share_one_exact_budget(env: dict[str, str], servers: list
         assert httpx.get(f"{base}/products", headers=headers).status_code == 401
 
 
+def test_either_instance_reports_the_same_remaining_budget(
+    env: dict[str, str], servers: list[str]
+) -> None:
+    key = new_api_key(env, limit="20/minute")
+    headers = {"X-API-Key": key["api_key"]}
+    for n in range(5):  # 3 on the first instance, 2 on the second
+        assert httpx.get(f"{servers[n % 2]}/products", headers=headers).status_code == 200
+    shown = []
+    for base in [*servers, *servers]:
+        response = httpx.get(f"{base}/rate_limit", headers=headers)
+        assert response.status_code == 200, response.text
+        shown.append(response.json()["limits"])
+    for limits in shown:
+        [limit] = limits
+        assert (limit["policy"], limit["per"], limit["id"]) == ("client", "key", key["key_id"])
+        assert (limit["quota"], limit["used"], limit["remaining"]) == (20, 5, 15)
+    resets = [limits[0]["reset"] for limits in shown]
+    assert max(resets) - min(resets) <= 1  # one window, its milliseconds rounded up
+    # Nothing of it spent by asking, on either instance.
+    spent = httpx.get(f"{servers[1]}/products", headers=headers)
+    assert spent.headers["X-RateLimit-Remaining"] == "14"
+
+
 def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
     done = run_storefront(clean_env(), "serve", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 2

@@ -14,6 +14,7 @@ from storefront.app import (
     handler_name,
     load_spec,
     oauth_scopes_by_operation,
+    operations_with_budget,
     spec_path,
 )
 
@@ -116,6 +117,13 @@ def test_api_key_scopes_are_known_for_every_operation() -> None:
     assert scopes["handlers.users.create_user"] == ["write"]
     assert scopes["handlers.users.get_user"] == ["read"]
     assert scopes["handlers.auth.issue_token"] == []
+
+
+def test_only_get_rate_limit_spends_the_reads_budget_and_any_scope_may_call_it() -> None:
+    assert operations_with_budget(SPEC, "rate_limit_reads") == {
+        "handlers.rate_limit.get_rate_limit"
+    }
+    assert oauth_scopes_by_operation(SPEC)["handlers.rate_limit.get_rate_limit"] == []
 
 
 def _parameters() -> list[tuple[str, dict[str, Any]]]:

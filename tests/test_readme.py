@@ -120,6 +120,18 @@ def test_retry_and_optimistic_update_examples(server: Server, tmp_path: Path) ->
     assert "renamed: PERCY SHELLEY" in out
 
 
+def test_rate_limit_example_shows_what_was_spent(server: Server, tmp_path: Path) -> None:
+    shown = json.loads(run(["bash", "-c", example("curl-rate-limit")], server, tmp_path))
+    [limit] = shown["limits"]
+    # At least the token request and GET /products (the module's other examples use the same
+    # demo client, which has the default budget); asking spent none of it.
+    assert (limit["policy"], limit["per"]) == ("default", "client")
+    assert limit["used"] >= 2
+    assert limit["remaining"] == limit["quota"] - limit["used"]
+    assert shown["uses"] is None
+    assert shown["rate_limit_reads"]["used"] >= 1
+
+
 @pytest.fixture(scope="module", params=["EdDSA", "ES256"])
 def asymmetric_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

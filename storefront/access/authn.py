@@ -19,10 +19,23 @@ from core.ids import API_KEY_PREFIX
 from core.settings import Settings
 from persistence import clients
 from persistence.models import utcnow
-from storefront.access.ratelimit import charge
+from storefront.access.ratelimit import charge, report
 from storefront.access.revocation import is_revoked
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, publish_caller
+
+
+async def _spend(
+    services: Services, scope: Scope, *, kind: str, ident: str, override: str | None
+) -> None:
+    """Charge the caller's budget; or, for an operation that spends the ``rate_limit_reads``
+    budget instead (GET /rate_limit, ``x-rate-limit-budget`` in the spec), charge that one
+    and read the caller's."""
+    operation_id = scope["extensions"]["connexion_routing"]["operation_id"]
+    if operation_id in services.reads_budget_operations:
+        await report(services.limiter, scope, kind=kind, ident=ident, override=override)
+    else:
+        await charge(services.limiter, scope, kind=kind, ident=ident, override=override)
 
 
 async def _from_api_key(
@@ -43,9 +56,7 @@ async def _from_api_key(
     publish_caller(request.scope, Caller(found.client_id, found.key_id))
     services.last_use.touch(found.key_id)
     # Each API key has its own budget (the seed: "per API key").
-    await charge(
-        services.limiter, request.scope, kind="key", ident=found.key_id, override=found.rate_limit
-    )
+    await _spend(services, request.scope, kind="key", ident=found.key_id, override=found.rate_limit)
     return {"sub": found.client_id, "scope": found.scopes.split(), "key_id": found.key_id}
 
 
@@ -86,7 +97,7 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         raise OAuthProblem(detail="The access token has been revoked.")
     publish_caller(scope, Caller(claims["sub"]))
     # All of a client's tokens share one budget, so minting more tokens buys nothing.
-    await charge(services.limiter, scope, kind="client", ident=claims["sub"], override=own_limit)
+    await _spend(services, scope, kind="client", ident=claims["sub"], override=own_limit)
     return {"sub": claims["sub"], "scope": claims["scope"].split(), "key_id": None}
 
 

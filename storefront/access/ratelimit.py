@@ -40,8 +40,8 @@ from limits.storage import storage_from_string
 from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
-from core.settings import Settings, masked_url
-from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, request_state
+from core.settings import RATE_LIMIT_READS, Settings, masked_url
+from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, RATE_LIMIT_REPORT, request_state
 
 if TYPE_CHECKING:
     # redis-py is imported only by a server whose store is Redis: with the OpenTelemetry SDK
@@ -62,7 +62,9 @@ STORE_TIMEOUT = 0.5
 RETRY_STORE_AFTER = 5
 T = TypeVar("T")
 
-Policy = Literal["default", "client", "auth-failures"]
+Policy = Literal["default", "client", "auth-failures", "rate_limit_reads"]
+#: ``Counters.decide`` with ``below=None``: the looked-at keys only read, never a gate.
+_NO_GATE = 2**53
 
 
 def sentinel_pool(url: str, **connection: Any) -> tuple[Sentinel, ConnectionPool]:
@@ -144,16 +146,41 @@ class Decision:
 
     def refusal(self) -> RateLimited:
         retry = max(1, self.seconds_left())
-        what = (
-            "failed authentications from this address"
-            if self.policy == "auth-failures"
-            else "requests"
-        )
+        what = {
+            "auth-failures": "failed authentications from this address",
+            "rate_limit_reads": "reads of GET /rate_limit",
+        }.get(self.policy, "requests")
         return RateLimited(
             f"Rate limit exceeded: at most {self.limit} {what} per {self.window} seconds. "
             f"Retry in {retry} seconds.",
             retry_after=retry,
         )
+
+
+@dataclass(frozen=True)
+class RateLimitReport:
+    """The budgets of one caller (``kind`` "key" or "client", and its id), as GET /rate_limit
+    shows them: each limit that applies (today one: the per-key or per-client budget, read,
+    not counted), and GET /rate_limit's own budget, counted."""
+
+    kind: str
+    ident: str
+    limits: tuple[Decision, ...]
+    reads: Decision
+
+
+def _decision(
+    item: RateLimitItem, policy: Policy, allowed: bool, remaining: int, reset: float | None
+) -> Decision:
+    """A budget's decision; a window not started yet (``reset`` None) ends a window from now."""
+    return Decision(
+        allowed=allowed,
+        policy=policy,
+        limit=item.amount,
+        window=item.get_expiry(),
+        remaining=remaining,
+        reset=time.time() + item.get_expiry() if reset is None else reset,
+    )
 
 
 #: One decision, in one round trip: look at the first ARGV[1] of KEYS (each has room while its
@@ -218,10 +245,11 @@ class Counters:
         self._prefix = f"{prefix}:" if redis_pool is not None else ""
 
     async def decide(
-        self, *, look: list[str], below: int, count: list[str], expiry: int
+        self, *, look: list[str], below: int | None, count: list[str], expiry: int
     ) -> tuple[list[Count], list[Count] | None]:
-        """The counts of ``look``; and, if each is below ``below``, the counts of ``count``
-        after counting each by one (else None: nothing was counted)."""
+        """The counts of ``look``; and, if each is below ``below`` (None: whatever they are),
+        the counts of ``count`` after counting each by one (else None: nothing was counted)."""
+        below = _NO_GATE if below is None else below
         if self._decide is None:
             looked: list[Count] = []
             for key in look:
@@ -259,6 +287,7 @@ class Limiter:
         default_limit: str,
         auth_failure_limit: str,
         key_prefix: str,
+        reads_limit: str = RATE_LIMIT_READS,
         fail_open: bool,
     ) -> None:
         self.shared = not storage_url.startswith("memory")
@@ -293,6 +322,7 @@ class Limiter:
         self.counters = Counters(self.storage, self._pool, key_prefix)
         self.default_limit = parse_limit(default_limit)
         self.failure_limit = parse_limit(auth_failure_limit)
+        self.reads_limit = parse_limit(reads_limit)
         self.key_prefix = key_prefix
         self.fail_open = fail_open
         self._down_until = 0.0
@@ -304,6 +334,7 @@ class Limiter:
             strategy=settings.rate_limit_strategy,
             default_limit=settings.rate_limit,
             auth_failure_limit=settings.auth_failure_limit,
+            reads_limit=settings.rate_limit_reads,
             key_prefix=settings.rate_limit_key_prefix,
             fail_open=settings.rate_limit_fail_open,
         )
@@ -352,27 +383,15 @@ class Limiter:
         looked_item = self.failure_limit
         counted_item = count_item or self.default_limit
 
-        def decision(
-            item: RateLimitItem, policy: Policy, allowed: bool, remaining: int, reset: float | None
-        ) -> Decision:
-            return Decision(
-                allowed=allowed,
-                policy=policy,
-                limit=item.amount,
-                window=item.get_expiry(),
-                remaining=remaining,
-                reset=time.time() + item.get_expiry() if reset is None else reset,
-            )
-
         def decided(
             looked: list[Count], counted: list[Count] | None
         ) -> tuple[list[Decision], list[Decision] | None]:
             top = looked_item.amount
             return [
-                decision(looked_item, "auth-failures", found < top, max(0, top - found), reset)
+                _decision(looked_item, "auth-failures", found < top, max(0, top - found), reset)
                 for found, reset in looked
             ], None if counted is None else [
-                decision(
+                _decision(
                     counted_item,
                     count_policy,
                     found <= counted_item.amount,
@@ -397,7 +416,7 @@ class Limiter:
                 allowed = await self.strategy.test(looked_item, self.key_prefix, *key)
                 stats = await self.strategy.get_window_stats(looked_item, self.key_prefix, *key)
                 looks.append(
-                    decision(
+                    _decision(
                         looked_item, "auth-failures", allowed, stats.remaining, stats.reset_time
                     )
                 )
@@ -407,9 +426,8 @@ class Limiter:
             for key in count:
                 allowed = await self.strategy.hit(counted_item, self.key_prefix, *key)
                 stats = await self.strategy.get_window_stats(counted_item, self.key_prefix, *key)
-                counts.append(
-                    decision(counted_item, count_policy, allowed, stats.remaining, stats.reset_time)
-                )
+                remaining, reset = stats.remaining, stats.reset_time
+                counts.append(_decision(counted_item, count_policy, allowed, remaining, reset))
             return looks, counts
 
         return await self._guard(call)
@@ -420,6 +438,51 @@ class Limiter:
         policy: Policy = "client" if override else "default"
         decided = await self._decide(count=[(kind, ident)], count_item=item, count_policy=policy)
         return None if decided is None or decided[1] is None else decided[1][0]
+
+    async def report(
+        self, *, kind: str, ident: str, override: str | None
+    ) -> tuple[Decision, Decision] | None:
+        """GET /rate_limit for an identified caller (``kind`` "key" or "client"): its own
+        budget (``rate_limit_reads``) counted by one, and the caller's budget that ``charge``
+        counts only read, in one call to the store (on Redis one script: the same keys and
+        counts as ``charge``'s, so exact across instances). Returns (the reads budget, the
+        caller's budget); None: the store is unreachable and failing open."""
+        item = parse_limit(override) if override else self.default_limit
+        policy: Policy = "client" if override else "default"
+        reads = self.reads_limit
+        reads_key = ("rate_limit_reads", kind, ident)
+
+        async def call() -> tuple[Decision, Decision]:
+            if isinstance(self.strategy, FixedWindowRateLimiter):
+                looked, counted = await self.counters.decide(
+                    look=[_storage_key(item, (self.key_prefix, kind, ident))],
+                    below=None,
+                    count=[_storage_key(reads, (self.key_prefix, *reads_key))],
+                    expiry=reads.get_expiry(),
+                )
+                assert counted is not None  # below=None: always counted
+                (found, reset), (spent, reads_reset) = looked[0], counted[0]
+                return (
+                    _decision(
+                        reads,
+                        "rate_limit_reads",
+                        spent <= reads.amount,
+                        max(0, reads.amount - spent),
+                        reads_reset,
+                    ),
+                    # Read, not counted: nothing is refused (no Retry-After on the 200).
+                    _decision(item, policy, True, max(0, item.amount - found), reset),
+                )
+            # limits' other strategies: a hit and a look at the window, and a look.
+            allowed = await self.strategy.hit(reads, self.key_prefix, *reads_key)
+            window = await self.strategy.get_window_stats(reads, self.key_prefix, *reads_key)
+            stats = await self.strategy.get_window_stats(item, self.key_prefix, kind, ident)
+            return (
+                _decision(reads, "rate_limit_reads", allowed, window.remaining, window.reset_time),
+                _decision(item, policy, True, stats.remaining, stats.reset_time),
+            )
+
+        return await self._guard(call)
 
     async def admit(
         self, *, ip: str, client_id: str, override: str | None, charge: bool
@@ -526,6 +589,26 @@ async def charge(
         raise decision.refusal()
 
 
+async def report(
+    limiter: Limiter, scope: Scope, *, kind: str, ident: str, override: str | None
+) -> None:
+    """GET /rate_limit: the caller's ``rate_limit_reads`` budget charged (a 429 past it, with
+    that budget's headers), its main budget read and published as this response's headers
+    and as the report the handler shows (``rate_limit_report_of``). Failing open: no report,
+    nothing spent."""
+    decided = await limiter.report(kind=kind, ident=ident, override=override)
+    if decided is None:
+        return
+    reads, budget = decided
+    if not reads.allowed:
+        _publish(scope, reads)
+        raise reads.refusal()
+    _publish(scope, budget)
+    request_state(scope)[RATE_LIMIT_REPORT] = RateLimitReport(
+        kind=kind, ident=ident, limits=(budget,), reads=reads
+    )
+
+
 async def admit_client(
     limiter: Limiter, scope: Scope, *, client_id: str, override: str | None, charge: bool
 ) -> None:
@@ -564,6 +647,12 @@ def refuse_scope(scope: Scope) -> None:
 def _publish(scope: Scope, decision: Decision | None) -> None:
     if decision is not None:
         request_state(scope)[RATE_LIMIT] = decision
+
+
+def rate_limit_report_of(scope: Scope) -> RateLimitReport | None:
+    """What GET /rate_limit shows this request's caller (None: the store was unreachable)."""
+    found: RateLimitReport | None = scope.get("state", {}).get(RATE_LIMIT_REPORT)
+    return found
 
 
 def rate_limit_of(scope: Scope) -> Decision | None:

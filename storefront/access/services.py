@@ -27,6 +27,9 @@ class Services:
     limiter: Limiter
     #: operationId -> the OAuth2 scopes it requires, read from the spec; API keys obey them too.
     required_scopes: dict[str, list[str]] = field(default_factory=dict)
+    #: operationIds whose requests spend the ``rate_limit_reads`` budget rather than the
+    #: caller's (``x-rate-limit-budget: rate_limit_reads`` in the spec: GET /rate_limit).
+    reads_budget_operations: frozenset[str] = frozenset()
     #: client id -> (enabled, its own rate limit), for STOREFRONT_AUTH_CACHE_TTL seconds.
     client_status: TTLCache[str, tuple[bool, str | None]] = field(
         default_factory=lambda: TTLCache(0)

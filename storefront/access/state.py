@@ -9,6 +9,8 @@ writer, the function below that sets it; the layers above only read.
   called by the security functions and the token grant).
 - ``storefront.rate_limit``: the budget decision to report in the response headers (written,
   and read through ``rate_limit_of``, by ``storefront.access.ratelimit`` only).
+- ``storefront.rate_limit_report``: the caller's budgets as GET /rate_limit shows them
+  (written by ``storefront.access.ratelimit.report``, read through ``rate_limit_report_of``).
 - ``storefront.auth_failure``: why authentication failed, a metrics label (written only by
   ``storefront.access.ratelimit.record_failure`` and ``refuse_scope``).
 """
@@ -22,6 +24,7 @@ from starlette.types import Scope
 
 CALLER = "storefront.caller"
 RATE_LIMIT = "storefront.rate_limit"
+RATE_LIMIT_REPORT = "storefront.rate_limit_report"
 AUTH_FAILURE = "storefront.auth_failure"
 
 

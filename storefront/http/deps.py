@@ -9,6 +9,7 @@ from __future__ import annotations
 from connexion import request
 from starlette.types import Scope
 
+from storefront.access.ratelimit import RateLimitReport, rate_limit_report_of
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, caller_of
 from storefront.http.state import current_scope
@@ -52,12 +53,20 @@ def caller() -> Caller | None:
     return caller_of(request_scope())
 
 
+def rate_limit_report() -> RateLimitReport | None:
+    """The caller's budgets as GET /rate_limit shows them (None: the rate-limit store was
+    unreachable, failing open)."""
+    return rate_limit_report_of(request_scope())
+
+
 __all__ = [
     "Caller",
+    "RateLimitReport",
     "Services",
     "caller",
     "header",
     "header_fields",
+    "rate_limit_report",
     "request",
     "request_scope",
     "services",

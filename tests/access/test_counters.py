@@ -131,3 +131,84 @@ def test_on_redis_both_failure_budgets_are_one_round_trip(redis_store: str) -> N
     sent: list[str] = []
     asyncio.run(main())
     assert len(sent) == 1, sent
+
+
+def test_a_report_reads_the_budget_and_counts_only_its_own(rate_limit_storage_url: str) -> None:
+    async def work(limiter: Limiter) -> list[tuple[int, int, float, float]]:
+        found = []
+        for _ in range(2):
+            await limiter.charge(kind="key", ident="key_r", override=None)
+        charged = await limiter.charge(kind="key", ident="key_r", override=None)
+        assert charged is not None
+        for _ in range(3):
+            decided = await limiter.report(kind="key", ident="key_r", override=None)
+            assert decided is not None
+            reads, budget = decided
+            assert (reads.policy, budget.policy, budget.allowed) == (
+                "rate_limit_reads",
+                "default",
+                True,
+            )
+            found.append((reads.remaining, budget.remaining, budget.reset, charged.reset))
+        decided = await limiter.report(kind="key", ident="key_r", override="9/minute")
+        assert decided is not None
+        assert (decided[1].policy, decided[1].limit, decided[1].remaining) == ("client", 9, 9)
+        return found
+
+    found = _run(rate_limit_storage_url, work)
+    # 5/minute, 3 charged: 2 left each time; the reads' own budget (30/minute) counts down.
+    assert [(reads, left) for reads, left, _, _ in found] == [(29, 2), (28, 2), (27, 2)]
+    for _, _, reset, charged_reset in found:
+        assert abs(reset - charged_reset) < 0.05
+
+
+def test_on_redis_a_report_is_one_round_trip_on_limits_own_keys(redis_store: str) -> None:
+    limiter = _limiter(redis_store)
+
+    async def main() -> tuple[int, int]:
+        try:
+            await limiter.charge(kind="client", ident="cli_r", override=None)  # connected
+            with redis_commands(redis_store, limiter.key_prefix) as seen:
+                await limiter.report(kind="client", ident="cli_r", override=None)
+            sent.extend(seen)
+            budget = _storage_key(parse("5/minute"), (limiter.key_prefix, "client", "cli_r"))
+            reads = _storage_key(
+                parse("30/minute"), (limiter.key_prefix, "rate_limit_reads", "client", "cli_r")
+            )
+            return await limiter.storage.get(budget), await limiter.storage.get(reads)
+        finally:
+            await limiter.close()
+
+    sent: list[str] = []
+    counts = asyncio.run(main())
+    assert len(sent) == 1, sent
+    assert sent[0].split()[0].upper() in {"EVALSHA", "EVAL"}, sent
+    assert counts == (1, 1)  # the budget only read; the reads' own budget counted
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
+def test_a_report_under_limits_other_strategies(rate_limit_storage_url: str, strategy: str) -> None:
+    async def main() -> list[tuple[int, int]]:
+        limiter = Limiter(
+            storage_url=rate_limit_storage_url,
+            strategy=strategy,
+            default_limit="5/minute",
+            auth_failure_limit="3/minute",
+            reads_limit="2/minute",
+            key_prefix=f"test-{uuid.uuid4().hex}",
+            fail_open=False,
+        )
+        try:
+            await limiter.charge(kind="key", ident="key_s", override=None)
+            found = []
+            for _ in range(3):
+                decided = await limiter.report(kind="key", ident="key_s", override=None)
+                assert decided is not None
+                reads, budget = decided
+                found.append((reads.allowed, reads.remaining, budget.remaining))
+            return found
+        finally:
+            await limiter.close()
+
+    found = asyncio.run(main())
+    assert found == [(True, 1, 4), (True, 0, 4), (False, 0, 4)]

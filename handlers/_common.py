@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,7 +25,10 @@ Body = dict[str, Any]
 #: On every response that carries a user: no cache, shared or private, may keep a copy (a
 #: user's email outliving its deletion in a proxy or on a shared disk), and a cache that keeps
 #: one anyway must not hand it to a caller with other credentials.
-PRIVATE = {"Cache-Control": "no-store", "Vary": "Authorization, X-API-Key"}
+#: Read-only: Connexion adds Content-Type to the headers dict a handler returns, in place, so
+#: a handler returns a copy (``headers | PRIVATE``, ``dict(PRIVATE)``); returning this one
+#: itself would put Content-Type into every later response built from it (it did, once).
+PRIVATE = MappingProxyType({"Cache-Control": "no-store", "Vary": "Authorization, X-API-Key"})
 
 
 def rfc3339(moment: datetime) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from handlers._common import Body
 from storefront.access import revocation
 from storefront.access.oauth import ClientCredentials, client_credentials_grant, credentials
 from storefront.http.deps import header_fields, request_scope, services
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: RFC 6749 §5.1. Read-only, and returned as a copy: Connexion adds Content-Type to the
+#: headers dict a handler returns, in place (see handlers._common.PRIVATE).
+NO_STORE = MappingProxyType({"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 def _form(body: Body) -> tuple[Body, ClientCredentials]:
@@ -38,14 +42,14 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
             "scope": token.scope,
         },
         200,
-        NO_STORE,
+        dict(NO_STORE),
     )
 
 
 async def revoke_token(body: Body) -> tuple[Body, int, dict[str, str]]:
     body, creds = _form(body)
     await revocation.revoke(services(), request_scope(), creds=creds, token=body.get("token"))
-    return {}, 200, NO_STORE
+    return {}, 200, dict(NO_STORE)
 
 
 async def introspect_token(body: Body) -> tuple[Body, int, dict[str, str]]:
@@ -53,4 +57,4 @@ async def introspect_token(body: Body) -> tuple[Body, int, dict[str, str]]:
     answer = await revocation.introspect(
         services(), request_scope(), creds=creds, token=body.get("token")
     )
-    return answer, 200, NO_STORE
+    return answer, 200, dict(NO_STORE)

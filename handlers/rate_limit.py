@@ -38,4 +38,4 @@ async def get_rate_limit() -> tuple[Body, int, dict[str, str]]:
         "uses": None,
         "rate_limit_reads": _limit(report.reads, per=report.kind, ident=report.ident, now=now),
     }
-    return body, 200, PRIVATE
+    return body, 200, dict(PRIVATE)

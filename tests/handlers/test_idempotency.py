@@ -177,6 +177,24 @@ def test_the_stored_response_holds_no_password(
     assert not any(PASSWORD in cell for cell in all_cells(settings))
 
 
+@pytest.mark.stock_stack
+def test_routes_before_it_leave_the_stored_headers_alone(
+    api: TestClient, h: Headers, settings: Settings
+) -> None:
+    # GET /rate_limit and the token route answer with shared header constants; Connexion adds
+    # Content-Type to the dict a handler returns, in place (the stock stack does). Returned as they were, they once
+    # carried Content-Type into every stored response built from them afterwards.
+    for _ in range(2):
+        assert api.get("/rate_limit", headers=h).status_code == 200
+    created = post(api, h, KEY, BODY)
+    [(headers,)] = db_rows(settings, "SELECT headers FROM idempotency_keys")
+    assert set(json.loads(headers)) == {"Location", "ETag", "Cache-Control", "Vary"}
+    replayed = post(api, h, KEY, BODY)
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.headers["content-type"] == "application/json"
+    assert replayed.json() == created.json()
+
+
 def test_a_retry_while_the_first_runs_is_a_409(
     api: TestClient,
     h: Headers,

@@ -11,7 +11,7 @@ RESOURCE_SCOPES = ["users:read", "users:write", "products:read", "products:write
 
 def test_the_vocabulary() -> None:
     assert list(scopes.API_SCOPES) == ["read", "write", *RESOURCE_SCOPES]
-    assert scopes.CLIENT_SCOPES == (*scopes.API_SCOPES, "introspect")
+    assert (*scopes.API_SCOPES, "introspect") == scopes.CLIENT_SCOPES
     assert all(description.endswith(".") for description in scopes.API_SCOPES.values())
 
 

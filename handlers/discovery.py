@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from core.scopes import API_SCOPES
 from handlers._common import Body
 from storefront.access.discovery import server_metadata
 from storefront.http import conditional
@@ -35,7 +36,7 @@ async def jwks() -> tuple[Body | None, int, dict[str, str]]:
 
 async def authorization_server_metadata() -> tuple[Body, int, dict[str, str]]:
     svc = services()
-    # The scopes the operations ask for, read from openapi.yaml: the ones worth requesting.
-    scopes = sorted({scope for needed in svc.required_scopes.values() for scope in needed})
-    metadata = server_metadata(svc.settings, scopes=scopes)
+    # The API's scopes (core.scopes, equal to openapi.yaml's OAuth2 flow): the ones worth
+    # requesting. introspect is a client's standing, not something a token is asked for.
+    metadata = server_metadata(svc.settings, scopes=list(API_SCOPES))
     return metadata, 200, {"Cache-Control": f"public, max-age={METADATA_MAX_AGE}"}

@@ -7,6 +7,7 @@ so that synchronous code (the CLI, the tests' set-up) can call it.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from core import scopes as vocabulary
 from core.crypto import PasswordHashing, SecretDigester
 from core.errors import InvalidInput
 from core.ids import new_api_key, new_secret
@@ -24,11 +26,8 @@ from persistence.db import Database
 from persistence.models import utcnow
 from storefront.access.ratelimit import parse_limit
 
-#: read and write are the API's; introspect lets a client (a resource server) introspect any
-#: client's tokens at POST /auth/introspect, where others may introspect only their own.
-KNOWN_SCOPES = ("read", "write", "introspect")
-#: What the demo client gets: the API's scopes.
-API_SCOPES = ("read", "write")
+#: What the demo client gets: the broad scopes, every resource read and written.
+DEMO_SCOPES = (vocabulary.READ, vocabulary.WRITE)
 RATE_LIMIT_MAX = 32  # the width of clients.rate_limit
 #: The units of a duration ("90d"), in seconds.
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -65,13 +64,20 @@ class RotatedSecret:
 
 
 def parse_scopes(text: str) -> list[str]:
-    scopes = list(dict.fromkeys(text.split()))
-    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
-    if unknown or not scopes:
-        raise InvalidInput(
-            f"scopes must be a non-empty subset of {' '.join(KNOWN_SCOPES)}; got {text!r}"
-        )
-    return scopes
+    """A client's scopes (``core.scopes.CLIENT_SCOPES``), space-separated, in the vocabulary's
+    order; an unknown one is refused by name, with the nearest known one when there is one."""
+    known = " ".join(vocabulary.CLIENT_SCOPES)
+    scopes = text.split()
+    unknown = vocabulary.unknown(scopes)
+    if unknown:
+        named = ", ".join(repr(s) for s in unknown)
+        hints = [m for s in unknown for m in difflib.get_close_matches(s, known.split(), n=1)]
+        hint = f" (did you mean {', '.join(repr(h) for h in hints)}?)" if hints else ""
+        plural = "s" if len(unknown) > 1 else ""
+        raise InvalidInput(f"unknown scope{plural} {named}{hint}; scopes must be some of: {known}")
+    if not scopes:
+        raise InvalidInput(f"scopes must be some of: {known}; got {text!r}")
+    return vocabulary.ordered(scopes)
 
 
 def parse_rate_limit(text: str) -> str:
@@ -131,7 +137,7 @@ def ensure_demo_client(session: Session, digester: SecretDigester) -> NewClient:
     secret cannot be shown again)."""
     existing = clients.find_client_by_name(session, name="demo")
     if existing is None:
-        return create_client(session, digester, name="demo", scopes=API_SCOPES)
+        return create_client(session, digester, name="demo", scopes=DEMO_SCOPES)
     secret = new_secret()
     clients.set_client_secret(session, client_id=existing.id, secret_digest=digester.digest(secret))
     return NewClient(existing.id, secret, existing.name, existing.scopes.split())

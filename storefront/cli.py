@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.crypto import SecretDigester
 from core.errors import StorefrontError
+from core.scopes import CLIENT_SCOPES
 from core.settings import (
     Settings,
     SettingsError,
@@ -188,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--scopes",
         default="read write",
-        help="space-separated, of: read write introspect",
+        help="space-separated, of: " + " ".join(CLIENT_SCOPES) + " (default: read write)",
     )
     _json_flag(create)
     listing = command(clients, "list", "list clients, oldest first")

@@ -9,6 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
+from core.scopes import API_SCOPES
 from storefront.app import (
     HTTP_METHODS,
     handler_name,
@@ -107,15 +108,45 @@ def test_every_operation_has_a_handler(method: str, path: str, operation: dict[s
 def test_oauth2_client_credentials_flow_is_declared_for_swagger_ui() -> None:
     flows = SPEC["components"]["securitySchemes"]["OAuth2"]["flows"]
     assert flows["clientCredentials"]["tokenUrl"] == "/auth/token"
-    assert set(flows["clientCredentials"]["scopes"]) == {"read", "write"}
+
+
+def test_the_flows_scopes_are_the_vocabulary() -> None:
+    """Swagger UI's Authorize dialog offers what core.scopes knows, described as it is there
+    (which discovery's scopes_supported lists too)."""
+    flows = SPEC["components"]["securitySchemes"]["OAuth2"]["flows"]
+    assert flows["clientCredentials"]["scopes"] == API_SCOPES
+
+
+def _requirements() -> list[tuple[str, str, dict[str, list[str]]]]:
+    return [
+        (method, path, requirement)
+        for method, path, operation in _operations()
+        for requirement in operation.get("security", SPEC["security"])
+    ] + [("(every operation)", "", requirement) for requirement in SPEC["security"]]
+
+
+@pytest.mark.parametrize(("method", "path", "requirement"), _requirements())
+def test_every_requirement_names_known_scopes(
+    method: str, path: str, requirement: dict[str, list[str]]
+) -> None:
+    for scheme, named in requirement.items():
+        assert scheme in SPEC["components"]["securitySchemes"], f"{method} {path}"
+        if scheme == "OAuth2":
+            assert set(named) <= set(API_SCOPES), f"{method} {path}: {named}"
+        else:
+            assert named == [], f"{method} {path}: only OAuth2 names scopes"
 
 
 def test_api_key_scopes_are_known_for_every_operation() -> None:
     scopes = oauth_scopes_by_operation(SPEC)
     for method, path, operation in _operations():
         assert handler_name(operation) in scopes, f"{method} {path}"
-    assert scopes["handlers.users.create_user"] == ["write"]
-    assert scopes["handlers.users.get_user"] == ["read"]
+    assert scopes["handlers.users.list_users"] == ["users:read"]
+    assert scopes["handlers.users.get_user"] == ["users:read"]
+    assert scopes["handlers.users.create_user"] == ["users:write"]
+    assert scopes["handlers.users.update_user"] == ["users:write"]
+    assert scopes["handlers.users.delete_user"] == ["users:write"]
+    assert scopes["handlers.products.list_products"] == ["products:read"]
     assert scopes["handlers.auth.issue_token"] == []
 
 

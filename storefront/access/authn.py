@@ -14,6 +14,7 @@ from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.lifecycle import ConnexionRequest
 from starlette.types import Scope
 
+from core import scopes
 from core.crypto import InvalidToken
 from core.ids import API_KEY_PREFIX
 from core.settings import Settings
@@ -102,7 +103,9 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
 
 
 def validate_scope(required_scopes: list[str], token_scopes: list[str]) -> bool:
-    return set(required_scopes) <= set(token_scopes)
+    """Whether the credential's scopes satisfy every scope the operation names
+    (``core.scopes``: ``read`` satisfies ``users:read``, ``write`` satisfies ``users:write``)."""
+    return not scopes.missing(required_scopes, token_scopes)
 
 
 async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any]:

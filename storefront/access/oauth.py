@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 
 from starlette.types import Scope
 
+from core import scopes
 from core.crypto import IssuedToken
 from core.errors import OAuthError
 from core.metrics import TOKENS_ISSUED
@@ -186,7 +187,9 @@ async def client_credentials_grant(
     requested: list[str] = []
     try:
         requested = allowed if scope is None else parse_scope(scope)
-        excess = sorted(set(requested) - set(allowed))
+        # What the client holds, or what a scope it holds covers: a client with `read` may
+        # ask for `users:read` alone (core.scopes), never the other way round.
+        excess = sorted(s for s in set(requested) if not scopes.allows(allowed, s))
         if excess:
             shown = " ".join(_printable(token) for token in excess)
             raise OAuthError(
@@ -206,8 +209,9 @@ async def client_credentials_grant(
     )
     if refused is not None:
         raise refused
-    # Keep the client's order so that "write read" and "read write" grant the same string.
-    granted = [s for s in allowed if s in requested]
+    # What was asked for, as asked (`users:read`, not the `read` that covers it), in the
+    # vocabulary's order so that "write read" and "read write" grant the same string.
+    granted = scopes.ordered(requested)
     # Keys at most one refresh window old: a rotation reaches every instance before it signs.
     codec = await svc.signing.fresh()
     token = codec.issue(client_id=client.id, scopes=granted)

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from core import scopes
 from core.crypto import LEEWAY, InvalidToken
 from core.errors import OAuthError
 from persistence import clients, revocations
@@ -23,7 +24,6 @@ from storefront.access.ratelimit import admit_client
 from storefront.access.services import Services
 from storefront.access.state import Caller, publish_caller
 
-INTROSPECT_SCOPE = "introspect"
 INACTIVE: dict[str, Any] = {"active": False}
 
 
@@ -77,7 +77,7 @@ async def introspect(
     except InvalidToken:
         return INACTIVE
     own = claims["client_id"] == client.id
-    if not own and INTROSPECT_SCOPE not in client.scopes.split():
+    if not own and scopes.INTROSPECT not in client.scopes.split():
         return INACTIVE
     if await is_revoked(svc, claims):
         return INACTIVE

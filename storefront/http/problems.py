@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from core import scopes
 from core.errors import (
     Conflict,
     ContentTooLarge,
@@ -225,9 +226,7 @@ async def http_error(
             challenge += f', error="invalid_token", error_description="{_quote(message)}"'
         headers["WWW-Authenticate"] = challenge
     elif isinstance(exc, OAuthScopeProblem):
-        needed = " ".join(sorted(set(exc.required_scopes) - set(exc.token_scopes)))
-        granted = " ".join(sorted(exc.token_scopes)) or "none"
-        message = f"This operation needs the scope '{needed}'; the credential grants '{granted}'."
+        message, needed = _insufficient_scope(exc.required_scopes, exc.token_scopes)
         headers["WWW-Authenticate"] = (
             f'Bearer {REALM}, error="insufficient_scope", scope="{needed}"'
         )
@@ -237,6 +236,20 @@ async def http_error(
         else HTTPStatus(status).phrase
     )
     return error_response(status, title, message, headers)
+
+
+def _insufficient_scope(required: list[str], held: list[str]) -> tuple[str, str]:
+    """The 403's message, and the scopes it needs for ``WWW-Authenticate``'s ``scope``: those
+    of ``required`` that nothing held satisfies (``core.scopes``), and for one of them the
+    broad scope that would do as well."""
+    lacking = scopes.missing(required, held)
+    needed = " ".join(lacking)
+    shown = f"'{needed}'"
+    wider = scopes.broader(lacking[0]) if len(lacking) == 1 else None
+    if wider is not None:
+        shown += f" (or '{wider}')"
+    granted = " ".join(scopes.ordered(held)) or "none"
+    return f"This operation needs the scope {shown}; the credential grants '{granted}'.", needed
 
 
 def _internal_error() -> ConnexionResponse:

@@ -239,10 +239,10 @@ def test_a_token_without_the_scope_is_403(
 ) -> None:
     reader = make_client("read")
     response = api.post("/users", headers=bearer(token_for(reader)), json=NEW_USER)
-    assert_insufficient_scope(response, "write")
+    assert_insufficient_scope(response, "users:write")
     writer = make_client("read write")
     response = api.get("/users", headers=bearer(token_for(writer, scope="write")))
-    assert_insufficient_scope(response, "read")
+    assert_insufficient_scope(response, "users:read")
 
 
 # --- API keys -----------------------------------------------------------------------------
@@ -288,12 +288,13 @@ def test_api_keys_carry_their_clients_scopes(
     key = make_api_key(make_client("read").client_id).api_key
     for headers in (bearer(key), {"X-API-Key": key}):
         assert api.get("/users", headers=headers).status_code == 200
-        assert_insufficient_scope(api.post("/users", headers=headers, json=NEW_USER), "write")
-        assert_insufficient_scope(api.delete("/users/user_abcdefghijkl", headers=headers), "write")
+        assert_insufficient_scope(api.post("/users", headers=headers, json=NEW_USER), "users:write")
+        deleting = api.delete("/users/user_abcdefghijkl", headers=headers)
+        assert_insufficient_scope(deleting, "users:write")
 
     write_only = make_api_key(make_client("write").client_id).api_key
     for headers in (bearer(write_only), {"X-API-Key": write_only}):
-        assert_insufficient_scope(api.get("/products", headers=headers), "read")
+        assert_insufficient_scope(api.get("/products", headers=headers), "products:read")
 
 
 def test_bad_api_keys_are_401(

@@ -33,7 +33,14 @@ def test_metadata_without_a_public_url_uses_relative_references(api: TestClient)
         "client_secret_basic",
         "client_secret_post",
     ]
-    assert body["scopes_supported"] == ["read", "write"]
+    assert body["scopes_supported"] == [
+        "read",
+        "write",
+        "users:read",
+        "users:write",
+        "products:read",
+        "products:write",
+    ]
     assert "evil.example" not in str(body)
 
 

@@ -299,7 +299,7 @@ def test_read_scope_suffices_and_is_needed(
     challenge = forbidden.headers["www-authenticate"]
     assert challenge.startswith("Bearer")
     assert 'error="insufficient_scope"' in challenge
-    assert 'scope="read"' in challenge
+    assert 'scope="products:read"' in challenge
 
     anonymous = api.get("/products")
     assert_error(anonymous, 401)

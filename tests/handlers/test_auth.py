@@ -144,6 +144,12 @@ def test_scope_down_scoping(
         ("write", "write"),
         ("read write", "read write"),
         ("write read", "read write"),
+        # A held scope covers the narrower ones (core.scopes); the token carries what was asked.
+        ("users:read", "users:read"),
+        ("products:read users:read", "users:read products:read"),
+        ("users:write users:read", "users:read users:write"),
+        ("read users:read", "read users:read"),
+        ("products:write", "products:write"),
     ]:
         with subtests.test(requested=requested):
             extra = {} if requested is None else {"scope": requested}
@@ -167,11 +173,22 @@ def test_scope_beyond_the_clients_is_invalid_scope(
         (reader, "admin"),
         (make_client("read write"), "admin"),
         (make_client("read write"), "read admin"),
+        # read covers users:read, never users:write; a resource scope never covers the broad
+        # one, nor another resource's.
+        (reader, "users:write"),
+        (make_client("users:read"), "read"),
+        (make_client("users:read"), "products:read"),
+        (make_client("users:write"), "users:read"),
+        (make_client("read write"), "introspect"),
     ]:
         with subtests.test(scopes=client.scopes, scope=scope):
             response = api.post("/auth/token", data=form(client, scope=scope))
             body = assert_oauth_error(response, 400, "invalid_scope")
             assert "access_token" not in body
+    narrow = make_client("users:read")
+    response = api.post("/auth/token", data=form(narrow, scope="users:read read"))
+    body = assert_oauth_error(response, 400, "invalid_scope")
+    assert body["message"] == "The requested scope exceeds the client's scopes: read."
 
 
 def test_scope_tokens_are_separated_by_single_spaces_only(

@@ -148,6 +148,15 @@ def test_introspecting_an_own_active_token(
     }
 
 
+def test_introspection_shows_a_resource_scope_as_granted(
+    api: TestClient, make_client: MakeClient, token_for: TokenFor
+) -> None:
+    client = make_client("read write")
+    body = introspect(api, client, token_for(client, "products:read users:read"))
+    assert body["active"] is True
+    assert body["scope"] == "users:read products:read"
+
+
 def test_inactive_tokens(
     api: TestClient,
     settings: Settings,

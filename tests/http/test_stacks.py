@@ -158,6 +158,11 @@ def run(settings: Settings, client: admin.NewClient, key: admin.NewApiKey) -> li
             json={"name": "Read Only", "email": "ro@example.com", "password": "readonly1"},
         )
         answers.append(describe("POST", "/users (read scope)", response))
+        users_only = api.post("/auth/token", data={**form, "scope": "users:read"}).json()
+        response = api.get(
+            "/products", headers={"Authorization": f"Bearer {users_only['access_token']}"}
+        )
+        answers.append(describe("GET", "/products (users:read scope)", response))
         bearer = {"Authorization": f"Bearer {token}"}
         for method, options in [
             ("GET", {}),

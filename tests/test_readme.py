@@ -132,6 +132,26 @@ def test_rate_limit_example_shows_what_was_spent(server: Server, tmp_path: Path)
     assert shown["rate_limit_reads"]["used"] >= 1
 
 
+def test_scopes_example_reads_users_and_is_refused_products(server: Server, tmp_path: Path) -> None:
+    out = run(["bash", "-c", example("curl-scopes")], server, tmp_path)
+    scope, status, head, *rest = out.splitlines()
+    assert (scope, status) == ("users:read", "200")
+    assert head.startswith("HTTP/1.1 403")
+    fields = {
+        name.lower(): value.strip()
+        for name, _, value in (line.partition(": ") for line in rest)
+        if value
+    }
+    assert fields["www-authenticate"] == (
+        'Bearer realm="storefront", error="insufficient_scope", scope="products:read"'
+    )
+    assert json.loads(rest[-1]) == {
+        "error": "Forbidden",
+        "message": "This operation needs the scope 'products:read' (or 'read'); the credential "
+        "grants 'users:read'.",
+    }
+
+
 @pytest.fixture(scope="module", params=["EdDSA", "ES256"])
 def asymmetric_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -182,8 +182,9 @@ def test_routes_before_it_leave_the_stored_headers_alone(
     api: TestClient, h: Headers, settings: Settings
 ) -> None:
     # GET /rate_limit and the token route answer with shared header constants; Connexion adds
-    # Content-Type to the dict a handler returns, in place (the stock stack does). Returned as they were, they once
-    # carried Content-Type into every stored response built from them afterwards.
+    # Content-Type to the dict a handler returns, in place (the stock stack does). Returned as
+    # they were, they once carried Content-Type into every stored response built from them
+    # afterwards.
     for _ in range(2):
         assert api.get("/rate_limit", headers=h).status_code == 200
     created = post(api, h, KEY, BODY)

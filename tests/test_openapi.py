@@ -116,6 +116,9 @@ def test_api_key_scopes_are_known_for_every_operation() -> None:
         assert handler_name(operation) in scopes, f"{method} {path}"
     assert scopes["handlers.users.create_user"] == ["write"]
     assert scopes["handlers.users.get_user"] == ["read"]
+    for operation in ("create_product", "update_product", "delete_product"):
+        assert scopes[f"handlers.products.{operation}"] == ["write"]
+    assert scopes["handlers.products.get_product"] == ["read"]
     assert scopes["handlers.auth.issue_token"] == []
 
 

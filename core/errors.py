@@ -29,6 +29,14 @@ class UserNotFound(NotFound):
         super().__init__("The specified user ID does not exist.")
 
 
+class ProductNotFound(NotFound):
+    # Worded as the seed words a missing user.
+    title = "Product not found"
+
+    def __init__(self) -> None:
+        super().__init__("The specified product ID does not exist.")
+
+
 class Conflict(StorefrontError):
     title = "Conflict"
 
@@ -40,6 +48,19 @@ class EmailTaken(Conflict):
         super().__init__("A user with this email address already exists.")
 
 
+class ProductTaken(Conflict):
+    """Another product has this name and category (each compared case-insensitively): the
+    pair names a product, as the importer's ids derived from it do."""
+
+    title = "Product already exists"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another product already has this name in this category (compared "
+            "case-insensitively); update that product, or choose another name."
+        )
+
+
 class PreconditionFailed(StorefrontError):
     """A write's precondition (``If-Match``, ``If-None-Match``, ``If-Unmodified-Since``) does
     not hold for the resource as it is; the message says which."""
@@ -48,13 +69,14 @@ class PreconditionFailed(StorefrontError):
 
 
 class PreconditionRequired(StorefrontError):
-    """This server accepts writes of a user only conditional on the version written over."""
+    """This server accepts writes of a user or a product only conditional on the version
+    written over."""
 
     title = "Precondition Required"
 
-    def __init__(self) -> None:
+    def __init__(self, noun: str = "user") -> None:
         super().__init__(
-            "This server requires If-Match on writes of a user: send the ETag of the version "
+            f"This server requires If-Match on writes of a {noun}: send the ETag of the version "
             "you read (or * to write whatever the current version is)."
         )
 

@@ -105,6 +105,9 @@ class Product(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     category: Mapped[str] = mapped_column(String(100))
+    #: 1 when created, one more on every change (over HTTP or by an import that changes the
+    #: row): the strong ETag of GET /products/{id} (migration 0012).
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
     __table_args__ = (
         # A category's products in list order (id): a page reads `limit` index entries. With

@@ -390,6 +390,9 @@ def _find_page(
 UPSERT_CHUNK = 5000
 
 _UPDATED = ("name", "description", "price", "category")
+#: An import that changes a product gives it a new version, so that its ETag changes: only
+#: changed rows are written at all (``upsert_products``), so an unchanged row keeps its tag.
+_NEXT_VERSION = {"version": Product.__table__.c.version + 1}
 
 
 def _pg_upsert() -> Insert:
@@ -402,7 +405,7 @@ def _pg_upsert() -> Insert:
     rows = func.unnest(*arrays).table_valued("id", *_UPDATED).render_derived("given")
     pg = postgresql.insert(table).from_select(["id", *_UPDATED], select(*rows.c))
     return pg.on_conflict_do_update(
-        index_elements=["id"], set_={c: pg.excluded[c] for c in _UPDATED}
+        index_elements=["id"], set_={**{c: pg.excluded[c] for c in _UPDATED}, **_NEXT_VERSION}
     )
 
 
@@ -503,7 +506,7 @@ def _staged_upsert() -> Insert:
     rows = select(*(_STAGING.c[c] for c in columns)).order_by(literal_column("rowid"))
     upsert = sqlite.insert(cast(Table, Product.__table__)).from_select(columns, rows.where(true()))
     return upsert.on_conflict_do_update(
-        index_elements=["id"], set_={c: upsert.excluded[c] for c in _UPDATED}
+        index_elements=["id"], set_={**{c: upsert.excluded[c] for c in _UPDATED}, **_NEXT_VERSION}
     )
 
 

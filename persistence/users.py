@@ -133,10 +133,11 @@ def list_users(
     )
 
 
-#: A write's precondition: called with the locked user's version and the time of its last
-#: change, it raises ``PreconditionFailed`` when the write must not go ahead
-#: (storefront.http.conditional reads it from the request's header fields).
-Precondition = Callable[[int, datetime], None]
+#: A write's precondition: called with the locked row's version and the time of its last
+#: change (None where none is kept, as for products), it raises ``PreconditionFailed`` when the
+#: write must not go ahead (storefront.http.conditional reads it from the request's header
+#: fields).
+Precondition = Callable[[int, datetime | None], None]
 
 
 def _locked_user(session: Session, user_id: str, precondition: Precondition | None) -> User:

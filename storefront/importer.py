@@ -36,6 +36,15 @@ from rich.progress import (
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
+from core.product_rules import (
+    MAX_PRICE,
+    PRICE_RULE,
+    BadField,
+    clean_category,
+    clean_description,
+    clean_name,
+    clean_price,
+)
 from core.settings import Settings
 from persistence.db import Database
 from persistence.products import ImportedIds, ProductData, UpsertCounts, upsert_products
@@ -49,10 +58,6 @@ UNKNOWN_FIELD = f"is not a product field (expected {', '.join(FIELDS)})"
 ID_PATTERN = re.compile(r"prod_[A-Za-z0-9_-]{1,59}")
 # Plain decimal notation only: Decimal() alone would also take "NaN", "Infinity" and "1_000".
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
-CENT = Decimal("0.01")
-PRICE_RULE = "must be a number >= 0 with at most two decimals"
-NAME_MAX, DESCRIPTION_MAX, CATEGORY_MAX = 200, 5000, 100
 #: Rows checked, then written, together: the memory an import holds besides the driver's.
 WRITE_CHUNK = 5000
 #: Characters of a JSON file read at a time.
@@ -60,9 +65,6 @@ JSON_BLOCK = 1 << 20
 #: A JSON array item is read whole before it is checked: one larger than this (no valid
 #: product comes near it) is reported as the JSON error where the reading stopped.
 MAX_JSON_ITEM = 16 << 20
-#: Text no database column may hold: PostgreSQL refuses NUL in text, and neither engine can
-#: store a lone UTF-16 surrogate (JSON's "\ud800"), which is not Unicode text.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def import_file(settings: Settings, path: Path, *, progress: bool) -> UpsertCounts:
@@ -418,11 +420,9 @@ def _where(row: int, line: int | None) -> str:
     return f"row {row}" if line is None else f"row {row} (line {line})"
 
 
-class _BadField(Exception):
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
-        self.problem = problem
+#: The field rules are core.product_rules', which the HTTP API checks with too; the importer
+#: adds what a file needs on top (types, CSV's text prices, ids).
+_BadField = BadField
 
 
 class _RowChecker:
@@ -442,10 +442,10 @@ class _RowChecker:
                 if field not in raw:
                     raise _BadField(field, "is required but missing")
             given_id = _given_id(raw.get("id"))
-            name = _text(raw["name"], "name", NAME_MAX)
-            description = _description(raw.get("description"))
+            name = clean_name(_string(raw["name"], "name"))
+            description = clean_description(_optional_string(raw.get("description")))
             price = _price(raw["price"], from_csv=from_csv)
-            category = _text(raw["category"], "category", CATEGORY_MAX)
+            category = clean_category(_string(raw["category"], "category"))
         except _BadField as exc:
             raise self.error(row, line, exc.field, exc.problem) from None
         product_id = given_id or derived_id(name, category)
@@ -480,37 +480,14 @@ def derived_id(name: str, category: str) -> str:
     return "prod_" + hashlib.sha256(key).hexdigest()[:24]
 
 
-def _storable(value: str, field: str) -> None:
-    found = _UNSTORABLE.search(value)
-    if found is None:
-        return
-    if found.group() == "\x00":
-        raise _BadField(field, "must not contain a NUL character (\\x00)")
-    shown = found.group().encode("unicode_escape").decode("ascii")
-    raise _BadField(field, f"must be Unicode text, but holds a lone UTF-16 surrogate ({shown})")
-
-
-def _text(value: object, field: str, limit: int) -> str:
+def _string(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise _BadField(field, f"must be a string, got {_kind(value)}")
-    _storable(value, field)
-    text = value.strip()
-    if not 1 <= len(text) <= limit:
-        raise _BadField(field, f"must be 1 to {limit} characters (spaces trimmed), got {len(text)}")
-    return text
-
-
-def _description(value: object) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _BadField("description", f"must be a string, got {_kind(value)}")
-    _storable(value, "description")
-    if len(value) > DESCRIPTION_MAX:
-        raise _BadField(
-            "description", f"must be at most {DESCRIPTION_MAX} characters, got {len(value)}"
-        )
     return value
+
+
+def _optional_string(value: object) -> str | None:
+    return None if value is None else _string(value, "description")
 
 
 def _price(value: object, *, from_csv: bool) -> Decimal:
@@ -528,15 +505,7 @@ def _price(value: object, *, from_csv: bool) -> Decimal:
         raise _BadField("price", f"must be at most {MAX_PRICE}, got {_shown(value)}")
     else:
         raise _BadField("price", f"must be a JSON number, got {_kind(value)}")
-    if number < 0:
-        raise _BadField("price", f"{PRICE_RULE}, got {_shown(value)}")
-    # Compared before quantize(), which fails on numbers too long for the Decimal context.
-    if number > MAX_PRICE:
-        raise _BadField("price", f"must be at most {MAX_PRICE}, got {_shown(value)}")
-    cents = number.quantize(CENT)
-    if cents != number:
-        raise _BadField("price", f"{PRICE_RULE}, got {_shown(value)}")
-    return cents if cents else Decimal("0.00")  # and not -0.00
+    return clean_price(number, _shown(value))
 
 
 def _decimal(text: str) -> Decimal | None:

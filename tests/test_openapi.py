@@ -147,6 +147,9 @@ def test_api_key_scopes_are_known_for_every_operation() -> None:
     assert scopes["handlers.users.update_user"] == ["users:write"]
     assert scopes["handlers.users.delete_user"] == ["users:write"]
     assert scopes["handlers.products.list_products"] == ["products:read"]
+    for operation in ("create_product", "update_product", "delete_product"):
+        assert scopes[f"handlers.products.{operation}"] == ["products:write"]
+    assert scopes["handlers.products.get_product"] == ["products:read"]
     assert scopes["handlers.auth.issue_token"] == []
 
 

@@ -120,6 +120,20 @@ def test_retry_and_optimistic_update_examples(server: Server, tmp_path: Path) ->
     assert "renamed: PERCY SHELLEY" in out
 
 
+def test_writing_products_example(server: Server, tmp_path: Path) -> None:
+    out = run(["bash", "-c", example("curl-products")], server, tmp_path)
+    found, updated, refused, invalid, deleted, missing = [x for x in out.splitlines() if x]
+    assert any(p["name"] == "Walnut Board" for p in json.loads(found))
+    assert json.loads(updated)["price"] == 29.99
+    assert refused == "412"
+    assert "'price'" in json.loads(invalid)["message"]
+    assert deleted == "204"
+    assert json.loads(missing) == {
+        "error": "Product not found",
+        "message": "The specified product ID does not exist.",
+    }
+
+
 def test_rate_limit_example_shows_what_was_spent(server: Server, tmp_path: Path) -> None:
     shown = json.loads(run(["bash", "-c", example("curl-rate-limit")], server, tmp_path))
     [limit] = shown["limits"]

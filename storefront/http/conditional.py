@@ -145,33 +145,38 @@ class WriteCondition:
     #: Only when If-Match is absent (§13.1.4: a recipient must ignore it otherwise).
     unmodified_since: datetime | None
     if_none_match: TagList | None
+    #: What is written, in the messages: "user", "product".
+    noun: str = "user"
 
-    def check(self, version: int, last_modified: datetime) -> None:
+    def check(self, version: int, last_modified: datetime | None) -> None:
         """Raise ``PreconditionFailed`` unless the write may go ahead over this version of the
-        user, last changed at ``last_modified``."""
+        resource, last changed at ``last_modified`` (None: no time is kept, and
+        If-Unmodified-Since does not apply, §13.1.4)."""
         current = str(version)
+        noun = self.noun
         if self.if_match is not None:
             # §13.1.1: strong comparison; a weak tag never matches.
             if not (self.if_match.any or current in self.if_match.strong):
                 raise PreconditionFailed(
-                    "The user has changed since the version this request names: read it "
+                    f"The {noun} has changed since the version this request names: read it "
                     "again and retry with its current ETag in If-Match."
                 )
         # An HTTP-date has whole seconds: a change within the named second is not after it,
         # so the Date of the response a client read, sent back, does not fail by itself.
         elif (
             self.unmodified_since is not None
+            and last_modified is not None
             and last_modified.replace(microsecond=0) > self.unmodified_since
         ):
             raise PreconditionFailed(
-                "The user has changed since the time If-Unmodified-Since names: read it "
+                f"The {noun} has changed since the time If-Unmodified-Since names: read it "
                 "again and retry with its current ETag in If-Match."
             )
         if self.if_none_match is not None and _weak_match(self.if_none_match, current):
             raise PreconditionFailed(
-                "The user exists, and If-None-Match: * allows the write only where none does."
+                f"The {noun} exists, and If-None-Match: * allows the write only where none does."
                 if self.if_none_match.any
-                else "The user is at a version If-None-Match names, and the write is allowed "
+                else f"The {noun} is at a version If-None-Match names, and the write is allowed "
                 "only if it is not."
             )
 
@@ -182,12 +187,14 @@ def write_condition(
     if_none_match: str | None,
     if_unmodified_since: str | None,
     required: bool,
+    noun: str = "user",
 ) -> Precondition | None:
-    """What a PUT or DELETE of a user requires of it (None: nothing), from its header fields.
-    A malformed If-Match or If-None-Match is a 400; with ``required``
-    (STOREFRONT_REQUIRE_IF_MATCH), a write without If-Match is a 428."""
+    """What a PUT or DELETE of a user (or of the ``noun`` written) requires of it (None:
+    nothing), from its header fields. A malformed If-Match or If-None-Match is a 400; with
+    ``required`` (STOREFRONT_REQUIRE_IF_MATCH), a write without If-Match is a 428.
+    ``if_unmodified_since`` is None for a resource that keeps no modification time."""
     if if_match is None and required:
-        raise PreconditionRequired()
+        raise PreconditionRequired(noun)
     matches = None if if_match is None else parse("If-Match", if_match)
     none_match = None if if_none_match is None else parse("If-None-Match", if_none_match)
     since = None
@@ -197,4 +204,4 @@ def write_condition(
         return None
     if matches is not None and matches.any and none_match is None:
         return None  # If-Match: * holds for any user that exists, and a missing one is a 404
-    return WriteCondition(matches, since, none_match).check
+    return WriteCondition(matches, since, none_match, noun).check

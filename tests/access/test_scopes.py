@@ -33,29 +33,51 @@ ROUTES: dict[str, tuple[str | None, int]] = {
     "PUT /users/{id}": ("users:write", 200),
     "DELETE /users/{id}": ("users:write", 204),
     "GET /products": ("products:read", 200),
+    "GET /products/{id}": ("products:read", 200),
+    "POST /products": ("products:write", 201),
+    "PUT /products/{id}": ("products:write", 200),
+    "DELETE /products/{id}": ("products:write", 204),
     "GET /rate_limit": (None, 200),
 }
 #: What each scope opens, besides GET /rate_limit which any credential may call.
 OPENS: dict[str, set[str]] = {
-    "read": {"GET /users", "GET /users/{id}", "GET /products"},
-    "write": {"POST /users", "PUT /users/{id}", "DELETE /users/{id}"},
+    "read": {"GET /users", "GET /users/{id}", "GET /products", "GET /products/{id}"},
+    "write": {
+        "POST /users",
+        "PUT /users/{id}",
+        "DELETE /users/{id}",
+        "POST /products",
+        "PUT /products/{id}",
+        "DELETE /products/{id}",
+    },
     "users:read": {"GET /users", "GET /users/{id}"},
     "users:write": {"POST /users", "PUT /users/{id}", "DELETE /users/{id}"},
-    "products:read": {"GET /products"},
-    "products:write": set(),
+    "products:read": {"GET /products", "GET /products/{id}"},
+    "products:write": {"POST /products", "PUT /products/{id}", "DELETE /products/{id}"},
 }
 #: The broad scope that would do as well, as the 403 suggests it.
-BROAD = {"users:read": "read", "users:write": "write", "products:read": "read"}
+BROAD = {
+    "users:read": "read",
+    "users:write": "write",
+    "products:read": "read",
+    "products:write": "write",
+}
 
 
-def send(api: TestClient, route: str, headers: Headers, user_id: str, n: int) -> Response:
+def send(api: TestClient, route: str, headers: Headers, target_id: str, n: int) -> Response:
+    """``route`` sent with ``headers``; ``{id}`` is ``target_id``, a user's or a product's."""
     method, path = route.split(" ")
     kwargs: dict[str, Any] = {"headers": headers}
+    products = path.startswith("/products")
     if method == "POST":
-        kwargs["json"] = {"name": "New", "email": f"new{n}@example.com", "password": PASSWORD}
+        kwargs["json"] = (
+            {"name": f"New {n}", "price": 1, "category": "Tools"}
+            if products
+            else {"name": "New", "email": f"new{n}@example.com", "password": PASSWORD}
+        )
     elif method == "PUT":
-        kwargs["json"] = {"name": f"Renamed {n}"}
-    return api.request(method, path.replace("{id}", user_id), **kwargs)
+        kwargs["json"] = {"price": 2} if products else {"name": f"Renamed {n}"}
+    return api.request(method, path.replace("{id}", target_id), **kwargs)
 
 
 def assert_forbidden(response: Response, needed: str, held: str) -> None:
@@ -97,9 +119,13 @@ def test_each_scope_against_each_route_family(
             headers = {"X-API-Key": make_api_key(client.client_id).api_key}
         for route, (needed, success) in ROUTES.items():
             n += 1
-            # A user of its own for each request, so that PUT and DELETE have one to act on.
-            user = {"name": "Target", "email": f"target{n}@example.com", "password": PASSWORD}
-            created = api.post("/users", headers=admin_headers, json=user)
+            # A user or a product of its own for each request, for PUT and DELETE to act on.
+            if route.split(" ")[1].startswith("/products"):
+                target = {"name": f"Target {n}", "price": 1, "category": "Tools"}
+                created = api.post("/products", headers=admin_headers, json=target)
+            else:
+                user = {"name": "Target", "email": f"target{n}@example.com", "password": PASSWORD}
+                created = api.post("/users", headers=admin_headers, json=user)
             assert created.status_code == 201, created.text
             with subtests.test(scope=scope, route=route):
                 response = send(api, route, headers, created.json()["id"], n)

@@ -633,7 +633,7 @@ def test_two_authorization_fields_at_the_token_endpoint_are_an_invalid_request(
     [
         ("OPTIONS", "/users", "GET, HEAD, POST"),
         ("OPTIONS", "/users/user_abcdefghijkl", "GET, HEAD, PUT, DELETE"),
-        ("DELETE", "/products", "GET, HEAD"),
+        ("DELETE", "/products", "GET, HEAD, POST"),
         ("PATCH", "/users", "GET, HEAD, POST"),
         ("GET", "/auth/token", "POST"),
     ],

@@ -145,7 +145,9 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
     found = credentials(server)
     with httpx.Client(base_url=server.base) as http:
         first = http.get("/users", params={"limit": 1}, headers=_bearer(http, found)).json()
+        product = http.get("/products", params={"limit": 1}, headers=_bearer(http, found)).json()
     user_id = first[0]["id"]
+    product_id = product[0]["id"]
 
     def execute(operation: Locator) -> tuple[str, str, dict[str, str]]:
         operation.locator("button.execute").click()
@@ -191,6 +193,8 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
                 if element_id == "operations-users-get_user":
                     # A path parameter has no example to send: a made-up id is a 404.
                     operation.locator("tr[data-param-name='id'] input").fill(user_id)
+                if element_id == "operations-products-get_product":
+                    operation.locator("tr[data-param-name='id'] input").fill(product_id)
                 seen[element_id] = execute(operation)
                 assert seen[element_id][0] == "200", (element_id, seen[element_id])
         finally:
@@ -204,6 +208,7 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
         assert int(headers["x-total-count"]) == total
         assert len(json.loads(body)) == min(total, PAGE_SIZE) == PAGE_SIZE
     assert json.loads(seen["operations-users-get_user"][1])["id"] == user_id
+    assert json.loads(seen["operations-products-get_product"][1])["id"] == product_id
     assert "storefront_" in seen["operations-health-metrics"][1]
 
 

@@ -21,7 +21,7 @@ import re
 from decimal import Decimal
 
 from core.errors import InvalidInput
-from core.validation import WHITESPACE
+from core.validation import WHITESPACE, json_decimal
 
 NAME_MAX, DESCRIPTION_MAX, CATEGORY_MAX = 200, 5000, 100
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
@@ -94,7 +94,6 @@ def clean_price(number: Decimal, shown: str) -> Decimal:
 
 
 def price_of_json(value: int | float) -> Decimal:
-    """A JSON number as the request body parser made it (an int or a float) as a price: a
-    float by its shortest repr, so that ``19.99`` is 19.99 and ``19.990000000000002`` is not."""
-    number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-    return clean_price(number, repr(value))
+    """A JSON number as the request body parser made it (an int or a float) as a price
+    (``core.validation.json_decimal``)."""
+    return clean_price(json_decimal(value), repr(value))

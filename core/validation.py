@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from core.errors import InvalidInput
 
 NAME_MAX = 100
@@ -9,6 +11,13 @@ NAME_MAX = 100
 #: JSON Schema's (ECMA-262) \s and Python's disagree beyond it (U+001E, U+0085, ...).
 WHITESPACE = " \t\n\r\f\v"
 EMAIL_MAX = 254
+
+
+def json_decimal(number: int | float) -> Decimal:
+    """A JSON number, as the body parser made it (an int or a float), as the decimal its text
+    spelled: a float by its shortest repr, so that ``19.99`` is 19.99 and
+    ``19.990000000000002`` is not (``Decimal(19.99)`` is the binary float's 19.989999…)."""
+    return Decimal(number) if isinstance(number, int) else Decimal(repr(number))
 
 
 def clean_name(value: str, *, field: str = "name", max_length: int = NAME_MAX) -> str:

@@ -12,7 +12,7 @@ from handlers._common import Body, absolute_url, match_cursor, paging_headers
 from persistence import product_records, products
 from persistence.product_records import ProductRecord
 from persistence.products import ProductRow
-from persistence.users import Precondition
+from persistence.rows import Precondition
 from storefront.http import conditional, idempotency
 from storefront.http.deps import header, services
 

@@ -20,7 +20,8 @@ from handlers._common import (
 )
 from persistence import users
 from persistence.models import User
-from persistence.users import Precondition, PublicUser, UserKey, UserRow
+from persistence.rows import Precondition
+from persistence.users import PublicUser, UserKey, UserRow
 from storefront.http import conditional, idempotency
 from storefront.http.deps import header, services
 

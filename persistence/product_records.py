@@ -20,7 +20,7 @@ from core.ids import new_id
 from persistence import idempotency
 from persistence.db import PreparedQuery
 from persistence.models import Product
-from persistence.users import Precondition
+from persistence.rows import Precondition, storable_id
 
 ID_PREFIX = "prod_"
 #: PostgreSQL's transaction-level advisory lock that writers of a product's name or category
@@ -51,11 +51,6 @@ COLUMNS = (
 _BY_ID = PreparedQuery(select(*COLUMNS).where(Product.id == bindparam("product_id")), ProductRecord)
 
 
-def _storable(product_id: str) -> bool:
-    # PostgreSQL cannot even compare text with NUL in it: such an id names no product.
-    return "\x00" not in product_id
-
-
 def record(product: Product) -> ProductRecord:
     return ProductRecord(
         product.id,
@@ -68,7 +63,7 @@ def record(product: Product) -> ProductRecord:
 
 
 def get_product(connection: Connection, *, product_id: str) -> ProductRecord:
-    row = _BY_ID.one(connection, product_id=product_id) if _storable(product_id) else None
+    row = _BY_ID.one(connection, product_id=product_id) if storable_id(product_id) else None
     if row is None:
         raise ProductNotFound()
     return row
@@ -119,7 +114,7 @@ def _locked_product(
     A product that does not exist is a 404 whatever the precondition (RFC 9110 §13.2.1)."""
     product = (
         session.scalar(select(Product).where(Product.id == product_id).with_for_update())
-        if _storable(product_id)
+        if storable_id(product_id)
         else None
     )
     if product is None:

@@ -3,7 +3,7 @@ never commit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -19,6 +19,7 @@ from persistence.counts import table_total, table_total_column
 from persistence.db import PreparedQuery
 from persistence.models import User, utcnow
 from persistence.paging import Page, read_page
+from persistence.rows import Precondition, storable_id
 
 EMAIL_INDEX = "uq_users_email_lower"
 
@@ -54,12 +55,6 @@ def existing_emails(session: Session, *, emails: Sequence[str]) -> set[str]:
     return set(found)
 
 
-def _storable(user_id: str) -> bool:
-    # Ids are server-made and never hold NUL, which PostgreSQL cannot even compare against:
-    # such an id names no user, it is not a server error.
-    return "\x00" not in user_id
-
-
 #: What a reader may see of a user: everything but the password hash.
 PUBLIC = (User.id, User.name, User.email, User.created_at, User.updated_at, User.version)
 
@@ -87,7 +82,7 @@ _PAGE = PreparedQuery(
 
 
 def get_user(connection: Connection, *, user_id: str) -> PublicUser:
-    row = _BY_ID.one(connection, user_id=user_id) if _storable(user_id) else None
+    row = _BY_ID.one(connection, user_id=user_id) if storable_id(user_id) else None
     if row is None:
         raise UserNotFound()
     return row
@@ -133,13 +128,6 @@ def list_users(
     )
 
 
-#: A write's precondition: called with the locked row's version and the time of its last
-#: change (None where none is kept, as for products), it raises ``PreconditionFailed`` when the
-#: write must not go ahead (storefront.http.conditional reads it from the request's header
-#: fields).
-Precondition = Callable[[int, datetime | None], None]
-
-
 def _locked_user(session: Session, user_id: str, precondition: Precondition | None) -> User:
     """The user, its row locked until the transaction ends, if ``precondition`` (None: none)
     holds for it.
@@ -152,7 +140,7 @@ def _locked_user(session: Session, user_id: str, precondition: Precondition | No
     """
     user = (
         session.scalar(select(User).where(User.id == user_id).with_for_update())
-        if _storable(user_id)
+        if storable_id(user_id)
         else None
     )
     if user is None:

@@ -71,7 +71,9 @@ def parse_scopes(text: str) -> list[str]:
     unknown = vocabulary.unknown(scopes)
     if unknown:
         named = ", ".join(repr(s) for s in unknown)
-        hints = [m for s in unknown for m in difflib.get_close_matches(s, known.split(), n=1)]
+        hints = [
+            m for s in unknown for m in difflib.get_close_matches(s, vocabulary.CLIENT_SCOPES, n=1)
+        ]
         hint = f" (did you mean {', '.join(repr(h) for h in hints)}?)" if hints else ""
         plural = "s" if len(unknown) > 1 else ""
         raise InvalidInput(f"unknown scope{plural} {named}{hint}; scopes must be some of: {known}")

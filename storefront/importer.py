@@ -420,11 +420,6 @@ def _where(row: int, line: int | None) -> str:
     return f"row {row}" if line is None else f"row {row} (line {line})"
 
 
-#: The field rules are core.product_rules', which the HTTP API checks with too; the importer
-#: adds what a file needs on top (types, CSV's text prices, ids).
-_BadField = BadField
-
-
 class _RowChecker:
     """Turns raw rows into checked ``_Row``\\ s. Repeated ids are the writer's to find
     (``_refuse_repeated_ids``): it sees every row, however many."""
@@ -440,13 +435,13 @@ class _RowChecker:
         try:
             for field in REQUIRED:
                 if field not in raw:
-                    raise _BadField(field, "is required but missing")
+                    raise BadField(field, "is required but missing")
             given_id = _given_id(raw.get("id"))
             name = clean_name(_string(raw["name"], "name"))
             description = clean_description(_optional_string(raw.get("description")))
             price = _price(raw["price"], from_csv=from_csv)
             category = clean_category(_string(raw["category"], "category"))
-        except _BadField as exc:
+        except BadField as exc:
             raise self.error(row, line, exc.field, exc.problem) from None
         product_id = given_id or derived_id(name, category)
         product = ProductData(product_id, name, description, price, category)
@@ -458,10 +453,10 @@ def _given_id(value: object) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
-        raise _BadField("id", f"must be a string, got {_kind(value)}")
+        raise BadField("id", f"must be a string, got {_kind(value)}")
     product_id = value.strip()
     if not ID_PATTERN.fullmatch(product_id):
-        raise _BadField(
+        raise BadField(
             "id",
             f"must be 'prod_' and 1 to 59 letters, digits, '_' or '-', got {_shown(value)}",
         )
@@ -482,7 +477,7 @@ def derived_id(name: str, category: str) -> str:
 
 def _string(value: object, field: str) -> str:
     if not isinstance(value, str):
-        raise _BadField(field, f"must be a string, got {_kind(value)}")
+        raise BadField(field, f"must be a string, got {_kind(value)}")
     return value
 
 
@@ -495,16 +490,16 @@ def _price(value: object, *, from_csv: bool) -> Decimal:
         assert isinstance(value, str)
         text = value.strip()
         if not NUMBER.fullmatch(text):
-            raise _BadField("price", f"{PRICE_RULE}, got {_shown(value)}")
+            raise BadField("price", f"{PRICE_RULE}, got {_shown(value)}")
         number = _decimal(text)
         if number is None:
-            raise _BadField("price", f"must be at most {MAX_PRICE}, got {_shown(value)}")
+            raise BadField("price", f"must be at most {MAX_PRICE}, got {_shown(value)}")
     elif isinstance(value, Decimal):
         number = value
     elif isinstance(value, _HugeNumber):
-        raise _BadField("price", f"must be at most {MAX_PRICE}, got {_shown(value)}")
+        raise BadField("price", f"must be at most {MAX_PRICE}, got {_shown(value)}")
     else:
-        raise _BadField("price", f"must be a JSON number, got {_kind(value)}")
+        raise BadField("price", f"must be a JSON number, got {_kind(value)}")
     return clean_price(number, _shown(value))
 
 

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
-from decimal import Context, Decimal, localcontext
+from decimal import Context, localcontext
 from functools import cached_property, partial
 from itertools import accumulate
 from typing import Any
@@ -33,6 +33,7 @@ from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive, Scope
 
 from core.errors import UnsupportedCharset
+from core.validation import json_decimal
 
 #: id(schema) -> (schema, its validator). Connexion hands over the same schema dict on every
 #: request; building a Draft4Validator (and its format checker) per call is the cost saved. The
@@ -305,13 +306,9 @@ def decimal_multiple_of(
     if not validator.is_type(instance, "number"):
         return
     with localcontext(_EXACT):
-        exact = _decimal(instance) % _decimal(multiple) == 0
+        exact = json_decimal(instance) % json_decimal(multiple) == 0
     if not exact:
         yield ValidationError(f"{instance!r} is not a multiple of {multiple}")
-
-
-def _decimal(number: int | float) -> Decimal:
-    return Decimal(number) if isinstance(number, int) else Decimal(repr(number))
 
 
 #: Connexion's request validator (readOnly / writeOnly aware) with ``multipleOf`` in decimal.

@@ -205,6 +205,17 @@ class RateLimitUnavailable(StorefrontError):
         super().__init__("Rate limiting is temporarily unavailable; please retry shortly.")
 
 
+class ReplayStoreUnavailable(StorefrontError):
+    """The store that remembers one-time identifiers (a client assertion's or a DPoP proof's
+    ``jti``) cannot be reached. Always a refusal, whatever STOREFRONT_RATE_LIMIT_FAIL_OPEN says:
+    accepting a proof that cannot be checked for replay would accept a replay."""
+
+    title = "Service Unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The replay check is temporarily unavailable; please retry shortly.")
+
+
 class NotReady(StorefrontError):
     """A dependency (database, rate-limit store) is unreachable or not migrated."""
 

@@ -41,6 +41,7 @@ from starlette.types import Scope
 
 from core.errors import RateLimited, RateLimitUnavailable
 from core.settings import RATE_LIMIT_READS, Settings, masked_url
+from storefront.access.replay import ReplayGuard
 from storefront.access.state import AUTH_FAILURE, RATE_LIMIT, RATE_LIMIT_REPORT, request_state
 
 if TYPE_CHECKING:
@@ -320,6 +321,8 @@ class Limiter:
         self.storage = cast(AsyncStorage, storage_from_string(f"async+{storage_url}", **options))
         self.strategy = STRATEGIES[strategy](self.storage)
         self.counters = Counters(self.storage, self._pool, key_prefix)
+        #: One-time identifiers (assertion and proof ``jti``s), remembered in the same store.
+        self.replay = ReplayGuard(self._pool, key_prefix)
         self.default_limit = parse_limit(default_limit)
         self.failure_limit = parse_limit(auth_failure_limit)
         self.reads_limit = parse_limit(reads_limit)

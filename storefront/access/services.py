@@ -12,6 +12,7 @@ from persistence.clients import KeyRow
 from persistence.db import Database
 from storefront.access.last_use import LastUse
 from storefront.access.ratelimit import Limiter
+from storefront.access.replay import ReplayGuard
 from storefront.access.signing import SigningKeys
 
 
@@ -43,6 +44,11 @@ class Services:
 
     def __post_init__(self) -> None:
         self.last_use = LastUse(self.db)
+
+    @property
+    def replay(self) -> ReplayGuard:
+        """Where a ``jti`` is accepted once: the rate-limit store (``storefront.access.replay``)."""
+        return self.limiter.replay
 
 
 def from_scope(scope: Any) -> Services:

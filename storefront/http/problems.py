@@ -39,6 +39,7 @@ from core.errors import (
     PreconditionRequired,
     RateLimited,
     RateLimitUnavailable,
+    ReplayStoreUnavailable,
     SearchTooBroad,
     StorefrontError,
     UnsupportedCharset,
@@ -120,7 +121,7 @@ async def storefront_error(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, IdempotentResourceGone):
         # Answered from the key's record, as a replay is: the request was not run again.
         return error_response(410, exc.title, exc.message, {"Idempotent-Replayed": "true"})
-    if isinstance(exc, RateLimitUnavailable | NotReady):
+    if isinstance(exc, RateLimitUnavailable | ReplayStoreUnavailable | NotReady):
         return error_response(503, exc.title, exc.message, {"Retry-After": "1"})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
     if status == 400 and request.url.path in OAUTH_PATHS:

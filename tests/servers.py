@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import secrets
 import signal
 import socket
@@ -20,11 +22,28 @@ from pathlib import Path
 STOREFRONT = str(Path(sys.executable).with_name("storefront"))
 
 
+#: Ports for the servers a test starts: each xdist worker draws from a block of its own, below
+#: the kernel's ephemeral range (32768 and up), in turn from a random start. A port the kernel
+#: hands out for bind(0) is often handed to the next asker too: a free port that one worker
+#: picked and closed was then taken by another worker's server before its own could bind it
+#: (a test met the other worker's Prometheus exporter on "its" port).
+_PORT_BLOCK = 1000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_FIRST_PORT = 20000 + (_WORKER % 12) * _PORT_BLOCK
+_turn = itertools.count(random.randrange(_PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port nothing listens on now, and that no other test worker will pick."""
+    for _ in range(_PORT_BLOCK):
+        port = _FIRST_PORT + next(_turn) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone else's, for now
         return port
+    raise RuntimeError(f"no free port in {_FIRST_PORT}-{_FIRST_PORT + _PORT_BLOCK - 1}")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -127,7 +127,6 @@ def swagger_ui_page(*, title: str, assets: str, options: dict[str, Any]) -> str:
     settings = {
         "dom_id": "#swagger-ui",
         "layout": "BaseLayout",
-        "deepLinking": True,
         "validatorUrl": None,
         **options,
     }
@@ -199,7 +198,12 @@ class DocPagesMiddleware:
         if path in SWAGGER_UI_PAGES:
             # Relative, from /ui/: under a path prefix as well. Connexion serves the
             # configuration (swagger_ui_config) beside the page.
-            options = {"url": "../openapi.json", "configUrl": "swagger-ui-config.json"}
+            # deepLinking: an operation opened is in the address (#/users/list_users).
+            options = {
+                "url": "../openapi.json",
+                "configUrl": "swagger-ui-config.json",
+                "deepLinking": True,
+            }
             page = swagger_ui_page(title=self.title, assets="", options=options)
             return b"text/html; charset=utf-8", page.encode()
         if path == REDOC_SCRIPT_PATH:

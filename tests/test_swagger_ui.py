@@ -224,6 +224,14 @@ def _bearer(http: httpx.Client, found: dict[str, str]) -> dict[str, str]:
 #: page's stylesheet (storefront.http.doc_pages.SWAGGER_UI_CSS) drops the empty controls and
 #: tightens the header and parameter tables.
 MAX_OPERATION_HEIGHT = 3_000
+#: What each response of a list operation shows in its headers table.
+NEEDED_HEADERS = {
+    "200": ["X-Total-Count", "Link", "X-RateLimit-Limit", "X-RateLimit-Remaining", "RateLimit"],
+    "401": ["WWW-Authenticate"],
+    "403": ["WWW-Authenticate"],
+    "429": ["Retry-After"],
+    "default": ["Retry-After"],
+}
 
 
 @pytest.mark.parametrize(
@@ -231,7 +239,8 @@ MAX_OPERATION_HEIGHT = 3_000
 )
 def test_expanded_list_operation_stays_a_readable_length(server: Server, element_id: str) -> None:
     """At 1280x800, an expanded list operation is under MAX_OPERATION_HEIGHT pixels tall, and
-    its button offers "Try it out" rather than "Cancel" (tryItOutEnabled is off)."""
+    its button offers "Try it out" rather than "Cancel" (tryItOutEnabled is off). Each
+    response still shows its example and the headers its client needs."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -244,6 +253,18 @@ def test_expanded_list_operation_stays_a_readable_length(server: Server, element
             expect(operation.locator(".responses-wrapper")).to_be_visible()
             expect(operation.locator("button.try-out__btn")).to_have_text("Try it out")
             box = operation.bounding_box()
+            rows = {
+                row.get_attribute("data-code"): row
+                for row in operation.locator("tr.response").all()
+            }
+            assert {"200", "400", "401", "403", "429", "default"} <= set(rows), sorted(rows)
+            for code, headers in NEEDED_HEADERS.items():
+                shown = rows[code].locator("table.headers td:first-child").all_inner_texts()
+                assert set(headers) <= {name.strip() for name in shown}, (code, shown)
+            for row in rows.values():
+                expect(row.locator(".highlight-code")).to_be_visible()  # the example
+                expect(row.locator("select.content-type")).to_be_hidden()  # its one choice
+            expect(rows["default"]).to_contain_text("503")
         finally:
             browser.close()
     assert box is not None

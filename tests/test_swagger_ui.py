@@ -154,6 +154,11 @@ def test_execute_on_every_get_shows_real_data(server: Server) -> None:
         live = operation.locator(".live-responses-table .response")
         status = live.locator(".response-col_status").first
         expect(status).not_to_be_empty()
+        # The page's stylesheet leaves the live table's headings alone.
+        headings = operation.locator(".live-responses-table thead .col_header")
+        expect(headings).to_have_count(2)
+        for heading in headings.all():
+            expect(heading).to_be_visible()
         body = live.locator(".response-col_description pre").first.inner_text()
         headers = dict(
             line.strip().split(": ", 1)

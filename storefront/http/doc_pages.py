@@ -67,9 +67,8 @@ REDOC_POLICY = (
 SWAGGER_UI_CSS = """
 /* A response with one media type (every one here) needs no media-type selector. */
 .swagger-ui .response-controls:has(select.content-type option:only-child) { display: none; }
-/* No response declares OpenAPI links: no column of "No links". */
-.swagger-ui .response-col_links,
-.swagger-ui .responses-table thead .col_header:last-child { display: none; }
+/* No response declares OpenAPI links: no column of "No links" (its heading included). */
+.swagger-ui .response-col_links { display: none; }
 /* A response header is one line: name, description, type. */
 .swagger-ui table.headers td { padding: 2px 0; }
 .swagger-ui table.headers thead th { padding: 4px 0; }

@@ -37,7 +37,7 @@ from storefront.access.services import Services
 from storefront.access.signing import SigningKeys
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
-from storefront.http.doc_pages import DocPagesMiddleware
+from storefront.http.doc_pages import SWAGGER_UI_PATH, DocPagesMiddleware
 from storefront.http.failures import AuthFailureMiddleware
 from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.middleware import RequestMiddleware
@@ -200,7 +200,7 @@ def create_app(
             # says what Connexion's own copy gets wrong).
             serve_spec=False,
             swagger_ui=True,
-            swagger_ui_path="/ui",
+            swagger_ui_path=SWAGGER_UI_PATH,  # its page is DocPagesMiddleware's
             swagger_ui_config={"persistAuthorization": True, "tryItOutEnabled": False},
         ),
     )

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from storefront.http.doc_pages import REDOC_SCRIPT, redoc_page, redoc_script, script_json
+from storefront.http import doc_pages
+from storefront.http.doc_pages import REDOC_SCRIPT, redoc_page, redoc_script
 
 if TYPE_CHECKING:
     from mkdocs.config.defaults import MkDocsConfig
@@ -272,34 +273,13 @@ def site_target(target: str, *, page: str) -> str | None:
 
 def swagger_ui_page(*, title: str, spec: dict[str, Any]) -> str:
     """Swagger UI over the inlined document, without "Try it out": a static copy has no server
-    at the spec's relative URL to send requests to."""
-    source = script_json(spec)
-    css, script = f"{VENDOR}/swagger-ui/swagger-ui.css", f"{VENDOR}/swagger-ui/swagger-ui-bundle.js"
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}: Swagger UI</title>
-<link rel="stylesheet" href="{css}">
-<link rel="icon" type="image/png" href="{VENDOR}/swagger-ui/favicon-32x32.png" sizes="32x32">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="{script}"></script>
-<script>
-window.ui = SwaggerUIBundle({{
-  spec: {source},
-  dom_id: "#swagger-ui",
-  presets: [SwaggerUIBundle.presets.apis],
-  layout: "BaseLayout",
-  validatorUrl: null,
-  supportedSubmitMethods: []
-}});
-</script>
-</body>
-</html>
-"""
+    at the spec's relative URL to send requests to. The page is the served one's
+    (``storefront.http.doc_pages``), its stylesheet included."""
+    page = doc_pages.swagger_ui_page(
+        title=title,
+        assets=f"{VENDOR}/swagger-ui/",
+        options={"spec": spec, "supportedSubmitMethods": []},
+    )
     note = " (requests are sent from a running server's Swagger UI, at /ui/)"
     return _with_back_link(page, title, note=note)
 

@@ -59,12 +59,28 @@ def test_spec_is_valid_openapi_3_0() -> None:
     validate(spec)
 
 
+def _errors(operation: dict[str, Any]) -> dict[str, Any]:
+    """The error responses: 4xx, 5xx and ``default`` (any other status, errors only here)."""
+    return {
+        code: response
+        for code, response in operation["responses"].items()
+        if code == "default" or int(code) >= 400
+    }
+
+
 @pytest.mark.parametrize(("method", "path", "operation"), _operations(probes=False))
 def test_limited_operations_declare_429_500_and_503(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
-    errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
-    assert {"429", "500", "503"} <= set(errors), f"{method} {path} must declare 429, 500, 503"
+    """429 on its own row; 500 and 503 on theirs or under ``default``, which then carries the
+    503's ``Retry-After``."""
+    errors = _errors(operation)
+    assert "429" in errors, f"{method} {path} must declare 429"
+    assert "Retry-After" in _resolve(errors["429"])["headers"]
+    if "default" in errors:
+        assert "Retry-After" in _resolve(errors["default"])["headers"], f"{method} {path}"
+    else:
+        assert {"500", "503"} <= set(errors), f"{method} {path} must declare 500 and 503"
     assert_error_schemas(method, path, errors)
 
 
@@ -72,9 +88,24 @@ def test_limited_operations_declare_429_500_and_503(
 def test_every_operation_declares_its_errors_with_the_error_schema(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
-    errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
-    assert "500" in errors
+    errors = _errors(operation)
+    assert {"500", "default"} & set(errors), f"{method} {path}: a 500 is always possible"
     assert_error_schemas(method, path, errors)
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), _operations())
+def test_a_status_under_default_is_named_in_its_description(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    """``default`` stands for the statuses an operation lists no row for: it names each (431,
+    500, 503), so that a reader of Swagger UI or ReDoc learns them there."""
+    default = operation["responses"].get("default")
+    if default is None:
+        return
+    described = _resolve(default)["description"]
+    for status in ("431", "500", "503"):
+        if status not in operation["responses"]:
+            assert status in described, f"{method} {path}: {status}"
 
 
 def assert_error_schemas(method: str, path: str, errors: dict[str, Any]) -> None:
@@ -84,15 +115,17 @@ def assert_error_schemas(method: str, path: str, errors: dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize(("method", "path", "operation"), _operations(probes=False))
-def test_success_and_429_responses_declare_the_rate_limit_headers(
+def test_success_responses_declare_the_rate_limit_headers(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
     """The server sends them on every response to an identified caller (the info section says
-    so once); the document lists them where a client reads them, not on every error, so that
-    an operation in Swagger UI stays a readable length."""
+    so once, and the 429's description); the document lists them on the success responses,
+    where a client reads them, not on every error, so that an operation in Swagger UI stays a
+    readable length. A 429 lists `Retry-After`, what its client needs."""
+    assert "Rate limits" in _resolve(operation["responses"]["429"])["description"]
     for code, response in operation["responses"].items():
         headers = _resolve(response).get("headers", {})
-        if code.startswith(("2", "3")) or code == "429":
+        if code.startswith(("2", "3")):
             assert set(headers) >= RATE_LIMIT_HEADERS, f"{method} {path} {code}"
         listed = RATE_LIMIT_HEADERS & set(headers)
         assert not any(_resolve(headers[h]).get("required") for h in listed)

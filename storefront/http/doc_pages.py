@@ -1,9 +1,13 @@
-"""The pages a person looks for first: ``/`` (an index), ``/docs`` and ``/redoc``.
+"""The pages a person looks for first: ``/`` (an index), ``/docs``, ``/redoc`` and Swagger UI's.
 
 - ``/`` answers with the links below: HTML to a browser (an ``Accept`` naming ``text/html``),
   JSON to anything else.
 - ``/docs`` redirects to Swagger UI, which Connexion serves at ``/ui/`` (where FastAPI users look
   for it first).
+- ``/ui/`` (and ``/ui/index.html``) is Swagger UI's page, ours rather than Connexion's template
+  so that it carries ``SWAGGER_UI_CSS``; Connexion serves the rest of ``/ui/``: Swagger UI's
+  script and stylesheet, and ``swagger-ui-config.json`` (the ``swagger_ui_config`` given to
+  ``add_api``), which the page reads.
 - ``/redoc`` is ReDoc over ``/openapi.json`` (the document as written, served by
   ``SpecDocumentMiddleware``), its script ``/redoc/redoc.standalone.js`` served from
   ``storefront/data/redoc/``: nothing is fetched from another host.
@@ -14,8 +18,8 @@ unknown path stays a JSON 404). No credentials are asked for: like ``/openapi.js
 tell what the spec tells. Each page gets a fixed route label of its own (bounded, as metrics
 labels must be) rather than ``unmatched``.
 
-The same ReDoc page, with the document inlined, is the API reference of the static site
-(``storefront.docsite``).
+The same ReDoc and Swagger UI pages, with the document inlined, are the API reference and the
+Swagger UI page of the static site (``storefront.docsite``).
 """
 
 from __future__ import annotations
@@ -33,9 +37,14 @@ REDOC_DIR = Path(__file__).resolve().parent.parent / "data" / "redoc"
 REDOC_SCRIPT = "redoc.standalone.js"
 
 INDEX_PATH = "/"
+SWAGGER_UI_PATH = "/ui"  # where Connexion serves Swagger UI's files (swagger_ui_path)
+#: Swagger UI's page: ours (the files it loads are Connexion's).
+SWAGGER_UI_PAGES = (f"{SWAGGER_UI_PATH}/", f"{SWAGGER_UI_PATH}/index.html")
 DOCS_PATH = "/docs"
 REDOC_PATH = "/redoc"
 REDOC_SCRIPT_PATH = f"{REDOC_PATH}/{REDOC_SCRIPT}"
+#: Every path this middleware answers (GET and HEAD only).
+PAGES = frozenset({INDEX_PATH, DOCS_PATH, REDOC_PATH, REDOC_SCRIPT_PATH, *SWAGGER_UI_PAGES})
 #: Where each link of the index leads, relative to ``/`` (as the pages write them).
 LINKS = {
     "docs": "docs",
@@ -52,6 +61,25 @@ REDOC_POLICY = (
     '<meta http-equiv="Content-Security-Policy" '
     "content=\"img-src 'self' data: blob:; font-src 'self' data:\">"
 )
+#: Swagger UI's stylesheet over an operation, tightened so that an expanded list operation reads
+#: on a screen or two (tests/test_swagger_ui.py measures it) rather than six; nothing is hidden
+#: that says something.
+SWAGGER_UI_CSS = """
+/* A response with one media type (every one here) needs no media-type selector. */
+.swagger-ui .response-controls:has(select.content-type option:only-child) { display: none; }
+/* No response declares OpenAPI links: no column of "No links" (its heading included). */
+.swagger-ui .response-col_links { display: none; }
+/* A response header is one line: name, description, type. */
+.swagger-ui table.headers td { padding: 2px 0; }
+.swagger-ui table.headers thead th { padding: 4px 0; }
+.swagger-ui table.headers .renderedMarkdown p { margin: 0; }
+.swagger-ui .response-col_description .renderedMarkdown p { margin: 0.25em 0; }
+.swagger-ui .model-example { margin-top: 0.5em; }
+/* A parameter: its description, default and field close together. */
+.swagger-ui table.parameters tbody tr td { padding-top: 6px; padding-bottom: 6px; }
+.swagger-ui .parameters-col_description .renderedMarkdown p { margin: 0 0 0.5em; }
+.swagger-ui .parameters-col_description input { margin: 0; }
+"""
 #: Script-safe JSON: a ``</script>`` inside a string of the document cannot end the element.
 _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
@@ -85,6 +113,39 @@ def redoc_page(
 <script src="{html.escape(script_src)}"></script>
 <script>
 Redoc.init({source}, {{"expandResponses": "200,201"}}, document.getElementById("redoc-container"));
+</script>
+</body>
+</html>
+"""
+
+
+def swagger_ui_page(*, title: str, assets: str, options: dict[str, Any]) -> str:
+    """Swagger UI's page. ``assets``: where its script and stylesheet are (a relative URL that
+    ends in ``/``, or nothing); ``options``: given to ``SwaggerUIBundle`` (where the document is,
+    ``url`` or ``spec``, and any configuration) over the page's own."""
+    settings = {
+        "dom_id": "#swagger-ui",
+        "layout": "BaseLayout",
+        "validatorUrl": None,
+        **options,
+    }
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}: Swagger UI</title>
+<link rel="stylesheet" href="{html.escape(assets)}swagger-ui.css">
+<link rel="icon" type="image/png" href="{html.escape(assets)}favicon-32x32.png" sizes="32x32">
+<style>body {{ margin: 0; background: #fafafa; }}{SWAGGER_UI_CSS}</style>
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{html.escape(assets)}swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle(Object.assign(
+  {{"presets": [SwaggerUIBundle.presets.apis]}}, {script_json(settings)}
+));
 </script>
 </body>
 </html>
@@ -133,6 +194,17 @@ class DocPagesMiddleware:
         return found
 
     def _render(self, path: str) -> tuple[bytes, bytes]:
+        if path in SWAGGER_UI_PAGES:
+            # Relative, from /ui/: under a path prefix as well. Connexion serves the
+            # configuration (swagger_ui_config) beside the page.
+            # deepLinking: an operation opened is in the address (#/users/list_users).
+            options = {
+                "url": "../openapi.json",
+                "configUrl": "swagger-ui-config.json",
+                "deepLinking": True,
+            }
+            page = swagger_ui_page(title=self.title, assets="", options=options)
+            return b"text/html; charset=utf-8", page.encode()
         if path == REDOC_SCRIPT_PATH:
             return b"text/javascript; charset=utf-8", redoc_script().read_bytes()
         if path == REDOC_PATH:
@@ -146,9 +218,7 @@ class DocPagesMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else None
-        if path not in {INDEX_PATH, DOCS_PATH, REDOC_PATH, REDOC_SCRIPT_PATH} or scope[
-            "method"
-        ] not in {"GET", "HEAD"}:
+        if path not in PAGES or scope["method"] not in {"GET", "HEAD"}:
             await self.app(scope, receive, send)
             return
         publish_route(scope, path)

@@ -9,7 +9,7 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
-from storefront.http.doc_pages import redoc_script
+from storefront.http.doc_pages import SWAGGER_UI_CSS, redoc_script
 
 #: Of what the stacks do differently: also on Connexion's stock stack (tests/conftest.py).
 pytestmark = pytest.mark.stock_stack
@@ -64,11 +64,32 @@ def test_redoc_reads_the_served_document_with_its_own_script(api: TestClient) ->
     assert script.content == redoc_script().read_bytes()
 
 
+def test_swagger_ui_is_our_page_over_connexions_files(api: TestClient) -> None:
+    """The page carries our stylesheet; Connexion serves what it loads, and the configuration
+    given to add_api (swagger_ui_config), which the page reads."""
+    page = api.get("/ui/")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert SWAGGER_UI_CSS in page.text
+    assert '"configUrl": "swagger-ui-config.json"' in page.text
+    assert "http://" not in page.text
+    assert "https://" not in page.text
+    loaded = re.findall(r'(?:href|src)="([^"]+)"', page.text)
+    assert sorted(loaded) == ["favicon-32x32.png", "swagger-ui-bundle.js", "swagger-ui.css"]
+    for name in loaded:
+        assert api.get(f"/ui/{name}").status_code == 200, name
+    config = api.get("/ui/swagger-ui-config.json").json()
+    assert config == {"persistAuthorization": True, "tryItOutEnabled": False}
+    assert api.get("/ui/index.html").text == page.text
+    assert api.head("/ui/").content == b""
+
+
 def test_the_pages_need_no_credentials_and_have_their_own_labels(api: TestClient) -> None:
     for path in ("/", "/docs", "/redoc", "/redoc/redoc.standalone.js"):
         assert api.get(path, follow_redirects=False).status_code in (200, 307), path
     metrics = api.get("/metrics").text
-    for path, status in (("/", 200), ("/docs", 307), ("/redoc", 200)):
+    assert api.get("/ui/").status_code == 200
+    for path, status in (("/", 200), ("/docs", 307), ("/redoc", 200), ("/ui/", 200)):
         assert f'method="GET",path="{path}",status="{status}"' in metrics, path
 
 

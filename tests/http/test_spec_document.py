@@ -39,7 +39,9 @@ def test_the_served_yaml_is_the_same_document(api: TestClient) -> None:
 def test_swagger_ui_reads_the_served_document(api: TestClient) -> None:
     page = api.get("/ui/")
     assert page.status_code == 200
-    assert 'url: "/openapi.json"' in page.text
+    # Relative to /ui/, so that it holds under a path prefix too.
+    assert '"url": "../openapi.json"' in page.text
+    assert api.get("/ui/../openapi.json").json()["info"] == load_spec()["info"]
 
 
 def test_the_served_server_is_the_public_url_when_one_is_set(settings: Settings) -> None:

@@ -13,6 +13,7 @@ from persistence.db import Database
 from storefront.access.last_use import LastUse
 from storefront.access.ratelimit import Limiter
 from storefront.access.signing import SigningKeys
+from storefront.access.usage import Usage
 
 
 @dataclass
@@ -40,9 +41,12 @@ class Services:
     api_keys: TTLCache[str, KeyRow | None] = field(default_factory=lambda: TTLCache(0))
     #: When each API key was last used, written in the background at most once a minute.
     last_use: LastUse = field(init=False)
+    #: Requests counted per day, client and key, written in batches (``storefront usage``).
+    usage: Usage = field(init=False)
 
     def __post_init__(self) -> None:
         self.last_use = LastUse(self.db)
+        self.usage = Usage(self.db, interval=self.settings.usage_flush_seconds)
 
 
 def from_scope(scope: Any) -> Services:

@@ -48,8 +48,8 @@ CLOSE_TIMEOUT = 5.0
 SECONDS_PER_DAY = 86_400
 EPOCH = date(1970, 1, 1)
 
-#: (UTC day as days since 1970-01-01, client id, key id or "") -> [accepted, refused]
-Counts = dict[tuple[int, str, str], list[int]]
+#: (UTC day as days since 1970-01-01, client id, key id or None) -> [accepted, refused]
+Counts = dict[tuple[int, str, str | None], list[int]]
 
 
 class Usage:
@@ -61,19 +61,28 @@ class Usage:
         self._timer: asyncio.Task[None] | None = None
         self._writes = OffPath()
         self._closing = False
+        #: The UTC day requests count on (days since 1970-01-01), and when it ends (Unix time).
+        self._day = 0
+        self._day_ends = 0.0
 
     def record(self, caller: Caller, status: int) -> None:
         """Count a response to ``caller`` (the module's docstring says which count). Returns
         at once: a dict increment, and a task started by the first request after a write."""
         if status >= 500:
             return
-        key = (int(time.time()) // SECONDS_PER_DAY, caller.client_id, caller.key_id or "")
+        if time.time() >= self._day_ends:  # the first request of a UTC day
+            self._next_day()
+        key = (self._day, caller.client_id, caller.key_id)
         counts = self._counts.get(key)
         if counts is None:
             counts = self._counts[key] = [0, 0]
         counts[status in REFUSED] += 1
         if self._timer is None:
             self._arm()
+
+    def _next_day(self) -> None:
+        self._day = int(time.time()) // SECONDS_PER_DAY
+        self._day_ends = (self._day + 1) * SECONDS_PER_DAY
 
     def _arm(self) -> None:
         if not self._closing:
@@ -94,7 +103,9 @@ class Usage:
             return True
         batch, self._counts = self._counts, {}
         rows = [
-            usage.DayCount(EPOCH + timedelta(days=day), client_id, key_id, accepted, refused)
+            usage.DayCount(
+                EPOCH + timedelta(days=day), client_id, key_id or usage.NO_KEY, accepted, refused
+            )
             for (day, client_id, key_id), (accepted, refused) in batch.items()
         ]
         try:

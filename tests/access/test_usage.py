@@ -64,10 +64,16 @@ def token_request(client: admin.NewClient, secret: str | None = None) -> dict[st
 NEW_PRODUCT = {"name": "Mug", "description": "", "price": 9.5, "category": "Home"}
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No timed write within a test (one that wants one sets its own interval)."""
+    return settings.model_copy(update={"usage_flush_seconds": 60.0})
+
+
+@pytest.mark.stock_stack
 def test_each_response_counts_once_for_its_caller(
-    settings: Settings, make_client: MakeClient, make_api_key: MakeKey
+    settings: Settings, app: Any, make_client: MakeClient, make_api_key: MakeKey
 ) -> None:
-    settings = settings.model_copy(update={"usage_flush_seconds": 60.0})  # no timed write
     reader = make_client("read")
     admin.run(
         settings,
@@ -79,7 +85,7 @@ def test_each_response_counts_once_for_its_caller(
     ].id
     stranger = make_client("read write")
     with usage_writes() as writes:
-        with create_app(settings).test_client() as api:
+        with app.test_client() as api:
             # The client's three requests: the token (its budget: 1 of 3), two reads.
             response = api.post("/auth/token", data=token_request(reader))
             assert response.status_code == 200

@@ -110,6 +110,16 @@ class Usage:
         ]
         try:
             await self.db.write(usage.add_counts, counts=rows)
+        except asyncio.CancelledError:
+            # Shutdown gave up on a write that hung: it may yet commit, so its counts are not
+            # kept (they would be counted twice then).
+            logger.warning(
+                "the usage counts of %d requests may be lost: their write did not finish "
+                "within %s s of shutdown",
+                sum(a + r for a, r in batch.values()),
+                CLOSE_TIMEOUT,
+            )
+            raise
         except Exception as exc:  # nothing may escape a background task
             # Rolled back: added to what was counted meanwhile, for the next write.
             for key, (accepted, refused) in batch.items():

@@ -284,3 +284,22 @@ def test_an_idle_recorder_starts_nothing() -> None:
     idle, db = asyncio.run(run())
     assert idle
     assert db.written == []
+
+
+def test_shutdown_abandons_a_write_that_hangs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(usage_module, "CLOSE_TIMEOUT", 0.05)
+
+    async def run() -> FakeDatabase:
+        db = FakeDatabase()
+        recorder_ = recorder(db, interval=0.01)
+        recorder_.record(CLIENT, 200)
+        db.release.clear()  # never released
+        await asyncio.sleep(0.05)  # the timed write has begun, and hangs
+        await recorder_.close()
+        return db
+
+    db = asyncio.run(run())
+    assert db.written == []
+    assert "the usage counts of 1 requests may be lost" in caplog.text

@@ -71,6 +71,7 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.mark.stock_stack
+@pytest.mark.pgbouncer
 def test_each_response_counts_once_for_its_caller(
     settings: Settings, app: Any, make_client: MakeClient, make_api_key: MakeKey
 ) -> None:

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     #: reads: disabling a client or revoking a key takes effect within this time. 0: no cache.
     auth_cache_ttl: Annotated[float, Field(ge=0, le=60)] = 1.0
 
+    #: Seconds between the writes of the requests counted per day, client and key
+    #: (``storefront usage``): each process writes what it counted at most this often, and
+    #: at a clean shutdown.
+    usage_flush_seconds: Annotated[float, Field(ge=0.1, le=60)] = 5.0
+
     #: Upper bound on argon2id hashes computed at once (each takes 19 MiB and a core).
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -323,3 +324,17 @@ class RevokedToken(Base):
     #: The token's exp: the row is useless after it. Indexed, so the purge reads only old rows.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UsageDay(Base):
+    """Requests of one client (and one of its API keys, or ``''`` for its access tokens) on
+    one UTC day: how many were accepted and how many refused (``storefront.access.usage``
+    says which is which). Only ever added to, by ``persistence.usage.add_counts``."""
+
+    __tablename__ = "usage_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    accepted: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refused: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

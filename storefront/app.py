@@ -172,6 +172,7 @@ def create_app(
         finally:
             await services.limiter.close()
             await services.last_use.close()
+            await services.usage.close()
             await services.db.dispose()
 
     spec = load_spec()
@@ -211,7 +212,9 @@ def create_app(
         document=served_spec(settings),
     )
     # Outside Connexion's exception middleware, so that error responses get the headers too.
-    app.add_middleware(RequestMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(
+        RequestMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, usage=services.usage
+    )
     # Inside the exception middleware, so that its 413 / 431 are mapped like any error; before
     # routing, so that an oversized request costs nothing more.
     app.add_middleware(

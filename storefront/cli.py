@@ -38,7 +38,7 @@ from persistence import clients as clients_repo
 from persistence.models import ApiKey, Client
 from persistence.provisioning import CannotCreateDatabase, create_database_if_missing
 from persistence.revisions import head_revision
-from storefront import admin, docsite
+from storefront import admin, docsite, usage_report
 from storefront.keyring import (
     bind_secrets,
     database_label,
@@ -248,6 +248,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog=IMPORT_HELP,
     )
     imp.add_argument("file", type=Path, metavar="FILE", help="a .json or .csv file")
+
+    usage_report.add_arguments(
+        command(sub, "usage", "requests per day, per client and per API key: accepted and refused")
+    )
 
     db = command(sub, "db", "the database schema").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -780,6 +784,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         _create_key(settings, args)
     elif command == ("keys", "list"):
         _list_keys(settings, args)
+    elif command == ("usage", None):
+        usage_report.show(settings, args)
     elif command == ("keys", "revoke"):
         admin.run(settings, lambda s: clients_repo.revoke_api_key(s, key_id=args.key_id))
         print(f"API key {args.key_id} revoked")

@@ -988,6 +988,7 @@ DOCUMENTED: tuple[Documented, ...] = (
         "sqlalchemy",
         (
             "BigInteger",
+            "Date",
             "DateTime",
             "Integer",
             "LargeBinary",

@@ -9,19 +9,20 @@ queue every keyed read behind the one writer). So:
 - the write itself is conditional (``persistence.clients.record_key_use``: only when the
   stored time is a minute old), so that several instances together also write about once a
   minute per key;
-- it runs as a background task that the request does not wait for, and that cannot fail it:
-  an error (a database that is down, say) is logged and the next minute tries again.
+- it runs as a background task that the request does not wait for, and that cannot fail it
+  (``storefront.access.background``, shared with the usage counts): an error (a database that
+  is down, say) is logged and the next minute tries again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from persistence import clients
 from persistence.db import Database
 from persistence.models import utcnow
+from storefront.access.background import OffPath
 
 logger = logging.getLogger("storefront.access.last_use")
 
@@ -37,7 +38,7 @@ class LastUse:
         self.interval = clients.LAST_USE_INTERVAL.total_seconds()
         #: key id -> time.monotonic() of the last write started for it.
         self._started: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = OffPath()
 
     def touch(self, key_id: str) -> None:
         """Note that ``key_id`` authenticated a request now. Returns at once; at most one
@@ -51,9 +52,7 @@ class LastUse:
         # Noted before the task runs: the requests that follow this one, in the same tick
         # or while the write waits for the database, start none of their own.
         self._started[key_id] = now
-        task = asyncio.get_running_loop().create_task(self._write(key_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._writes.start(self._write(key_id))
 
     def _forget(self, now: float) -> None:
         stale = [key for key, at in self._started.items() if now - at >= self.interval]
@@ -74,14 +73,8 @@ class LastUse:
     @property
     def pending(self) -> int:
         """Writes started and not finished."""
-        return len(self._tasks)
+        return self._writes.pending
 
     async def close(self) -> None:
         """Let writes still running finish (briefly), before the database goes away."""
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(set(self._tasks), timeout=CLOSE_TIMEOUT)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
+        await self._writes.close(CLOSE_TIMEOUT)

@@ -14,6 +14,7 @@ from storefront.access.last_use import LastUse
 from storefront.access.ratelimit import Limiter
 from storefront.access.replay import ReplayGuard
 from storefront.access.signing import SigningKeys
+from storefront.access.usage import Usage
 
 
 @dataclass
@@ -41,9 +42,12 @@ class Services:
     api_keys: TTLCache[str, KeyRow | None] = field(default_factory=lambda: TTLCache(0))
     #: When each API key was last used, written in the background at most once a minute.
     last_use: LastUse = field(init=False)
+    #: Requests counted per day, client and key, written in batches (``storefront usage``).
+    usage: Usage = field(init=False)
 
     def __post_init__(self) -> None:
         self.last_use = LastUse(self.db)
+        self.usage = Usage(self.db, interval=self.settings.usage_flush_seconds)
 
     @property
     def replay(self) -> ReplayGuard:

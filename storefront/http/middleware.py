@@ -4,7 +4,9 @@
   returned on every response.
 - The rate-limit decision the access layer published is written as headers.
 - ``X-Content-Type-Options: nosniff`` and friends go on every response.
-- One access-log line and the request metrics are recorded when the response starts.
+- One access-log line and the request metrics are recorded when the response starts, and
+  the response is counted in its caller's usage (``storefront.access.usage``; never a
+  metrics label: a series per client would grow without bound).
 - A WebSocket connection, which only a server with a WebSocket protocol delivers
   (``storefront serve`` has none: there an upgrade is an HTTP request, refused with a 400 by
   storefront.http.limits), is refused with the same 400 where the server lets the app answer
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core import metrics
 from storefront.access.ratelimit import rate_limit_of
 from storefront.access.state import auth_failure_of, caller_of, request_state
+from storefront.access.usage import Usage
 from storefront.http.access_log import log_access
 from storefront.http.state import REQUEST_ID, publish_scope, route_of
 
@@ -56,8 +59,9 @@ def request_id(scope: Scope) -> str:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, usage: Usage | None = None) -> None:
         self.app = app
+        self.usage = usage
         #: (method, path, status) -> its request counter and latency histogram, looked up once.
         self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -133,6 +137,8 @@ class RequestMiddleware:
         if failure is not None:
             metrics.AUTH_FAILURES.labels(reason=failure).inc()
         caller = caller_of(scope)
+        if caller is not None and self.usage is not None:
+            self.usage.record(caller, status)
         log_access(
             method=method,
             path=path,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -158,10 +157,10 @@ def create_client(
 
 
 def read_key_set(path: Path) -> ClientKeySource:
-    """The JWK Set in the file at ``path`` (``-``: standard input), checked: public keys only,
-    of the kinds client assertions are verified with."""
+    """The JWK Set in the file at ``path``, checked: public keys only, of the kinds client
+    assertions are verified with."""
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise InvalidInput(f"cannot read the key set {str(path)!r}: {reason}") from None

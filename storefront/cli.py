@@ -806,7 +806,7 @@ CREATE_KEYS_HELP = """\
 With --jwks FILE or --jwks-uri URL the client has no secret: it authenticates at
 /auth/token, /auth/revoke and /auth/introspect with a JWT it signs with one of those keys
 (private_key_jwt, RFC 7523), and nothing secret is stored or sent. FILE is a JWK Set of
-public keys (RSA of 2048 bits or more, P-256 or Ed25519; '-' reads standard input); URL is
+public keys (RSA of 2048 bits or more, P-256 or Ed25519); URL is
 where the client publishes one, fetched now to check it (within STOREFRONT_JWKS_FETCH_TIMEOUT)
 and by the server when needed, kept for STOREFRONT_JWKS_CACHE_TTL seconds.
 """
@@ -829,7 +829,7 @@ def _key_source_options(parser: argparse.ArgumentParser, *, required: bool) -> N
         type=Path,
         default=None,
         metavar="FILE",
-        help="a JWK Set file of the client's public keys ('-': standard input); no secret"
+        help="a JWK Set file of the client's public keys; no secret"
         + ("" if required else " (default: a client secret)"),
     )
     group.add_argument(

@@ -11,7 +11,10 @@ signs each assertion with a fresh ``exp`` and ``jti``, as docs/api.md shows.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -37,6 +40,7 @@ from tests.servers import (
     storefront,
     storefront_json,
 )
+from tests.test_readme import example
 
 REPORTS = "https://reports.example.com"
 
@@ -246,3 +250,48 @@ def test_the_commands_refuse_a_bad_key_set_in_one_line(
     rotate = run_storefront(env, "clients", "rotate-secret", secretless)
     assert rotate.returncode == 1
     assert "has no secret to rotate" in rotate.stderr
+
+
+def run_example(name: str, env: dict[str, str], tmp_path: Path) -> list[str]:
+    """docs/api.md's example ``name``, run as a reader would: ``storefront`` on the PATH."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        [sys.executable, "-c", example(name)],
+        env={**env, "PATH": path},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+def test_the_resource_indicator_example_does_what_the_docs_say(
+    deployment: tuple[dict[str, str], list[str]], tmp_path: Path
+) -> None:
+    env, (first, _) = deployment
+    client = storefront_json(env, "clients", "create", "--name", "docs", "--scopes", "read")
+    env = {
+        **env,
+        "BASE": first,
+        "CLIENT_ID": client["client_id"],
+        "CLIENT_SECRET": client["client_secret"],
+    }
+    assert run_example("python-resource", env, tmp_path) == [
+        f'aud "{first}" -> GET /users 200',
+        f'aud ["{first}", "{REPORTS}"] -> GET /users 200',
+        f'aud "{REPORTS}" -> GET /users 401',
+        "400 invalid_target",
+    ]
+
+
+def test_the_private_key_jwt_example_does_what_the_docs_say(
+    deployment: tuple[dict[str, str], list[str]], tmp_path: Path
+) -> None:
+    env, (first, _) = deployment
+    out = run_example("python-private-key-jwt", {**env, "BASE": first}, tmp_path)
+    assert out[0].startswith("token for cli_")
+    assert out[0].endswith(" scope read write")
+    assert out[1:] == ["GET /users: 200", "active: True", "after revoking: {'active': False}"]

@@ -425,3 +425,29 @@ def test_a_kept_key_set_outlives_a_failed_fetch(
     # A new kid asks for the set again; the fetch fails; the kept set still serves.
     assert_refused(token(api, assertion(KeyPair.new(), client.client_id)), "does not hold")
     assert token(api, assertion(pair, client.client_id)).status_code == 200
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_an_unreachable_replay_store_is_a_503_never_an_unchecked_assertion(
+    settings: Settings,
+    make_key_client: MakeKeyClient,
+    make_client: Callable[..., admin.NewClient],
+    fail_open: bool,
+) -> None:
+    pair = KeyPair.new()
+    client = make_key_client(pair)
+    with_secret = make_client("read")
+    cut_off = settings.model_copy(
+        update={"rate_limit_storage_url": "redis://127.0.0.1:1", "rate_limit_fail_open": fail_open}
+    )
+    with create_app(cut_off).test_client() as api:
+        response = token(api, assertion(pair, client.client_id))
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"]
+        # A client with a secret is served as the fail-open setting says: no jti to check.
+        form = {
+            **GRANT,
+            "client_id": with_secret.client_id,
+            "client_secret": with_secret.client_secret,
+        }
+        assert api.post("/auth/token", data=form).status_code == (200 if fail_open else 503)

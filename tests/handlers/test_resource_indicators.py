@@ -178,3 +178,23 @@ def test_the_setting_takes_absolute_uris_only(
 def test_the_setting_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREFRONT_RESOURCES", f"{OWN}, {REPORTS},{OWN}")
     assert load_settings(_env_file=None).resources == [OWN, REPORTS]
+
+
+@pytest.mark.parametrize(
+    ("uri", "under"),
+    [
+        ("https://api.example.com", True),
+        ("https://api.example.com/", True),
+        ("https://API.example.com/v1/users", True),
+        ("https://api.example.com:443/v1", False),  # a port written is another origin here
+        ("http://api.example.com", False),
+        ("https://api.example.com.evil.example", False),
+        ("https://evil.example/https://api.example.com", False),
+    ],
+)
+def test_which_resources_name_this_server(uri: str, under: bool) -> None:
+    from storefront.access.resources import is_under
+
+    assert is_under(uri, PUBLIC_URL) is under
+    assert is_under("https://api.example.com/v10", "https://api.example.com/v1") is False
+    assert is_under("https://api.example.com/v1/x", "https://api.example.com/v1/") is True

@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -260,9 +261,14 @@ class TokenCodec:
         audience: str,
         ttl: int,
         algorithm: Algorithm = "HS256",
+        resources: Sequence[str] = (),
     ) -> None:
         self.issuer = issuer
         self.audience = audience
+        #: Every audience a token of this issuer may carry: the default one and the RFC 8707
+        #: resources it issues tokens for. Which of them a resource server accepts is its
+        #: own check (storefront.access.resources), after this one.
+        self.audiences = [audience, *(r for r in resources if r != audience)]
         self.ttl = ttl
         self._jwt = jwt.PyJWT(options={"require": REQUIRED_CLAIMS})
         self._keys: dict[str, ScheduledKey] = {}
@@ -312,7 +318,11 @@ class TokenCodec:
         """The kid of the key that signs now."""
         return self.signer().kid
 
-    def issue(self, *, client_id: str, scopes: list[str]) -> IssuedToken:
+    def issue(
+        self, *, client_id: str, scopes: list[str], audience: str | list[str] | None = None
+    ) -> IssuedToken:
+        """A token for ``client_id``; its ``aud`` is ``audience`` (RFC 8707 resources: one
+        string, or a list of several) or, by default, the codec's audience."""
         clock = time.time()
         now = int(clock)
         key = self.signer(clock)
@@ -320,7 +330,7 @@ class TokenCodec:
         claims = {
             "iss": self.issuer,
             "sub": client_id,
-            "aud": self.audience,
+            "aud": self.audience if audience is None else audience,
             "iat": now,
             "exp": now + self.ttl,
             "jti": os.urandom(16).hex(),  # as random as uuid4().hex, a fifth of the cost
@@ -385,7 +395,7 @@ class TokenCodec:
                 token,
                 key.verifying,
                 algorithms=[key.algorithm],  # the key's own: never the token's choice
-                audience=self.audience,
+                audience=self.audiences,  # any one of them
                 issuer=self.issuer,
                 leeway=LEEWAY,
             )

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     token_ttl: Annotated[int, Field(ge=60, le=86400)] = 3600
     issuer: Annotated[str, Field(min_length=1)] = "storefront-api"
     audience: Annotated[str, Field(min_length=1)] = "storefront-api"
+    #: The resources (RFC 8707: absolute URIs, comma-separated) this server issues tokens
+    #: for: a token request's ``resource`` must be one of them, and the token's ``aud`` is
+    #: then that resource. This server's own API accepts a token whose ``aud`` holds
+    #: STOREFRONT_AUDIENCE or one of these at or under STOREFRONT_PUBLIC_URL
+    #: (storefront.access.resources); the others are other services' to accept.
+    resources: Annotated[list[str], NoDecode] = []
+    #: Seconds a client's key set (``clients create --jwks-uri``) may take to fetch.
+    jwks_fetch_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    #: Seconds a fetched client key set is used before it is fetched again (an assertion
+    #: naming a kid the set lacks fetches it sooner, at most once per 10 seconds).
+    jwks_cache_ttl: Annotated[int, Field(ge=0, le=86400)] = 300
 
     #: Seconds a client's status and an API key's owner are remembered between database
     #: reads: disabling a client or revoking a key takes effect within this time. 0: no cache.
@@ -278,7 +289,16 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
+    @field_validator("resources")
+    @classmethod
+    def _valid_resources(cls, value: list[str]) -> list[str]:
+        for uri in value:
+            problem = resource_uri_problem(uri)
+            if problem is not None:
+                raise ValueError(f"{uri!r} {problem}")
+        return list(dict.fromkeys(value))
+
+    @field_validator("cors_origins", "forwarded_allow_ips", "resources", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -305,6 +325,23 @@ class Settings(BaseSettings):
         if value.lower() not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError("must be one of critical, error, warning, info, debug")
         return value.lower()
+
+
+#: RFC 3986 §3.1: a scheme is a letter, then letters, digits, "+", "-" or ".".
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def resource_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be an RFC 8707 resource indicator (an absolute URI, RFC 3986
+    §4.3, with no fragment), in words that follow the URI; None when it can be one."""
+    scheme, colon, rest = uri.partition(":")
+    if not colon or not _SCHEME.fullmatch(scheme) or not rest:
+        return "is not an absolute URI (one with a scheme, as https://api.example.com)"
+    if "#" in uri:
+        return "has a fragment (#…), which a resource indicator must not have"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
+        return "holds a space or control character"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

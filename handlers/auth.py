@@ -7,7 +7,7 @@ from types import MappingProxyType
 from handlers._common import Body
 from storefront.access import revocation
 from storefront.access.oauth import ClientCredentials, client_credentials_grant, credentials
-from storefront.http.deps import header_fields, request_scope, services
+from storefront.http.deps import form_values, header_fields, request_scope, services
 
 #: RFC 6749 §5.1. Read-only, and returned as a copy: Connexion adds Content-Type to the
 #: headers dict a handler returns, in place (see handlers._common.PRIVATE).
@@ -21,8 +21,19 @@ def _form(body: Body) -> tuple[Body, ClientCredentials]:
         authorization=header_fields("authorization"),
         client_id=body.get("client_id"),
         client_secret=body.get("client_secret"),
+        client_assertion_type=body.get("client_assertion_type"),
+        client_assertion=body.get("client_assertion"),
     )
     return body, creds
+
+
+def _resources(body: Body) -> list[str]:
+    """RFC 8707's ``resource`` values, each as sent: the field may be repeated (the body
+    joins repeated values with ",", which a URI may hold)."""
+    sent = form_values("resource")
+    if sent is None:
+        sent = [body["resource"]] if "resource" in body else []
+    return [value for value in sent if value != ""]
 
 
 async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
@@ -33,6 +44,7 @@ async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
         grant_type=body.get("grant_type"),
         creds=creds,
         scope=body.get("scope"),
+        resources=_resources(body),
     )
     return (
         {

@@ -20,6 +20,9 @@ from persistence.models import ApiKey, Client, utcnow
 KEY_PREFIX_CHARS = 11
 #: Last use is written at most this often per key (storefront.access.last_use).
 LAST_USE_INTERVAL = timedelta(seconds=60)
+#: The secret digest of a client without a secret (it authenticates with ``private_key_jwt``):
+#: no digest equals it (migration 0015 says why it is not NULL).
+NO_SECRET = ""
 
 
 class ClientRow(NamedTuple):
@@ -31,6 +34,18 @@ class ClientRow(NamedTuple):
     #: The secret the last rotation replaced, accepted until previous_secret_expires_at.
     previous_secret_digest: str | None
     previous_secret_expires_at: datetime | None
+    #: The client's public keys (a JWK Set as JSON), or where it publishes them; both None
+    #: for a client that authenticates with its secret only.
+    jwks: str | None = None
+    jwks_uri: str | None = None
+
+    @property
+    def has_secret(self) -> bool:
+        return self.secret_digest != NO_SECRET
+
+    @property
+    def has_keys(self) -> bool:
+        return self.jwks is not None or self.jwks_uri is not None
 
 
 class KeyRow(NamedTuple):
@@ -52,6 +67,8 @@ _CLIENT_BY_ID = PreparedQuery(
         Client.rate_limit,
         Client.previous_secret_digest,
         Client.previous_secret_expires_at,
+        Client.jwks,
+        Client.jwks_uri,
     ).where(Client.id == bindparam("client_id")),
     ClientRow,
 )
@@ -94,13 +111,25 @@ class ApiKeyNotFound(NotFound):
         super().__init__(f"No API key with id {key_id!r}.")
 
 
-def create_client(session: Session, *, name: str, scopes: list[str], secret_digest: str) -> Client:
+def create_client(
+    session: Session,
+    *,
+    name: str,
+    scopes: list[str],
+    secret_digest: str,
+    jwks: str | None = None,
+    jwks_uri: str | None = None,
+) -> Client:
+    """A new client; ``secret_digest`` NO_SECRET (with ``jwks`` or ``jwks_uri``) for one that
+    authenticates with a signed assertion only."""
     client = Client(
         id=new_id("cli_"),
         name=name,
         scopes=" ".join(scopes),
         secret_digest=secret_digest,
         created_at=utcnow(),
+        jwks=jwks,
+        jwks_uri=jwks_uri,
     )
     session.add(client)
     session.flush()
@@ -158,6 +187,25 @@ def rotate_client_secret(
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise ClientNotFound(client_id)
+
+
+def set_client_keys(
+    session: Session, *, client_id: str, jwks: str | None, jwks_uri: str | None
+) -> None:
+    """Replace the client's public keys (``private_key_jwt``) with a JWK Set, or with the URL
+    where the client publishes one; the keys held before stop working with this commit."""
+    result = session.execute(
+        update(Client).where(Client.id == client_id).values(jwks=jwks, jwks_uri=jwks_uri)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise ClientNotFound(client_id)
+
+
+def find_client_row(session: Session, *, client_id: str) -> Client:
+    client = session.get(Client, client_id)
+    if client is None:
+        raise ClientNotFound(client_id)
+    return client
 
 
 def set_client_secret(session: Session, *, client_id: str, secret_digest: str) -> None:

@@ -183,7 +183,9 @@ class Client(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    #: HMAC-SHA256 of the secret under the server pepper, hex.
+    #: HMAC-SHA256 of the secret under the server pepper, hex; the empty string (which no
+    #: digest equals) for a client without a secret, one that authenticates with a signed
+    #: assertion (``private_key_jwt``, migration 0015).
     secret_digest: Mapped[str] = mapped_column(String(64))
     #: Space-separated scopes the client may be granted.
     scopes: Mapped[str] = mapped_column(String(200))
@@ -198,6 +200,11 @@ class Client(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), nullable=True
     )
+    #: The client's public keys for ``private_key_jwt`` (RFC 7523), a JWK Set as JSON,
+    #: checked when registered (storefront.access.client_keys); or ``jwks_uri``, where the
+    #: client publishes it. At most one of the two is set (migration 0015).
+    jwks: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
 
 class ApiKey(Base):

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from core.settings import Settings
 from persistence import clients, users
 from persistence.db import Database
 from persistence.models import utcnow
+from storefront.access import client_keys
 from storefront.access.ratelimit import parse_limit
 
 #: What the demo client gets: the broad scopes, every resource read and written.
@@ -45,6 +47,26 @@ class NewClient:
     client_secret: str
     name: str
     scopes: list[str]
+
+
+@dataclass(frozen=True)
+class NewKeyClient:
+    """A client without a secret: it authenticates with assertions signed by its keys."""
+
+    client_id: str
+    name: str
+    scopes: list[str]
+    #: Where it publishes its keys; None when they were registered with it.
+    jwks_uri: str | None
+
+
+@dataclass(frozen=True)
+class ClientKeySource:
+    """A client's public keys as registered: a checked JWK Set (stored as JSON), or the URL
+    of one (fetched and checked at registration)."""
+
+    jwks: str | None = None
+    jwks_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +156,50 @@ def create_client(
     return NewClient(client.id, secret, client.name, client.scopes.split())
 
 
+def read_key_set(path: Path) -> ClientKeySource:
+    """The JWK Set in the file at ``path``, checked: public keys only, of the kinds client
+    assertions are verified with."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"cannot read the key set {str(path)!r}: {reason}") from None
+    try:
+        return ClientKeySource(jwks=client_keys.normalized(text))
+    except client_keys.BadKeySet as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+
+
+def published_key_set(uri: str, *, timeout: float) -> ClientKeySource:
+    """The URL of a client's published JWK Set, once it was fetched and checked."""
+    try:
+        client_keys.fetch_now(client_keys.check_jwks_uri(uri), timeout=timeout)
+    except client_keys.BadKeySet as exc:
+        raise InvalidInput(str(exc)) from None
+    return ClientKeySource(jwks_uri=uri)
+
+
+def create_key_client(
+    session: Session, *, name: str, scopes: Sequence[str], keys: ClientKeySource
+) -> NewKeyClient:
+    """A client with no secret, which authenticates with ``private_key_jwt`` (RFC 7523)."""
+    client = clients.create_client(
+        session,
+        name=name,
+        scopes=list(scopes),
+        secret_digest=clients.NO_SECRET,
+        jwks=keys.jwks,
+        jwks_uri=keys.jwks_uri,
+    )
+    return NewKeyClient(client.id, client.name, client.scopes.split(), client.jwks_uri)
+
+
+def set_client_keys(session: Session, *, client_id: str, keys: ClientKeySource) -> None:
+    """Replace the client's keys: assertions signed with the new ones are accepted with this
+    commit, on every instance; the keys it replaces stop working at the same moment."""
+    clients.set_client_keys(session, client_id=client_id, jwks=keys.jwks, jwks_uri=keys.jwks_uri)
+
+
 def ensure_demo_client(session: Session, digester: SecretDigester) -> NewClient:
     """The client named ``demo``, with a fresh secret (only digests are stored, so the old
     secret cannot be shown again)."""
@@ -185,6 +251,11 @@ def rotate_client_secret(
     """A new secret for the client; the one it replaces keeps working for ``grace`` (none
     when zero). Only one previous secret is kept: a rotation within a grace ends the grace of
     the secret before."""
+    if not clients.find_client_row(session, client_id=client_id).secret_digest:
+        raise InvalidInput(
+            f"client {client_id} has no secret to rotate: it authenticates with its keys "
+            "(private_key_jwt); replace them with 'storefront clients set-jwks'"
+        )
     secret = new_secret()
     until = utcnow() + grace if grace > timedelta(0) else None
     clients.rotate_client_secret(

@@ -128,7 +128,12 @@ def served_spec(settings: Settings) -> dict[str, Any]:
 def build_services(settings: Settings) -> Services:
     db = Database.from_settings(settings)
     # No key yet: the signing keys are the database's, loaded at the first request.
-    tokens = TokenCodec(issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl)
+    tokens = TokenCodec(
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=settings.token_ttl,
+        resources=settings.resources,
+    )
     return Services(
         settings=settings,
         db=db,

@@ -184,13 +184,19 @@ def _parser() -> argparse.ArgumentParser:
     clients = command(sub, "clients", "OAuth clients").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    create = command(clients, "create", "create a client; prints its secret once")
+    create = command(
+        clients,
+        "create",
+        "create a client; prints its secret once",
+        epilog=CREATE_KEYS_HELP,
+    )
     create.add_argument("--name", required=True, help="a name to know the client by")
     create.add_argument(
         "--scopes",
         default="read write",
         help="space-separated, of: " + " ".join(CLIENT_SCOPES) + " (default: read write)",
     )
+    _key_source_options(create, required=False)
     _json_flag(create)
     listing = command(clients, "list", "list clients, oldest first")
     _json_flag(listing)
@@ -204,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
         "limit", metavar="LIMIT", help='requests per period, as "500/minute"; or "default"'
     )
     _rotate_secret_parser(command(clients, "rotate-secret", ROTATE_SUMMARY, epilog=ROTATE_HELP))
+    set_jwks = command(clients, "set-jwks", SET_JWKS_SUMMARY, epilog=SET_JWKS_HELP)
+    set_jwks.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
+    _key_source_options(set_jwks, required=True)
 
     keys = command(sub, "keys", "API keys, and the keys that sign access tokens").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -728,7 +737,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
             f"{counts.updated} updated, {counts.unchanged} unchanged"
         )
         return
-    if command == ("clients", "create"):
+    if command == ("clients", "create") and (args.jwks or args.jwks_uri):
+        _create_key_client(settings, args)
+    elif command == ("clients", "create"):
         scopes = admin.parse_scopes(args.scopes)
         digester = _digester(settings)
         new = admin.run(
@@ -748,6 +759,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                         "disabled": c.disabled_at is not None,
                         "rate_limit": c.rate_limit,
                         "previous_secret_expires_at": _grace_end(c),
+                        "auth_methods": _auth_methods(c),
+                        "jwks_uri": c.jwks_uri,
                     }
                     for c in clients
                 ]
@@ -780,6 +793,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         print(f"client {args.client_id}: rate limit {shown}")
     elif command == ("clients", "rotate-secret"):
         _rotate_secret(settings, args)
+    elif command == ("clients", "set-jwks"):
+        _set_jwks(settings, args)
     elif command == ("keys", "create"):
         _create_key(settings, args)
     elif command == ("keys", "list"):
@@ -789,6 +804,88 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     elif command == ("keys", "revoke"):
         admin.run(settings, lambda s: clients_repo.revoke_api_key(s, key_id=args.key_id))
         print(f"API key {args.key_id} revoked")
+
+
+# --- clients without a secret: private_key_jwt (RFC 7523) ---
+
+CREATE_KEYS_HELP = """\
+With --jwks FILE or --jwks-uri URL the client has no secret: it authenticates at
+/auth/token, /auth/revoke and /auth/introspect with a JWT it signs with one of those keys
+(private_key_jwt, RFC 7523), and nothing secret is stored or sent. FILE is a JWK Set of
+public keys (RSA of 2048 bits or more, P-256 or Ed25519); URL is
+where the client publishes one, fetched now to check it (within STOREFRONT_JWKS_FETCH_TIMEOUT)
+and by the server when needed, kept for STOREFRONT_JWKS_CACHE_TTL seconds.
+"""
+SET_JWKS_SUMMARY = "replace a client's public keys (private_key_jwt)"
+SET_JWKS_HELP = """\
+The new keys are accepted at once by every instance (each reads a client's registered keys
+with the client, at every authentication), and the keys they replace are refused from the
+same moment. To move to a new key without an outage, register a set with both keys, move the
+client to signing with the new one, then register the new key alone. With --jwks-uri, the
+client changes its keys at that URL instead: a key published there is fetched as soon as an
+assertion names its kid, and a key withdrawn there works on for at most
+STOREFRONT_JWKS_CACHE_TTL seconds.
+"""
+
+
+def _key_source_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--jwks",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a JWK Set file of the client's public keys; no secret"
+        + ("" if required else " (default: a client secret)"),
+    )
+    group.add_argument(
+        "--jwks-uri",
+        default=None,
+        metavar="URL",
+        help="where the client publishes its JWK Set (https://…); no secret"
+        + ("" if required else " (default: a client secret)"),
+    )
+
+
+def _key_source(settings: Settings, args: argparse.Namespace) -> admin.ClientKeySource:
+    if args.jwks is not None:
+        return admin.read_key_set(args.jwks)
+    return admin.published_key_set(args.jwks_uri, timeout=settings.jwks_fetch_timeout)
+
+
+def _auth_methods(client: Client) -> list[str]:
+    """How the client may authenticate: with its secret, its keys, or both."""
+    methods = ["client_secret"] if client.secret_digest else []
+    if client.jwks is not None or client.jwks_uri is not None:
+        methods.append("private_key_jwt")
+    return methods
+
+
+def _create_key_client(settings: Settings, args: argparse.Namespace) -> None:
+    scopes = admin.parse_scopes(args.scopes)
+    keys = _key_source(settings, args)
+    new = admin.run(
+        settings,
+        lambda s: admin.create_key_client(s, name=args.name, scopes=scopes, keys=keys),
+    )
+    shown = {
+        "client_id": new.client_id,
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks_uri": new.jwks_uri,
+    }
+    if args.json:
+        _print_json(shown)
+        return
+    print(f"client_id:                  {new.client_id}")
+    print("token_endpoint_auth_method: private_key_jwt (no secret)")
+    print(f"keys:                       {new.jwks_uri or 'registered from ' + str(args.jwks)}")
+
+
+def _set_jwks(settings: Settings, args: argparse.Namespace) -> None:
+    keys = _key_source(settings, args)
+    admin.run(settings, lambda s: admin.set_client_keys(s, client_id=args.client_id, keys=keys))
+    where = keys.jwks_uri or f"the key set of {args.jwks}"
+    print(f"client {args.client_id}: keys replaced by {where}")
 
 
 # --- credential lifecycles: expiring keys, their last use, secrets rotated with a grace ---

@@ -75,6 +75,9 @@ NOT_WALKED_LIBRARIES = frozenset(
         "cryptography",
         "jsonschema",
         "jwt",
+        # storefront/access/client_keys.py fetches a client's JWK Set: httpx's documented
+        # client API only (get, AsyncClient, Response, its exception classes).
+        "httpx",
         # storefront/docsite.py, the docs build: MkDocs' documented API (load_config, build,
         # File.generated, the hook events); Material imported only to tell whether it is
         # installed (the file its search worker is in, which the build reads, is checked by

@@ -132,7 +132,13 @@ def as_the_client(case: schemathesis.Case, caller: Caller) -> dict[str, str]:
     form names a client (client_secret_post), else HTTP Basic (client_secret_basic); and, for
     an even-length generated token (a split that replays with the example), its real token."""
     assert isinstance(case.body, dict)
-    body = dict(case.body)
+    # A generated client assertion is no client's: the real client authenticates with its
+    # secret, by one means only (an assertion beside it would be an invalid_request).
+    body = {
+        name: value
+        for name, value in case.body.items()
+        if name not in {"client_assertion", "client_assertion_type"}
+    }
     client = caller.client
     headers: dict[str, str] = {}
     if "client_id" in body or "client_secret" in body:

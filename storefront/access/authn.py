@@ -25,6 +25,12 @@ from storefront.access.revocation import is_revoked
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, publish_caller
 
+#: A valid token whose audience is another resource than this API.
+NOT_SERVED = (
+    "The access token is for another resource (its aud): this API accepts tokens for its own "
+    "audience or for the resources it serves."
+)
+
 
 async def _spend(
     services: Services, scope: Scope, *, kind: str, ident: str, override: str | None
@@ -86,6 +92,9 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         claims = await services.signing.verify(token)
     except InvalidToken as exc:
         raise OAuthProblem(detail=str(exc)) from None
+    # RFC 8707: a token for another service's resource is that service's to accept.
+    if not services.resources.serves(claims["aud"]):
+        raise OAuthProblem(detail=NOT_SERVED)
     # Checked (through a cache of STOREFRONT_AUTH_CACHE_TTL seconds) so that disabling a
     # client stops its tokens long before they expire.
     client_id = claims["sub"]

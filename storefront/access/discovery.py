@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.settings import Settings
+from storefront.access.client_keys import ALGORITHMS
 from storefront.access.oauth import GRANT_TYPE
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -30,7 +31,7 @@ def base_url(settings: Settings) -> str:
 
 def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
     base = base_url(settings)
-    methods = ["client_secret_basic", "client_secret_post"]
+    methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
     return {
         # Must be the tokens' iss exactly (RFC 8414 §3.3, RFC 9068 §4), so never rewritten.
         "issuer": settings.issuer,
@@ -44,4 +45,23 @@ def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": methods,
         "introspection_endpoint_auth_methods_supported": methods,
         "scopes_supported": scopes,
+        **assertion_metadata(),
+        **resource_metadata(settings),
     }
+
+
+def assertion_metadata() -> dict[str, Any]:
+    """RFC 8414 §2: the algorithms a client assertion (``private_key_jwt``, RFC 7523) may be
+    signed with, at each endpoint that authenticates clients."""
+    return {
+        f"{endpoint}_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS)
+        for endpoint in ("token", "revocation", "introspection")
+    }
+
+
+def resource_metadata(settings: Settings) -> dict[str, Any]:
+    """RFC 9728 §4: ``protected_resources``, the resources (RFC 8707) a token may be asked
+    for with ``resource=``; absent when there are none (STOREFRONT_RESOURCES)."""
+    if not settings.resources:
+        return {}
+    return {"protected_resources": list(settings.resources)}

@@ -17,6 +17,8 @@ from core.errors import OAuthError
 from core.metrics import TOKENS_ISSUED
 from persistence import clients
 from persistence.models import utcnow
+from storefront.access import assertions
+from storefront.access.assertions import ASSERTION_TYPE
 from storefront.access.ratelimit import admit_client
 from storefront.access.services import Services
 from storefront.access.state import Caller, publish_caller
@@ -32,6 +34,8 @@ class ClientCredentials:
     #: does not take, such as a bearer token): RFC 6749 §5.2 then requires the 401 of
     #: ``invalid_client`` to carry ``WWW-Authenticate``.
     challenge: bool
+    #: A signed client assertion (``private_key_jwt``, RFC 7523) instead of a secret.
+    assertion: str | None = None
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -60,10 +64,23 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 
 def credentials(
-    *, authorization: Sequence[str], client_id: str | None, client_secret: str | None
+    *,
+    authorization: Sequence[str],
+    client_id: str | None,
+    client_secret: str | None,
+    client_assertion_type: str | None = None,
+    client_assertion: str | None = None,
 ) -> ClientCredentials:
     """The client's credentials from the request's Authorization fields (``authorization``,
     each as sent) and form."""
+    if client_assertion_type is not None or client_assertion is not None:
+        return _assertion_credentials(
+            authorization=authorization,
+            client_id=client_id,
+            client_secret=client_secret,
+            assertion_type=client_assertion_type,
+            assertion=client_assertion,
+        )
     if len(authorization) > 1:
         # Taking the first would ignore a bad one after it; RFC 6749 §5.2: invalid_request.
         raise OAuthError(
@@ -81,6 +98,36 @@ def credentials(
     if client_id is not None and client_id != basic[0]:
         raise OAuthError("invalid_request", "The form's client_id differs from HTTP Basic's.")
     return ClientCredentials(basic[0], basic[1], challenge=True)
+
+
+def _assertion_credentials(
+    *,
+    authorization: Sequence[str],
+    client_id: str | None,
+    client_secret: str | None,
+    assertion_type: str | None,
+    assertion: str | None,
+) -> ClientCredentials:
+    """RFC 7521 §4.2: ``client_assertion_type`` and ``client_assertion`` together, and no
+    other means of authentication beside them (RFC 6749 §2.3)."""
+    if assertion_type is None or assertion is None:
+        raise OAuthError(
+            "invalid_request",
+            "Send client_assertion_type and client_assertion together (RFC 7521 §4.2).",
+        )
+    if authorization or client_secret is not None:
+        raise OAuthError(
+            "invalid_request",
+            "Authenticate by one means: a client_assertion, or a client secret (HTTP Basic or "
+            "form), not both.",
+        )
+    if assertion_type != ASSERTION_TYPE:
+        raise OAuthError(
+            "invalid_client",
+            f"The only client_assertion_type supported is {ASSERTION_TYPE} (private_key_jwt).",
+            client_id=client_id,
+        )
+    return ClientCredentials(client_id, None, challenge=False, assertion=assertion)
 
 
 def parse_scope(scope: str) -> list[str]:
@@ -145,11 +192,15 @@ async def authenticate_client(
     failure counter (storefront.http.failures) counts wherever it is raised, and answers 429
     past the source's budget. A client proven here is then admitted (``admit_client``): a
     source over its failure budget is refused whether or not the secret was right."""
+    if creds.assertion is not None:
+        return await assertions.authenticate(
+            svc, assertion=creds.assertion, client_id=creds.client_id
+        )
     if not creds.client_id or creds.client_secret is None:
         raise OAuthError(
             "invalid_client",
             "Client authentication is required: send client_id and client_secret as form "
-            "fields or with HTTP Basic.",
+            "fields or with HTTP Basic, or a signed client_assertion (private_key_jwt).",
             basic_challenge=creds.challenge,
             client_id=creds.client_id,
         )
@@ -174,6 +225,7 @@ async def client_credentials_grant(
     grant_type: str | None,
     creds: ClientCredentials,
     scope: str | None,
+    resources: Sequence[str] = (),
 ) -> IssuedToken:
     if grant_type is None:
         raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
@@ -185,7 +237,10 @@ async def client_credentials_grant(
     allowed = client.scopes.split()
     refused: OAuthError | None = None
     requested: list[str] = []
+    audience: str | list[str] | None = None
     try:
+        # RFC 8707: the audience the token is for, one of STOREFRONT_RESOURCES.
+        audience = svc.resources.audience_for(resources)
         requested = allowed if scope is None else parse_scope(scope)
         # What the client holds, or what a scope it holds covers: a client with `read` may
         # ask for `users:read` alone (core.scopes), never the other way round.
@@ -214,6 +269,6 @@ async def client_credentials_grant(
     granted = scopes.ordered(requested)
     # Keys at most one refresh window old: a rotation reaches every instance before it signs.
     codec = await svc.signing.fresh()
-    token = codec.issue(client_id=client.id, scopes=granted)
+    token = codec.issue(client_id=client.id, scopes=granted, audience=audience)
     TOKENS_ISSUED.inc()
     return token

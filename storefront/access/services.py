@@ -10,9 +10,11 @@ from core.crypto import PasswordHashing, SecretDigester
 from core.settings import Settings
 from persistence.clients import KeyRow
 from persistence.db import Database
+from storefront.access.client_keys import ClientKeys
 from storefront.access.last_use import LastUse
 from storefront.access.ratelimit import Limiter
 from storefront.access.replay import ReplayGuard
+from storefront.access.resources import Resources
 from storefront.access.signing import SigningKeys
 from storefront.access.usage import Usage
 
@@ -44,10 +46,19 @@ class Services:
     last_use: LastUse = field(init=False)
     #: Requests counted per day, client and key, written in batches (``storefront usage``).
     usage: Usage = field(init=False)
+    #: The clients' public keys for private_key_jwt: registered sets prepared once, published
+    #: ones (jwks_uri) fetched and kept for STOREFRONT_JWKS_CACHE_TTL seconds.
+    client_keys: ClientKeys = field(init=False)
+    #: RFC 8707: the resources tokens are issued for, and the audiences this API accepts.
+    resources: Resources = field(init=False)
 
     def __post_init__(self) -> None:
         self.last_use = LastUse(self.db)
         self.usage = Usage(self.db, interval=self.settings.usage_flush_seconds)
+        self.client_keys = ClientKeys(
+            timeout=self.settings.jwks_fetch_timeout, ttl=self.settings.jwks_cache_ttl
+        )
+        self.resources = Resources.from_settings(self.settings)
 
     @property
     def replay(self) -> ReplayGuard:

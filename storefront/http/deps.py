@@ -12,7 +12,7 @@ from starlette.types import Scope
 from storefront.access.ratelimit import RateLimitReport, rate_limit_report_of
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, caller_of
-from storefront.http.state import current_scope
+from storefront.http.state import current_scope, form_values_of
 
 
 def services() -> Services:
@@ -48,6 +48,12 @@ def header_fields(name: str) -> list[str]:
     return [value.decode("latin-1") for key, value in request_scope()["headers"] if key == wanted]
 
 
+def form_values(name: str) -> list[str] | None:
+    """Every value of the form field ``name`` as sent, in order: what the handler's ``body``
+    shows joined with "," when the field is repeated. None when no form was read."""
+    return form_values_of(request_scope(), name)
+
+
 def caller() -> Caller | None:
     """Who is calling, once a credential has been proven."""
     return caller_of(request_scope())
@@ -64,6 +70,7 @@ __all__ = [
     "RateLimitReport",
     "Services",
     "caller",
+    "form_values",
     "header",
     "header_fields",
     "rate_limit_report",

@@ -4,6 +4,9 @@ per-request state travels). One writer each:
 - ``storefront.request_id``: the request's id, set by ``RequestMiddleware`` (outermost).
 - ``storefront.route``: the spec's path the request matched (``/users/{id}``), a bounded log and
   metrics label, set by whichever router the stack has (``publish_route``).
+- ``storefront.form_values``: a plain form body's fields, each with its values as sent (a
+  field may be repeated, as RFC 8707's ``resource``), set by the form validator
+  (``publish_form_values``), read through ``form_values_of``.
 
 And the request itself, for the per-request dependencies of ``storefront.http.deps``: its
 scope, set by ``RequestMiddleware`` as the request enters (``publish_scope``) in a context
@@ -21,6 +24,7 @@ from storefront.access.state import request_state
 
 REQUEST_ID = "storefront.request_id"
 ROUTE = "storefront.route"
+FORM_VALUES = "storefront.form_values"
 #: The route label of a request that matched no path of the spec.
 UNMATCHED = "unmatched"
 
@@ -49,3 +53,16 @@ def route_of(scope: Scope) -> str:
 def request_id_of(scope: Scope) -> str | None:
     found: str | None = scope.get("state", {}).get(REQUEST_ID)
     return found
+
+
+def publish_form_values(scope: Scope, values: dict[str, list[str]]) -> None:
+    request_state(scope)[FORM_VALUES] = values
+
+
+def form_values_of(scope: Scope, name: str) -> list[str] | None:
+    """Every value of the form field ``name``, in order, as sent (None: no plain form was
+    read for this request)."""
+    found: dict[str, list[str]] | None = scope.get("state", {}).get(FORM_VALUES)
+    if found is None:
+        return None
+    return found.get(name, [])

@@ -34,6 +34,7 @@ from starlette.types import Message, Receive, Scope
 
 from core.errors import UnsupportedCharset
 from core.validation import json_decimal
+from storefront.http.state import publish_form_values
 
 #: id(schema) -> (schema, its validator). Connexion hands over the same schema dict on every
 #: request; building a Draft4Validator (and its format checker) per call is the cost saved. The
@@ -508,7 +509,9 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
             message = await receive()
             messages.append(message)
             more_body = message.get("more_body", False)
-        body = self.plain_body(b"".join([message.get("body", b"") for message in messages]))
+        body = self._plain_body_published(
+            b"".join([message.get("body", b"") for message in messages]), scope
+        )
         scope[PARSED_BODY] = body
         self._validate(body)
         replay = iter(messages)
@@ -526,6 +529,9 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
         URI parser's ``resolve_form``): each field's values joined with "," (style "form",
         exploded), left as strings. tests/http/test_validators.py holds the two to the same
         result."""
+        return {name: ",".join(found) for name, found in self._plain_values(raw).items()}
+
+    def _plain_values(self, raw: bytes) -> dict[str, list[str]]:
         try:
             fields = urlencoded_fields(raw, self.limits.form_fields, self.limits.form_field_bytes)
         except MultiPartException as exc:
@@ -533,11 +539,21 @@ class LenientFormValidator(FormDataValidator):  # type: ignore[misc]
         values: dict[str, list[str]] = {}
         for name, value in fields:
             values.setdefault(name, []).append(str(value))
+        return values
+
+    def _plain_body_published(self, raw: bytes, scope: Scope) -> dict[str, str]:
+        """:meth:`plain_body`, with each field's values also published as sent
+        (``publish_form_values``): joined with ",", a field sent twice (RFC 8707's repeated
+        ``resource``) cannot be told from one whose value holds a comma."""
+        values = self._plain_values(raw)
+        publish_form_values(scope, values)
         return {name: ",".join(found) for name, found in values.items()}
 
     async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
         if self._plain_required is not None:
-            body: Any = self.plain_body(b"".join([chunk async for chunk in stream]))
+            body: Any = self._plain_body_published(
+                b"".join([chunk async for chunk in stream]), scope
+            )
         else:
             try:
                 body = await super()._parse(stream, scope)

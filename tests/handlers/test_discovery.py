@@ -29,10 +29,11 @@ def test_metadata_without_a_public_url_uses_relative_references(api: TestClient)
         "introspection_endpoint": "/auth/introspect",
     }
     assert body["grant_types_supported"] == ["client_credentials"]
-    assert body["token_endpoint_auth_methods_supported"] == [
-        "client_secret_basic",
-        "client_secret_post",
-    ]
+    methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    algorithms = ["RS256", "PS256", "ES256", "EdDSA"]  # never none nor an HMAC
+    for endpoint in ("token", "revocation", "introspection"):
+        assert body[f"{endpoint}_endpoint_auth_methods_supported"] == methods
+        assert body[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == algorithms
     assert body["scopes_supported"] == [
         "read",
         "write",

@@ -24,6 +24,8 @@ from tests.helpers import in_transaction
 EXPRESSION_INDEXES = {"uq_users_email_lower", "ix_products_category_lower_id"}
 #: PostgreSQL's trigram indexes (migration 0003); SQLite has the FTS5 table instead.
 TRIGRAM_INDEXES = {"ix_products_name_lower_trgm", "ix_products_description_lower_trgm"}
+#: The columns of migration 0015 (a client's public keys), which a database before it lacks.
+COLUMNS_OF_0015 = {("clients", "jwks"), ("clients", "jwks_uri")}
 #: Tables of the migrations after 0004, which a database at 0004 lacks as well.
 TABLES_AFTER_0004 = {
     "secret_fingerprints",
@@ -364,6 +366,7 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
     # Less the later migrations' changes to other tables.
     diff = [change for change in diff if change[0] == "add_column"]
     diff = [change for change in diff if change[2] in {"api_keys", "clients"}]
+    diff = [change for change in diff if (change[2], change[3].name) not in COLUMNS_OF_0015]
     assert sorted((change[2], change[3].name) for change in diff) == [
         ("api_keys", "expires_at"),
         ("api_keys", "last_used_at"),
@@ -441,6 +444,38 @@ def test_0011_forgets_the_stored_responses_of_users_already_deleted(
     assert "ix_idempotency_keys_resource_id" not in indexes
     upgrade(empty_database)
     assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
+
+
+def test_0015_leaves_existing_clients_with_their_secret_and_goes_away_cleanly(
+    empty_database: str,
+) -> None:
+    before = "0015-1"  # whatever precedes it
+    upgrade(empty_database, before)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_a', 'a', :digest, 'read', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    upgrade(empty_database, "0015")
+
+    def client_columns(connection: Connection) -> list[Any]:
+        query = "select secret_digest, jwks, jwks_uri from clients"
+        return list(connection.execute(text(query)))
+
+    assert in_transaction(empty_database, client_columns) == [("ab" * 32, None, None)]
+    downgrade(alembic_config(empty_database), before)
+    diff, _, _ = inspect(empty_database)
+    added = [
+        (change[2], change[3].name)
+        for change in diff
+        if change[0] == "add_column" and change[2] == "clients"
+    ]
+    assert set(added) >= COLUMNS_OF_0015
 
 
 def test_the_head_read_without_alembic_is_alembics() -> None:

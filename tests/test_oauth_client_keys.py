@@ -241,6 +241,13 @@ def test_the_commands_refuse_a_bad_key_set_in_one_line(
     assert unreachable.returncode == 1
     assert "could not be reached" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+    # Keys fetched over plain http from another host could be swapped on the way.
+    plain = run_storefront(
+        env, "clients", "create", "--name", "x", "--jwks-uri", "http://client.example/jwks.json"
+    )
+    assert plain.returncode == 1
+    assert "must be https (http only for localhost" in plain.stderr
+    assert len(plain.stderr.strip().splitlines()) == 1
     both = run_storefront(
         env, "clients", "create", "--name", "x", "--jwks", "a", "--jwks-uri", "https://x"
     )

@@ -147,11 +147,21 @@ def normalized(document: str | bytes) -> str:
     return json.dumps(json.loads(document), separators=(",", ":"), sort_keys=True)
 
 
+#: Hosts that a plain-http key set URL may name: this machine only.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def check_jwks_uri(uri: str) -> str:
-    """``uri`` if it can be a key set's URL: http(s), a host, no fragment."""
+    """``uri`` if it can be a key set's URL: https (http only to this machine), a host, no
+    fragment. Keys fetched over plain http from another host could be swapped on the way, and
+    whoever swaps them could then sign as the client."""
     parts = urlsplit(uri)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise BadKeySet(f"not an http(s) URL like https://client.example/jwks.json: {uri!r}")
+        raise BadKeySet(f"not an https URL like https://client.example/jwks.json: {uri!r}")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise BadKeySet(
+            f"a key set's URL must be https (http only for localhost, in development): {uri!r}"
+        )
     if parts.fragment or "#" in uri:
         raise BadKeySet(f"a key set's URL has no fragment: {uri!r}")
     if len(uri) > 2048:

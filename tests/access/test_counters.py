@@ -143,7 +143,7 @@ def test_a_report_reads_the_budget_and_counts_only_its_own(rate_limit_storage_ur
         for _ in range(3):
             decided = await limiter.report(kind="key", ident="key_r", override=None)
             assert decided is not None
-            reads, budget = decided
+            reads, [budget] = decided.reads, decided.limits
             assert (reads.policy, budget.policy, budget.allowed) == (
                 "rate_limit_reads",
                 "default",
@@ -152,7 +152,8 @@ def test_a_report_reads_the_budget_and_counts_only_its_own(rate_limit_storage_ur
             found.append((reads.remaining, budget.remaining, budget.reset, charged.reset))
         decided = await limiter.report(kind="key", ident="key_r", override="9/minute")
         assert decided is not None
-        assert (decided[1].policy, decided[1].limit, decided[1].remaining) == ("client", 9, 9)
+        [own] = decided.limits
+        assert (own.policy, own.limit, own.remaining) == ("client", 9, 9)
         return found
 
     found = _run(rate_limit_storage_url, work)
@@ -204,7 +205,7 @@ def test_a_report_under_limits_other_strategies(rate_limit_storage_url: str, str
             for _ in range(3):
                 decided = await limiter.report(kind="key", ident="key_s", override=None)
                 assert decided is not None
-                reads, budget = decided
+                reads, [budget] = decided.reads, decided.limits
                 found.append((reads.allowed, reads.remaining, budget.remaining))
             return found
         finally:

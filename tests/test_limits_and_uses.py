@@ -153,6 +153,24 @@ def test_a_request_refused_by_a_limit_spends_no_use(env: dict[str, str], base: s
     assert (shown["uses"]["used"], shown["uses"]["remaining"]) == (2, 3)
 
 
+def test_a_request_refused_for_its_credential_or_scope_spends_no_use(
+    env: dict[str, str], base: str
+) -> None:
+    key = _key(env, _client(env), "--uses", "2")  # a read-only client's key
+    headers = {"X-API-Key": key["api_key"]}
+    body = {"name": "Ada", "email": "ada-uses@example.com", "password": "pw-123456"}
+    with httpx.Client(base_url=base, headers=headers) as api:
+        forbidden = api.post("/users", json=body)
+        ambiguous = api.get("/products", headers={"Authorization": "Bearer x"})
+        shown = api.get("/rate_limit").json()["uses"]
+        statuses = [api.get("/products").status_code for _ in range(3)]
+    assert forbidden.status_code == 403
+    assert "users:write" in forbidden.json()["message"]
+    assert ambiguous.status_code == 401
+    assert (shown["used"], shown["remaining"]) == (0, 2)
+    assert statuses == [200, 200, 429]
+
+
 def test_uses_that_refill_come_back_and_their_429_says_when(env: dict[str, str], base: str) -> None:
     key = _key(env, _client(env), "--uses", "2", "--refill", "1/2 seconds")
     headers = {"X-API-Key": key["api_key"]}

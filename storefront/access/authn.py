@@ -93,6 +93,8 @@ async def _from_api_key(
     if found.uses is not None:
         assert found.created_at is not None
         uses = uses_of(found.key_id, found.uses, found.uses_refill, found.created_at.timestamp())
+        # A request that a missing scope refuses spends no use: checked before spending.
+        _check_scopes(services, request.scope, found.scopes.split())
     await _spend(
         services,
         request.scope,
@@ -103,6 +105,15 @@ async def _from_api_key(
         uses=uses,
     )
     return {"sub": found.client_id, "scope": found.scopes.split(), "key_id": found.key_id}
+
+
+def _check_scopes(services: Services, scope: Scope, held: list[str]) -> None:
+    """A 403 naming the missing scope unless ``held`` satisfies the operation's."""
+    operation_id = scope["extensions"]["connexion_routing"]["operation_id"]
+    # An operation missing from the map is a wiring bug: refuse rather than let a key through.
+    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
+    if not validate_scope(required, held):
+        raise OAuthScopeProblem(token_scopes=held, required_scopes=required)
 
 
 def _one_credential(scope: Scope) -> None:
@@ -158,11 +169,7 @@ async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any
     if not api_key.startswith(API_KEY_PREFIX):
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     info = await _from_api_key(services, request, api_key)
-    operation_id = request.scope["extensions"]["connexion_routing"]["operation_id"]
-    # An operation missing from the map is a wiring bug: refuse rather than let a key through.
-    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
-    if not validate_scope(required, info["scope"]):
-        raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
+    _check_scopes(services, request.scope, info["scope"])
     return info
 
 

@@ -196,3 +196,25 @@ def test_spent_uses_outlive_a_restart(env: dict[str, str]) -> None:
     with instances(env, count=1) as [again]:
         assert httpx.get(f"{again}/products", headers=headers).status_code == 200
         assert httpx.get(f"{again}/products", headers=headers).status_code == 429
+
+
+def test_a_clients_tokens_share_its_several_limits_with_its_token_requests(
+    env: dict[str, str], base: str
+) -> None:
+    client = storefront_json(env, "clients", "create", "--name", "tokens", "--scopes", "read")
+    storefront(env, "clients", "set-limit", client["client_id"], "3/minute", "50/hour")
+    form = {"grant_type": "client_credentials", **client}
+    with httpx.Client(base_url=base) as api:
+        issued = api.post("/auth/token", data=form)
+        bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+        statuses = [api.get("/products", headers=bearer).status_code for _ in range(3)]
+        again = api.post("/auth/token", data=form)
+        shown = api.get("/rate_limit", headers=bearer).json()["limits"]
+    assert issued.headers["RateLimit-Policy"] == '"per-minute";q=3;w=60, "per-hour";q=50;w=3600'
+    assert statuses == [200, 200, 429]  # the token request spent the first of the minute's 3
+    assert again.status_code == 429
+    assert again.json()["message"].startswith('Rate limit "per-minute" exceeded')
+    assert [(x["policy"], x["per"], x["used"]) for x in shown] == [
+        ("per-minute", "client", 3),
+        ("per-hour", "client", 3),
+    ]

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def sent_per_request(url: str, base: str, api_key: str, sample: int) -> tuple[fl
                 if stop.is_set():
                     return
 
+    time.sleep(1)  # the last wrk run's requests in flight are done
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     ready.wait(5)

@@ -158,6 +158,8 @@ def remaining_uses(settings: Settings, keys: Sequence[ApiKey]) -> dict[str, int 
         if key.uses is not None
     }
     counted = {key_id: uses for key_id, uses in found.items() if uses is not None}
+    if not counted:
+        return {}
     if settings.rate_limit_storage_url.startswith("memory"):
         rows = {key.id: key for key in keys}
         return {

@@ -187,11 +187,12 @@ class OAuthError(StorefrontError):
 
 
 class RateLimited(StorefrontError):
-    """A budget is spent; ``retry_after`` is whole seconds until it resets."""
+    """A budget is spent; ``retry_after`` is whole seconds until it resets (None: it never
+    does, as a key's uses that do not refill)."""
 
     title = "Too Many Requests"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -25,6 +25,18 @@ def _limit(decision: Decision, *, per: str, ident: str, now: float) -> Body:
     }
 
 
+def _uses(decision: Decision, refill: str | None, *, now: float) -> Body:
+    return {
+        "policy": decision.policy,
+        "quota": decision.limit,
+        "used": decision.limit - decision.remaining,
+        "remaining": decision.remaining,
+        "refill": refill,
+        "reset": math.ceil(decision.reset) if refill else None,
+        "reset_in": decision.seconds_left(now) if refill else None,
+    }
+
+
 async def get_rate_limit() -> tuple[Body, int, dict[str, str]]:
     report = rate_limit_report()
     if report is None:  # the store is unreachable and the server serves without limits
@@ -35,7 +47,7 @@ async def get_rate_limit() -> tuple[Body, int, dict[str, str]]:
             _limit(decision, per=report.kind, ident=report.ident, now=now)
             for decision in report.limits
         ],
-        "uses": None,
+        "uses": None if report.uses is None else _uses(report.uses, report.refill, now=now),
         "rate_limit_reads": _limit(report.reads, per=report.kind, ident=report.ident, now=now),
     }
     return body, 200, dict(PRIVATE)

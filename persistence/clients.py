@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
@@ -56,6 +56,13 @@ class KeyRow(NamedTuple):
     #: Kept with the row in the auth cache and compared at every use, so that a remembered
     #: key never outlives its expiry.
     expires_at: datetime | None
+    #: The key's own rate limits (None: the client's ``rate_limit``, or the server's).
+    key_limits: str | None = None
+    #: The key's number of uses (None: none) and their refill ("1000/month", or None).
+    uses: int | None = None
+    uses_refill: str | None = None
+    #: When the key was made: its refill periods are counted from it.
+    created_at: datetime | None = None
 
 
 _CLIENT_BY_ID = PreparedQuery(
@@ -90,6 +97,10 @@ _ACTIVE_KEY_BY_DIGEST = PreparedQuery(
         Client.scopes,
         Client.rate_limit,
         ApiKey.expires_at,
+        ApiKey.rate_limits.label("key_limits"),
+        ApiKey.uses,
+        ApiKey.uses_refill,
+        ApiKey.created_at,
     )
     .join(Client, Client.id == ApiKey.client_id)
     .where(
@@ -164,6 +175,44 @@ def set_rate_limit(session: Session, *, client_id: str, rate_limit: str | None) 
         raise ClientNotFound(client_id)
 
 
+def set_key_rate_limit(session: Session, *, key_id: str, rate_limit: str | None) -> None:
+    """Give an API key its own limits (``;``-separated), or None: its client's again."""
+    result = session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(rate_limits=rate_limit)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise ApiKeyNotFound(key_id)
+
+
+def spend_use(session: Session, *, key_id: str, period: int, quota: int) -> int | None:
+    """Spend one of the key's uses in refill period ``period`` (0 without a refill), of which
+    it has ``quota``: the uses spent in the period after this one, or None when none was left
+    (nothing written). One conditional UPDATE, so that concurrent spenders (other instances on
+    the same database too) never spend more than ``quota``; a new period starts at one."""
+    result = session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            (ApiKey.uses_period != period) | (ApiKey.uses_spent < quota),
+        )
+        .values(
+            uses_spent=case((ApiKey.uses_period == period, ApiKey.uses_spent + 1), else_=1),
+            uses_period=period,
+        )
+        .returning(ApiKey.uses_spent)
+    )
+    spent = result.scalar_one_or_none()
+    return None if spent is None else int(spent)
+
+
+def spent_uses(connection: Connection, *, key_id: str, period: int) -> int:
+    """The key's uses spent in refill period ``period``, as ``spend_use`` counts them."""
+    row = connection.execute(
+        select(ApiKey.uses_spent, ApiKey.uses_period).where(ApiKey.id == key_id)
+    ).first()
+    return 0 if row is None or row[1] != period else int(row[0])
+
+
 def rotate_client_secret(
     session: Session, *, client_id: str, secret_digest: str, previous_until: datetime | None
 ) -> None:
@@ -232,6 +281,8 @@ def create_api_key(
     digest: str,
     prefix: str | None = None,
     expires_at: datetime | None = None,
+    uses: int | None = None,
+    uses_refill: str | None = None,
 ) -> ApiKey:
     if session.get(Client, client_id) is None:
         raise ClientNotFound(client_id)
@@ -242,6 +293,8 @@ def create_api_key(
         created_at=utcnow(),
         prefix=prefix,
         expires_at=expires_at,
+        uses=uses,
+        uses_refill=uses_refill,
     )
     session.add(key)
     session.flush()

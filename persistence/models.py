@@ -191,8 +191,9 @@ class Client(Base):
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    #: This client's own rate limit ("500/minute"); None means STOREFRONT_RATE_LIMIT.
-    rate_limit: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: This client's own rate limits, ";"-separated ("100/minute;10000/day"); None means
+    #: STOREFRONT_RATE_LIMIT. The column is ``rate_limits`` (migration 0013).
+    rate_limit: Mapped[str | None] = mapped_column("rate_limits", String(200), nullable=True)
     #: The secret replaced by the last rotation (``storefront clients rotate-secret``), as
     #: ``secret_digest``, still accepted until ``previous_secret_expires_at`` (migration
     #: 0010). Only one is kept: a second rotation within the grace replaces it.
@@ -225,6 +226,17 @@ class ApiKey(Base):
     #: When the key last authenticated a request, to within a minute (written at most once a
     #: minute per key, off the request's path: storefront.access.last_use).
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The key's own rate limits, as the client's ("100/minute;10000/day"); None: the
+    #: client's (migration 0013).
+    rate_limits: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Accepted requests the key may serve (None: no count); with ``uses_refill`` ("1000/month")
+    #: the count comes back to the refill's amount every refill period, counted from creation.
+    uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    uses_refill: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: Uses spent in refill period ``uses_period`` (0 without a refill), kept here when the
+    #: rate-limit store is in memory; with Redis the store counts them.
+    uses_spent: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    uses_period: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
 
 
 class IdempotencyKey(Base):

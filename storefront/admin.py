@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from limits.errors import StorageError
 from sqlalchemy.orm import Session
 
 from core import scopes as vocabulary
@@ -24,13 +26,15 @@ from core.ids import new_api_key, new_secret
 from core.settings import Settings
 from persistence import clients, users
 from persistence.db import Database
-from persistence.models import utcnow
+from persistence.models import ApiKey, utcnow
 from storefront.access import client_keys
-from storefront.access.ratelimit import parse_limit
+from storefront.access.ratelimit import MAX_LIMITS, Limiter, parse_limit, uses_of, window_name
 
 #: What the demo client gets: the broad scopes, every resource read and written.
 DEMO_SCOPES = (vocabulary.READ, vocabulary.WRITE)
-RATE_LIMIT_MAX = 32  # the width of clients.rate_limit
+RATE_LIMIT_MAX = 200  # the width of clients.rate_limits and api_keys.rate_limits
+#: The most uses a key may be given (a signed 64-bit count in Redis, an INTEGER in SQL).
+USES_MAX = 2**31 - 1
 #: The units of a duration ("90d"), in seconds.
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 #: The longest an API key may be given to live, and a rotated secret's longest grace.
@@ -113,6 +117,99 @@ def parse_rate_limit(text: str) -> str:
     if len(text) > RATE_LIMIT_MAX:
         raise InvalidInput(f"a rate limit is at most {RATE_LIMIT_MAX} characters: {text!r}")
     return text
+
+
+def parse_rate_limits(texts: Sequence[str]) -> str | None:
+    """One or more limits ("100/minute", "10000/day", or "100/minute;10000/day" in one) as
+    stored: ``;``-separated; None for "default" alone (the server's). Each must have a window
+    of its own: the windows name the limits ("per-minute", "per-day")."""
+    if list(texts) == ["default"]:
+        return None
+    if "default" in texts:
+        raise InvalidInput("'default' stands alone: it replaces every own limit")
+    items = []
+    for text in texts:
+        for part in re.split(r"[;,|]", text):
+            if part.strip():
+                items.append(parse_rate_limit(part.strip()))
+    if not items:
+        raise InvalidInput("give one or more limits like '100/minute', or 'default'")
+    if len(items) > MAX_LIMITS:
+        raise InvalidInput(f"at most {MAX_LIMITS} limits; got {len(items)}")
+    names = [window_name(parse_limit(item)) for item in items]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInput(
+            f"two limits with one window ({', '.join(twice)}): give each window one limit"
+        )
+    joined = ";".join(items)
+    if len(joined) > RATE_LIMIT_MAX:
+        raise InvalidInput(f"the limits are at most {RATE_LIMIT_MAX} characters together")
+    return joined
+
+
+def parse_uses(uses: int | None, refill: str | None) -> tuple[int | None, str | None]:
+    """``keys create --uses N [--refill M/period]``: the key's uses and refill as stored."""
+    if uses is None:
+        if refill is not None:
+            raise InvalidInput("--refill needs --uses: the number of uses it refills")
+        return None, None
+    if not 1 <= uses <= USES_MAX:
+        raise InvalidInput(f"--uses must be between 1 and {USES_MAX}; got {uses}")
+    if refill is None:
+        return uses, None
+    try:
+        item = parse_limit(refill)
+    except ValueError:
+        raise InvalidInput(
+            f"--refill must be uses per period like '1000/month'; got {refill!r}"
+        ) from None
+    if item.amount > USES_MAX:
+        raise InvalidInput(f"--refill refills at most {USES_MAX} uses; got {refill!r}")
+    return uses, refill
+
+
+def remaining_uses(settings: Settings, keys: Sequence[ApiKey]) -> dict[str, int | None]:
+    """What is left of each key's uses (keys without any are absent; None: the rate-limit
+    store cannot be read), read where the server counts them: the shared store, or the
+    database (``uses_spent``) when the store is in memory."""
+    now = time.time()
+    found = {
+        key.id: uses_of(key.id, key.uses, key.uses_refill, key.created_at.timestamp(), now)
+        for key in keys
+        if key.uses is not None
+    }
+    counted = {key_id: uses for key_id, uses in found.items() if uses is not None}
+    if not counted:
+        return {}
+    if settings.rate_limit_storage_url.startswith("memory"):
+        rows = {key.id: key for key in keys}
+        return {
+            key_id: max(
+                0,
+                uses.quota
+                - (rows[key_id].uses_spent if rows[key_id].uses_period == uses.period else 0),
+            )
+            for key_id, uses in counted.items()
+        }
+
+    async def read() -> list[int] | None:
+        limiter = Limiter.from_settings(settings)
+        try:
+            async with asyncio.timeout(5):
+                return await limiter.spent_uses(list(counted.values()))
+        except (StorageError, OSError, TimeoutError):
+            return None
+        finally:
+            await limiter.close()
+
+    spent = asyncio.run(read())
+    if spent is None:
+        return dict.fromkeys(counted)
+    return {
+        key_id: max(0, uses.quota - n)
+        for (key_id, uses), n in zip(counted.items(), spent, strict=True)
+    }
 
 
 def parse_duration(text: str, *, option: str, maximum: timedelta, zero: bool = False) -> timedelta:
@@ -270,8 +367,11 @@ def create_api_key(
     *,
     client_id: str,
     expires_in: timedelta | None = None,
+    uses: int | None = None,
+    uses_refill: str | None = None,
 ) -> NewApiKey:
-    """A new key for the client, which expires ``expires_in`` from now (None: never)."""
+    """A new key for the client, which expires ``expires_in`` from now (None: never), with
+    ``uses`` accepted requests refilled per ``uses_refill`` (None: no count, no refill)."""
     api_key = new_api_key()
     expires_at = None if expires_in is None else utcnow() + expires_in
     key = clients.create_api_key(
@@ -280,5 +380,7 @@ def create_api_key(
         digest=digester.digest(api_key),
         prefix=api_key[: clients.KEY_PREFIX_CHARS],
         expires_at=expires_at,
+        uses=uses,
+        uses_refill=uses_refill,
     )
     return NewApiKey(key.id, api_key, client_id, expires_at)

@@ -203,11 +203,17 @@ def _parser() -> argparse.ArgumentParser:
     disable = command(clients, "disable", "disable a client; its tokens and keys stop working")
     disable.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
     set_limit = command(
-        clients, "set-limit", "give a client its own rate limit, or 'default' for the server's"
+        clients,
+        "set-limit",
+        "give a client its own rate limits (one or more), or 'default' for the server's",
+        epilog=LIMITS_HELP,
     )
     set_limit.add_argument("client_id", metavar="ID", help="the client's id (cli_…)")
     set_limit.add_argument(
-        "limit", metavar="LIMIT", help='requests per period, as "500/minute"; or "default"'
+        "limit",
+        nargs="+",
+        metavar="LIMIT",
+        help='requests per period, as "100/minute" "10000/day"; or "default"',
     )
     _rotate_secret_parser(command(clients, "rotate-secret", ROTATE_SUMMARY, epilog=ROTATE_HELP))
     set_jwks = command(clients, "set-jwks", SET_JWKS_SUMMARY, epilog=SET_JWKS_HELP)
@@ -227,7 +233,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="the key stops working this long from now: 30m, 12h, 90d, 1w (default: never expires)",
     )
+    key_create.add_argument(
+        "--uses",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the key stops after N accepted requests (default: no count)",
+    )
+    key_create.add_argument(
+        "--refill",
+        default=None,
+        metavar="N/PERIOD",
+        help="with --uses: the count comes back to N every PERIOD, as 1000/month (default: never)",
+    )
     _json_flag(key_create)
+    key_limit = command(
+        keys,
+        "set-limit",
+        "give an API key its own rate limits (one or more), or 'default' for its client's",
+        epilog=LIMITS_HELP,
+    )
+    key_limit.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…), not the key")
+    key_limit.add_argument(
+        "limit",
+        nargs="+",
+        metavar="LIMIT",
+        help='requests per period, as "100/minute" "10000/day"; or "default"',
+    )
     key_list = command(keys, "list", "list API keys, oldest first (never the keys themselves)")
     key_list.add_argument(
         "--client-id", default=None, help="only this client's keys (default: every client's)"
@@ -784,13 +816,21 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         admin.run(settings, lambda s: clients_repo.disable_client(s, client_id=args.client_id))
         print(f"client {args.client_id} disabled")
     elif command == ("clients", "set-limit"):
-        own = None if args.limit == "default" else admin.parse_rate_limit(args.limit)
+        own = admin.parse_rate_limits(args.limit)
         admin.run(
             settings,
             lambda s: clients_repo.set_rate_limit(s, client_id=args.client_id, rate_limit=own),
         )
-        shown = own or f"the default ({settings.rate_limit})"
-        print(f"client {args.client_id}: rate limit {shown}")
+        print(
+            f"client {args.client_id}: {_limits_shown(own, f'the default ({settings.rate_limit})')}"
+        )
+    elif command == ("keys", "set-limit"):
+        own = admin.parse_rate_limits(args.limit)
+        admin.run(
+            settings,
+            lambda s: clients_repo.set_key_rate_limit(s, key_id=args.key_id, rate_limit=own),
+        )
+        print(f"API key {args.key_id}: {_limits_shown(own, OWN_CLIENTS)}")
     elif command == ("clients", "rotate-secret"):
         _rotate_secret(settings, args)
     elif command == ("clients", "set-jwks"):
@@ -888,6 +928,23 @@ def _set_jwks(settings: Settings, args: argparse.Namespace) -> None:
     print(f"client {args.client_id}: keys replaced by {where}")
 
 
+LIMITS_HELP = """\
+Every limit counts: a request is accepted only while each has room, and a 429 names the
+limit reached. One limit is named "client" (or "key"); each of several is named by its
+window: per-minute, per-day, per-5-minutes. Each window may have one limit.
+"""
+
+
+OWN_CLIENTS = "its client's"
+
+
+def _limits_shown(own: str | None, default: str) -> str:
+    if own is None:
+        return f"rate limit {default}"
+    parts = own.split(";")
+    return f"rate limit{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
+
+
 # --- credential lifecycles: expiring keys, their last use, secrets rotated with a grace ---
 
 ROTATE_SUMMARY = "give a client a new secret; the old one works on for a grace period"
@@ -952,18 +1009,25 @@ def _create_key(settings: Settings, args: argparse.Namespace) -> None:
         expires_in = admin.parse_duration(
             args.expires_in, option="--expires-in", maximum=admin.KEY_LIFETIME_MAX
         )
+    uses, refill = admin.parse_uses(args.uses, args.refill)
     digester = _digester(settings)
     key = admin.run(
         settings,
         lambda s: admin.create_api_key(
-            s, digester, client_id=args.client_id, expires_in=expires_in
+            s,
+            digester,
+            client_id=args.client_id,
+            expires_in=expires_in,
+            uses=uses,
+            uses_refill=refill,
         ),
     )
-    _show_once(
-        {"key_id": key.key_id, "expires_at": _iso(key.expires_at), "api_key": key.api_key},
-        args.json,
-        text={"expires_at": _when_or(key.expires_at, "never")},
-    )
+    shown: dict[str, Any] = {"key_id": key.key_id, "expires_at": _iso(key.expires_at)}
+    text = {"expires_at": _when_or(key.expires_at, "never")}
+    if uses is not None:
+        shown |= {"uses": uses, "uses_refill": refill}
+        text |= {"uses": str(uses), "uses_refill": refill or "never"}
+    _show_once({**shown, "api_key": key.api_key}, args.json, text=text)
 
 
 def _key_status(key: ApiKey, now: datetime) -> str:
@@ -974,9 +1038,19 @@ def _key_status(key: ApiKey, now: datetime) -> str:
     return "active"
 
 
+def _uses_left(key: ApiKey, left: Mapping[str, int | None]) -> str:
+    """ "-" for a key without uses; "?" when the store that counts them cannot be read."""
+    if key.uses is None:
+        return "-"
+    found = left.get(key.id)
+    refill = f" (refills {key.uses_refill})" if key.uses_refill else ""
+    return f"{'?' if found is None else found}{refill}"
+
+
 def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
     keys = admin.run(settings, lambda s: clients_repo.list_api_keys(s, client_id=args.client_id))
     now = datetime.now(UTC)
+    left = admin.remaining_uses(settings, keys)
     if args.json:
         _print_json(
             [
@@ -989,13 +1063,17 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
                     "expires_at": _iso(k.expires_at),
                     "last_used_at": _iso(k.last_used_at),
                     "revoked_at": _iso(k.revoked_at),
+                    "rate_limit": k.rate_limits,
+                    "uses": k.uses,
+                    "uses_refill": k.uses_refill,
+                    "uses_remaining": left.get(k.id),
                 }
                 for k in keys
             ]
         )
         return
     _table(
-        ("KEY ID", "PREFIX", "CLIENT ID", "STATUS", "CREATED", "EXPIRES", "LAST USED"),
+        ("KEY ID", "PREFIX", "CLIENT ID", "STATUS", "CREATED", "EXPIRES", "LAST USED", "USES LEFT"),
         [
             (
                 k.id,
@@ -1005,6 +1083,7 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> None:
                 _when(k.created_at),
                 _when_or(k.expires_at, "never"),
                 _when_or(k.last_used_at, "never"),
+                _uses_left(k, left),
             )
             for k in keys
         ],

@@ -975,7 +975,17 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("sqlalchemy", ("insert", "update", "delete", "Insert"), SQLA + "core/dml.html"),
     Documented(
         "sqlalchemy",
-        ("bindparam", "text", "true", "tuple_", "or_", "literal_column", "func", "ColumnElement"),
+        (
+            "bindparam",
+            "case",
+            "text",
+            "true",
+            "tuple_",
+            "or_",
+            "literal_column",
+            "func",
+            "ColumnElement",
+        ),
         SQLA + "core/sqlelement.html",
     ),
     Documented("sqlalchemy", ("Table", "Column", "MetaData"), SQLA + "core/metadata.html"),
@@ -1103,11 +1113,13 @@ DOCUMENTED: tuple[Documented, ...] = (
     ),
     # limits (its API page renders every member, inherited ones too)
     Documented(
-        "limits", ("parse", "RateLimitItem"), "https://limits.readthedocs.io/en/stable/api.html"
+        "limits",
+        ("parse", "parse_many", "RateLimitItem"),
+        "https://limits.readthedocs.io/en/stable/api.html",
     ),
     Documented(
         "limits:RateLimitItem",
-        ("get_expiry", "key_for"),
+        ("get_expiry", "key_for", "multiples", "GRANULARITY"),
         "https://limits.readthedocs.io/en/stable/api.html#limits.RateLimitItem",
     ),
     Documented(

@@ -10,6 +10,7 @@ users, so that none depends on what another left.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,6 +129,68 @@ def test_either_instance_reports_the_same_remaining_budget(
     # Nothing of it spent by asking, on either instance.
     spent = httpx.get(f"{servers[1]}/products", headers=headers)
     assert spent.headers["X-RateLimit-Remaining"] == "14"
+
+
+def test_two_processes_share_several_limits_and_name_the_one_reached(
+    env: dict[str, str], servers: list[str]
+) -> None:
+    key = new_api_key(env, limit="100/minute;6/hour")
+    headers = {"X-API-Key": key["api_key"]}
+    responses = asyncio.run(_burst(servers, headers, 20))
+    accepted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert (len(accepted), len(refused)) == (6, 14)
+    for response in refused:
+        assert response.json()["message"].startswith('Rate limit "per-hour" exceeded')
+        assert int(response.headers["Retry-After"]) > 3000  # the hour's reset
+        assert response.headers["RateLimit-Policy"] == (
+            '"per-minute";q=100;w=60, "per-hour";q=6;w=3600'
+        )
+    # Refused requests spent nothing: 6 of the minute's 100, on either instance.
+    for base in servers:
+        shown = httpx.get(f"{base}/rate_limit", headers=headers).json()["limits"]
+        assert [(x["policy"], x["used"]) for x in shown] == [("per-minute", 6), ("per-hour", 6)]
+
+
+def test_a_use_counted_key_is_exact_across_two_processes(
+    env: dict[str, str], servers: list[str]
+) -> None:
+    key = new_api_key(env)
+    metered = storefront_json(
+        env, "keys", "create", "--client-id", _client_of(env, key["key_id"]), "--uses", "7"
+    )
+    headers = {"X-API-Key": metered["api_key"]}
+    responses = asyncio.run(_burst(servers, headers, 40))
+    statuses = [r.status_code for r in responses]
+    assert (statuses.count(200), statuses.count(429)) == (7, 33)
+    for response in responses:
+        if response.status_code == 429:
+            assert "Retry-After" not in response.headers
+            assert response.json()["message"].startswith('Usage limit "uses" reached')
+    for base in servers:
+        uses = httpx.get(f"{base}/rate_limit", headers=headers).json()["uses"]
+        assert (uses["used"], uses["remaining"]) == (7, 0)
+    listed = json.loads(storefront(env, "keys", "list", "--json"))
+    [found] = [k for k in listed if k["key_id"] == metered["key_id"]]
+    assert (found["uses"], found["uses_remaining"]) == (7, 0)  # read from Redis
+
+
+def _client_of(env: dict[str, str], key_id: str) -> str:
+    listed = json.loads(storefront(env, "keys", "list", "--json"))
+    return str(next(k["client_id"] for k in listed if k["key_id"] == key_id))
+
+
+async def _burst(bases: list[str], headers: dict[str, str], total: int) -> list[httpx.Response]:
+    """``total`` GET /products at once, alternately on each base: the responses."""
+    limits = httpx.Limits(max_connections=15)
+    async with (
+        httpx.AsyncClient(base_url=bases[0], limits=limits, timeout=30) as one,
+        httpx.AsyncClient(base_url=bases[1], limits=limits, timeout=30) as two,
+    ):
+        clients = [one, two]
+        return await asyncio.gather(
+            *(clients[n % 2].get("/products", headers=headers) for n in range(total))
+        )
 
 
 def test_several_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:

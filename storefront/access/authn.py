@@ -20,7 +20,7 @@ from core.ids import API_KEY_PREFIX
 from core.settings import Settings
 from persistence import clients
 from persistence.models import utcnow
-from storefront.access.ratelimit import charge, report
+from storefront.access.ratelimit import Uses, charge, report, uses_of
 from storefront.access.revocation import is_revoked
 from storefront.access.services import Services, from_scope
 from storefront.access.state import Caller, publish_caller
@@ -32,17 +32,48 @@ NOT_SERVED = (
 )
 
 
+class _DatabaseUses:
+    """A key's uses spent in the database (``UsesLedger``), when the rate-limit store is in
+    memory: they outlive a restart, and instances on one database share them."""
+
+    def __init__(self, services: Services) -> None:
+        self.db = services.db
+
+    async def spend(self, uses: Uses) -> int | None:
+        return await self.db.write(
+            clients.spend_use, key_id=uses.key_id, period=uses.period, quota=uses.quota
+        )
+
+    async def spent(self, uses: Uses) -> int:
+        return await self.db.read(clients.spent_uses, key_id=uses.key_id, period=uses.period)
+
+
 async def _spend(
-    services: Services, scope: Scope, *, kind: str, ident: str, override: str | None
+    services: Services,
+    scope: Scope,
+    *,
+    kind: str,
+    ident: str,
+    override: str | None,
+    own: str = "client",
+    uses: Uses | None = None,
 ) -> None:
-    """Charge the caller's budget; or, for an operation that spends the ``rate_limit_reads``
-    budget instead (GET /rate_limit, ``x-rate-limit-budget`` in the spec), charge that one
-    and read the caller's."""
+    """Charge the caller's limits (and a key's uses); or, for an operation that spends the
+    ``rate_limit_reads`` budget instead (GET /rate_limit, ``x-rate-limit-budget`` in the
+    spec), charge that one and read the caller's."""
     operation_id = scope["extensions"]["connexion_routing"]["operation_id"]
-    if operation_id in services.reads_budget_operations:
-        await report(services.limiter, scope, kind=kind, ident=ident, override=override)
-    else:
-        await charge(services.limiter, scope, kind=kind, ident=ident, override=override)
+    ledger = None if uses is None else _DatabaseUses(services)
+    spend = report if operation_id in services.reads_budget_operations else charge
+    await spend(
+        services.limiter,
+        scope,
+        kind=kind,
+        ident=ident,
+        override=override,
+        own=own,
+        uses=uses,
+        ledger=ledger,
+    )
 
 
 async def _from_api_key(
@@ -62,9 +93,33 @@ async def _from_api_key(
         raise OAuthProblem(detail="The API key has expired.")
     publish_caller(request.scope, Caller(found.client_id, found.key_id))
     services.last_use.touch(found.key_id)
-    # Each API key has its own budget (the seed: "per API key").
-    await _spend(services, request.scope, kind="key", ident=found.key_id, override=found.rate_limit)
+    # Each API key has its own budget (the seed: "per API key"): the key's own limits, else
+    # its client's, else the server's; and its number of uses, if it has one.
+    uses = None
+    if found.uses is not None:
+        assert found.created_at is not None
+        uses = uses_of(found.key_id, found.uses, found.uses_refill, found.created_at.timestamp())
+        # A request that a missing scope refuses spends no use: checked before spending.
+        _check_scopes(services, request.scope, found.scopes.split())
+    await _spend(
+        services,
+        request.scope,
+        kind="key",
+        ident=found.key_id,
+        override=found.key_limits or found.rate_limit,
+        own="key" if found.key_limits else "client",
+        uses=uses,
+    )
     return {"sub": found.client_id, "scope": found.scopes.split(), "key_id": found.key_id}
+
+
+def _check_scopes(services: Services, scope: Scope, held: list[str]) -> None:
+    """A 403 naming the missing scope unless ``held`` satisfies the operation's."""
+    operation_id = scope["extensions"]["connexion_routing"]["operation_id"]
+    # An operation missing from the map is a wiring bug: refuse rather than let a key through.
+    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
+    if not validate_scope(required, held):
+        raise OAuthScopeProblem(token_scopes=held, required_scopes=required)
 
 
 def _one_credential(scope: Scope) -> None:
@@ -123,11 +178,7 @@ async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any
     if not api_key.startswith(API_KEY_PREFIX):
         raise OAuthProblem(detail="The API key is invalid or has been revoked.")
     info = await _from_api_key(services, request, api_key)
-    operation_id = request.scope["extensions"]["connexion_routing"]["operation_id"]
-    # An operation missing from the map is a wiring bug: refuse rather than let a key through.
-    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
-    if not validate_scope(required, info["scope"]):
-        raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
+    _check_scopes(services, request.scope, info["scope"])
     return info
 
 

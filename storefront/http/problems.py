@@ -107,7 +107,8 @@ def _quote(text: str) -> str:
 
 
 def _rate_limited(exc: RateLimited) -> ConnexionResponse:
-    return error_response(429, exc.title, exc.message, {"Retry-After": str(exc.retry_after)})
+    retry = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return error_response(429, exc.title, exc.message, retry)
 
 
 async def storefront_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

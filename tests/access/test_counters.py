@@ -13,7 +13,7 @@ from typing import TypeVar
 import pytest
 from limits import parse
 
-from storefront.access.ratelimit import Limiter, _storage_key
+from storefront.access.ratelimit import Limiter, _storage_key, uses_of
 from tests.wire import redis_commands
 
 T = TypeVar("T")
@@ -143,7 +143,7 @@ def test_a_report_reads_the_budget_and_counts_only_its_own(rate_limit_storage_ur
         for _ in range(3):
             decided = await limiter.report(kind="key", ident="key_r", override=None)
             assert decided is not None
-            reads, budget = decided
+            reads, [budget] = decided.reads, decided.limits
             assert (reads.policy, budget.policy, budget.allowed) == (
                 "rate_limit_reads",
                 "default",
@@ -152,7 +152,8 @@ def test_a_report_reads_the_budget_and_counts_only_its_own(rate_limit_storage_ur
             found.append((reads.remaining, budget.remaining, budget.reset, charged.reset))
         decided = await limiter.report(kind="key", ident="key_r", override="9/minute")
         assert decided is not None
-        assert (decided[1].policy, decided[1].limit, decided[1].remaining) == ("client", 9, 9)
+        [own] = decided.limits
+        assert (own.policy, own.limit, own.remaining) == ("client", 9, 9)
         return found
 
     found = _run(rate_limit_storage_url, work)
@@ -204,7 +205,7 @@ def test_a_report_under_limits_other_strategies(rate_limit_storage_url: str, str
             for _ in range(3):
                 decided = await limiter.report(kind="key", ident="key_s", override=None)
                 assert decided is not None
-                reads, budget = decided
+                reads, [budget] = decided.reads, decided.limits
                 found.append((reads.allowed, reads.remaining, budget.remaining))
             return found
         finally:
@@ -212,3 +213,54 @@ def test_a_report_under_limits_other_strategies(rate_limit_storage_url: str, str
 
     found = asyncio.run(main())
     assert found == [(True, 1, 4), (True, 0, 4), (False, 0, 4)]
+
+
+def test_a_charge_refused_by_one_limit_counts_none_of_the_others(
+    rate_limit_storage_url: str,
+) -> None:
+    async def work(limiter: Limiter) -> list[tuple[bool, str, int]]:
+        found = []
+        for _ in range(3):
+            verdict = await limiter.charge(kind="key", ident="key_m", override="2/minute;10/hour")
+            assert verdict is not None
+            found.append((verdict.allowed, verdict.policy, verdict.remaining))
+        report = await limiter.report(kind="key", ident="key_m", override="2/minute;10/hour")
+        assert report is not None
+        found += [(d.allowed, d.policy, d.remaining) for d in report.limits]
+        return found
+
+    assert _run(rate_limit_storage_url, work) == [
+        (True, "per-minute", 1),
+        (True, "per-minute", 0),
+        (False, "per-minute", 0),  # refused: the hour not counted
+        (True, "per-minute", 0),
+        (True, "per-hour", 8),
+    ]
+
+
+def test_on_redis_three_limits_and_uses_are_one_round_trip(redis_store: str) -> None:
+    limiter = _limiter(redis_store)
+    uses = uses_of("key_u", 5, "5/day", time.time())
+    limits = "100/minute;1000/hour;10000/day"
+
+    async def main() -> None:
+        try:
+            await limiter.charge(kind="key", ident="key_u", override=limits, own="key", uses=uses)
+            with redis_commands(redis_store, limiter.key_prefix) as seen:
+                verdict = await limiter.charge(
+                    kind="key", ident="key_u", override=limits, own="key", uses=uses
+                )
+            sent.extend(seen)
+            assert verdict is not None
+            assert verdict.uses is not None
+            assert (verdict.uses.remaining, [d.remaining for d in verdict.windows]) == (
+                3,
+                [98, 998, 9998],
+            )
+        finally:
+            await limiter.close()
+
+    sent: list[str] = []
+    asyncio.run(main())
+    assert len(sent) == 1, sent
+    assert sent[0].split()[0].upper() in {"EVALSHA", "EVAL"}, sent

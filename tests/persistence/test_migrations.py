@@ -367,6 +367,7 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
     diff = [change for change in diff if change[0] == "add_column"]
     diff = [change for change in diff if change[2] in {"api_keys", "clients"}]
     diff = [change for change in diff if (change[2], change[3].name) not in COLUMNS_OF_0015]
+    diff = [change for change in diff if (change[2], change[3].name) not in ADDED_BY_0013]
     assert sorted((change[2], change[3].name) for change in diff) == [
         ("api_keys", "expires_at"),
         ("api_keys", "last_used_at"),
@@ -382,6 +383,49 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
         ).all(),
     )
     assert rows == [("key_a", "cli_a")]
+    upgrade(empty_database)
+    assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
+
+
+#: The columns migration 0013 adds to the tables of 0010.
+ADDED_BY_0013 = {
+    ("clients", "rate_limits"),
+    *(("api_keys", name) for name in ("rate_limits", "uses", "uses_refill")),
+    *(("api_keys", name) for name in ("uses_spent", "uses_period")),
+}
+
+
+def test_0013_keeps_a_clients_limit_and_takes_the_first_of_several_back_down(
+    empty_database: str,
+) -> None:
+    upgrade(empty_database, "0012")
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at, rate_limit) "
+                "values ('cli_a', 'a', :digest, 'read', CURRENT_TIMESTAMP, '5/minute')"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    upgrade(empty_database, "0013")
+
+    def limits(connection: Connection) -> list[Any]:
+        return connection.execute(text("select rate_limits from clients")).all()
+
+    assert in_transaction(empty_database, limits) == [("5/minute",)]
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text("update clients set rate_limits = '7/minute;900/day'")
+        ),
+    )
+    downgrade(alembic_config(empty_database), "0012")
+    assert in_transaction(
+        empty_database,
+        lambda connection: connection.execute(text("select rate_limit from clients")).all(),
+    ) == [("7/minute",)]
     upgrade(empty_database)
     assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
 

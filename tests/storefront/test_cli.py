@@ -202,6 +202,81 @@ def test_set_limit_gives_a_client_its_own_budget(
     assert "not a rate limit" in err
 
 
+def test_set_limit_keeps_several_limits_on_a_client_and_on_a_key(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = run_json(capsys, "clients", "create", "--name", "many", "--json")
+    client_id = created["client_id"]
+    code, out, _ = run(capsys, "clients", "set-limit", client_id, "100/minute", "10000/day")
+    assert (code, out.strip()) == (0, f"client {client_id}: rate limits 100/minute, 10000/day")
+    assert run_json(capsys, "clients", "list", "--json")[0]["rate_limit"] == "100/minute;10000/day"
+
+    key = run_json(capsys, "keys", "create", "--client-id", client_id, "--json")
+    code, out, _ = run(capsys, "keys", "set-limit", key["key_id"], "2/second;50/hour", "900/day")
+    assert (code, out.strip()) == (
+        0,
+        f"API key {key['key_id']}: rate limits 2/second, 50/hour, 900/day",
+    )
+    [listed] = run_json(capsys, "keys", "list", "--json")
+    assert listed["rate_limit"] == "2/second;50/hour;900/day"
+    code, out, _ = run(capsys, "keys", "set-limit", key["key_id"], "default")
+    assert (code, out.strip()) == (0, f"API key {key['key_id']}: rate limit its client's")
+    assert run_json(capsys, "keys", "list", "--json")[0]["rate_limit"] is None
+
+    for argv, message in [
+        (("1/minute", "2/minute"), "two limits with one window (per-minute)"),
+        (("default", "2/minute"), "'default' stands alone"),
+        (("lots",), "not a rate limit like '500/minute': 'lots'"),
+    ]:
+        code, _, err = run(capsys, "clients", "set-limit", client_id, *argv)
+        assert code == 1, argv
+        assert message in err
+    code, _, err = run(capsys, "keys", "set-limit", "key_nope", "1/minute")
+    assert code == 1
+    assert "No API key with id 'key_nope'" in err
+
+
+def test_keys_with_uses_are_created_and_listed_with_what_is_left(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = run_json(capsys, "clients", "create", "--name", "metered", "--json")
+    client_id = created["client_id"]
+    code, out, _ = run(
+        capsys, "keys", "create", "--client-id", client_id, "--uses", "3", "--refill", "5/day"
+    )
+    assert code == 0
+    assert re.search(r"^uses:\s+3$", out, re.M)
+    assert re.search(r"^uses_refill:\s+5/day$", out, re.M)
+    once = run_json(capsys, "keys", "create", "--client-id", client_id, "--uses", "2", "--json")
+    assert (once["uses"], once["uses_refill"]) == (2, None)
+
+    app = create_app(Settings(_env_file=None, validate_responses=True))  # type: ignore[call-arg]
+    with TestClient(app) as api:
+        keyed = {"X-API-Key": once["api_key"]}
+        assert [api.get("/products", headers=keyed).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
+
+    listed = {k["key_id"]: k for k in run_json(capsys, "keys", "list", "--json")}
+    assert listed[once["key_id"]]["uses_remaining"] == 0
+    refilled = next(k for k in listed.values() if k["uses_refill"] == "5/day")
+    assert (refilled["uses"], refilled["uses_remaining"]) == (3, 3)
+    _, out, _ = run(capsys, "keys", "list")
+    assert "3 (refills 5/day)" in out
+    assert out.splitlines()[2].split()[-1] == "0"
+
+    for argv, message in [
+        (("--uses", "0"), "--uses must be between 1 and"),
+        (("--refill", "5/day"), "--refill needs --uses"),
+        (("--uses", "5", "--refill", "often"), "--refill must be uses per period"),
+    ]:
+        code, _, err = run(capsys, "keys", "create", "--client-id", client_id, *argv)
+        assert code == 1, argv
+        assert message in err
+
+
 @pytest.mark.pgbouncer(only=True)
 def test_behind_pgbouncer_commands_need_postgresql_itself_for_migrations(
     env: Path,
@@ -344,20 +419,21 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
     header, *rows = out.splitlines()
     assert header.split() == [
         *("KEY", "ID", "PREFIX", "CLIENT", "ID", "STATUS"),
-        *("CREATED", "EXPIRES", "LAST", "USED"),
+        *("CREATED", "EXPIRES", "LAST", "USED", "USES", "LEFT"),
     ]
     assert [[cells[0], cells[2], cells[3]] for cells in map(str.split, rows)] == [
         [kept, shop, "active"],
         [gone, shop, "revoked"],
         [theirs["key_id"], other["client_id"], "active"],
     ]
-    assert rows[0].split()[-2:] == ["never", "never"]  # no expiry, never used
+    assert rows[0].split()[-3:] == ["never", "never", "-"]  # no expiry, never used, no uses
 
     listed = run_json(capsys, "keys", "list", "--client-id", shop, "--json")
     assert [(k["key_id"], k["revoked_at"] is None) for k in listed] == [(kept, True), (gone, False)]
     assert set(listed[0]) == {
         *("key_id", "prefix", "client_id", "status", "created_at"),
         *("expires_at", "last_used_at", "revoked_at"),
+        *("rate_limit", "uses", "uses_refill", "uses_remaining"),
     }
     # Keys are shown once, at creation: the list has only their first characters.
     assert [k["prefix"] for k in listed] == [key["api_key"][:11] for key in new_keys]

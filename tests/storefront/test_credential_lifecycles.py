@@ -105,10 +105,10 @@ def test_keys_expire_and_the_list_shows_each_keys_lifecycle(
     assert rows[soon["key_id"]].split()[3] == "expired"
     assert rows[revoked["key_id"]].split()[3] == "revoked"
     # EXPIRES and LAST USED: "never" when there is none, else the time as --json gives it
-    # (RFC 3339 in UTC, to the second).
-    assert rows[forever["key_id"]].split()[-2:] == ["never", "never"]
+    # (RFC 3339 in UTC, to the second); USES LEFT "-" for a key without uses.
+    assert rows[forever["key_id"]].split()[-3:] == ["never", "never", "-"]
     cells = rows[quarterly["key_id"]].split()
-    assert len(cells) == 7  # id, prefix, client, status and three times
+    assert len(cells) == 8  # id, prefix, client, status, three times and the uses left
     assert cells[5] == quarterly["expires_at"]
     assert cells[6] == listed[quarterly["key_id"]]["last_used_at"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cells[6])

@@ -10,7 +10,7 @@ No foreign key: the rows outlive nothing they refer to (clients and keys are dis
 revoked, never deleted), and a check per upsert would be work for nothing.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

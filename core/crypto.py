@@ -312,7 +312,11 @@ class TokenCodec:
         """The kid of the key that signs now."""
         return self.signer().kid
 
-    def issue(self, *, client_id: str, scopes: list[str]) -> IssuedToken:
+    def issue(
+        self, *, client_id: str, scopes: list[str], confirmation: str | None = None
+    ) -> IssuedToken:
+        """A new token; with ``confirmation`` (a JWK thumbprint) bound to that key by
+        ``cnf.jkt`` (RFC 9449 §6.1)."""
         clock = time.time()
         now = int(clock)
         key = self.signer(clock)
@@ -327,6 +331,8 @@ class TokenCodec:
             "client_id": client_id,
             "scope": scope,
         }
+        if confirmation is not None:
+            claims["cnf"] = {"jkt": confirmation}
         # The JWS compact serialisation (RFC 7515 §7.1) of a header fixed per key, signed with
         # PyJWT's own algorithm and a key prepared once: jwt.encode re-checks on every call that
         # the key is no PEM, SSH or DER key (parsing it with cryptography), half its cost.
@@ -410,7 +416,11 @@ class TokenCodec:
 
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url."""
-    required = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}[jwk["kty"]]
+    required = {
+        "OKP": ("crv", "kty", "x"),
+        "EC": ("crv", "kty", "x", "y"),
+        "RSA": ("e", "kty", "n"),
+    }[jwk["kty"]]
     canonical = json.dumps({name: jwk[name] for name in required}, separators=(",", ":"))
     return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode("ascii")
 

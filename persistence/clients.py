@@ -31,6 +31,8 @@ class ClientRow(NamedTuple):
     #: The secret the last rotation replaced, accepted until previous_secret_expires_at.
     previous_secret_digest: str | None
     previous_secret_expires_at: datetime | None
+    #: Its token requests must carry a DPoP proof (RFC 9449; migration 0016).
+    require_dpop: bool = False
 
 
 class KeyRow(NamedTuple):
@@ -52,6 +54,7 @@ _CLIENT_BY_ID = PreparedQuery(
         Client.rate_limit,
         Client.previous_secret_digest,
         Client.previous_secret_expires_at,
+        Client.require_dpop,
     ).where(Client.id == bindparam("client_id")),
     ClientRow,
 )
@@ -94,13 +97,21 @@ class ApiKeyNotFound(NotFound):
         super().__init__(f"No API key with id {key_id!r}.")
 
 
-def create_client(session: Session, *, name: str, scopes: list[str], secret_digest: str) -> Client:
+def create_client(
+    session: Session,
+    *,
+    name: str,
+    scopes: list[str],
+    secret_digest: str,
+    require_dpop: bool = False,
+) -> Client:
     client = Client(
         id=new_id("cli_"),
         name=name,
         scopes=" ".join(scopes),
         secret_digest=secret_digest,
         created_at=utcnow(),
+        require_dpop=require_dpop,
     )
     session.add(client)
     session.flush()

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     func,
     text,
 )
@@ -197,6 +199,9 @@ class Client(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), nullable=True
     )
+    #: Its token requests must carry a DPoP proof (RFC 9449), so that every token it gets is
+    #: bound to its key (``storefront clients create --require-dpop``; migration 0016).
+    require_dpop: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class ApiKey(Base):

@@ -32,12 +32,15 @@ from core.settings import (
     secret_pepper,
 )
 from persistence.db import Database
+from storefront.access.discovery import base_url
+from storefront.access.dpop import DPoPVerifier
 from storefront.access.ratelimit import Limiter
 from storefront.access.services import Services
 from storefront.access.signing import SigningKeys
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
 from storefront.http.doc_pages import DocPagesMiddleware
+from storefront.http.dpop_scheme import DPOP_SECURITY_MAP
 from storefront.http.failures import AuthFailureMiddleware
 from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.middleware import RequestMiddleware
@@ -129,6 +132,7 @@ def build_services(settings: Settings) -> Services:
     db = Database.from_settings(settings)
     # No key yet: the signing keys are the database's, loaded at the first request.
     tokens = TokenCodec(issuer=settings.issuer, audience=settings.audience, ttl=settings.token_ttl)
+    pepper = secret_pepper(settings)
     return Services(
         settings=settings,
         db=db,
@@ -136,7 +140,7 @@ def build_services(settings: Settings) -> Services:
         signing=SigningKeys.from_settings(
             settings, db=db, codec=tokens, secret=jwt_signing_key(settings)
         ),
-        digester=SecretDigester(secret_pepper(settings)),
+        digester=SecretDigester(pepper),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
         limiter=Limiter.from_settings(settings),
         required_scopes=oauth_scopes_by_operation(_parsed_spec()),
@@ -144,6 +148,8 @@ def build_services(settings: Settings) -> Services:
         client_status=TTLCache(settings.auth_cache_ttl),
         api_keys=TTLCache(settings.auth_cache_ttl),
         revoked=TTLCache(settings.auth_cache_ttl),
+        # Its server nonces are derived from the pepper: every instance knows them.
+        dpop=DPoPVerifier.from_settings(settings, base_url=base_url(settings), secret=pepper),
     )
 
 
@@ -180,7 +186,7 @@ def create_app(
     if compiled:
         app = CompiledApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP)
     else:  # Connexion's stock middleware stack, with the same validators and security functions
-        app = connexion.AsyncApp(__name__, lifespan=lifespan)
+        app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=DPOP_SECURITY_MAP)
     routes = RouteTable(spec)
     app.add_api(
         spec,

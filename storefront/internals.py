@@ -372,6 +372,14 @@ CONNEXION: tuple[Borrowed, ...] = _entries(
             None,
         ),
         (
+            "connexion.security:NO_VALUE",
+            "undocumented",
+            "what a security_map handler returns for a request that is not its scheme's, so "
+            "that the next scheme is tried (the DPoP scheme's handler, storefront.http."
+            "dpop_scheme, leaves Bearer fields to the OAuth2 scheme this way)",
+            None,
+        ),
+        (
             "connexion.security:SECURITY_HANDLERS",
             "undocumented",
             "Connexion's security_map, which ours extends",
@@ -975,7 +983,17 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("sqlalchemy", ("insert", "update", "delete", "Insert"), SQLA + "core/dml.html"),
     Documented(
         "sqlalchemy",
-        ("bindparam", "text", "true", "tuple_", "or_", "literal_column", "func", "ColumnElement"),
+        (
+            "bindparam",
+            "text",
+            "true",
+            "false",
+            "tuple_",
+            "or_",
+            "literal_column",
+            "func",
+            "ColumnElement",
+        ),
         SQLA + "core/sqlelement.html",
     ),
     Documented("sqlalchemy", ("Table", "Column", "MetaData"), SQLA + "core/metadata.html"),
@@ -988,6 +1006,7 @@ DOCUMENTED: tuple[Documented, ...] = (
         "sqlalchemy",
         (
             "BigInteger",
+            "Boolean",
             "DateTime",
             "Integer",
             "LargeBinary",

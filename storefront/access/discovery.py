@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.settings import Settings
+from storefront.access.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from storefront.access.oauth import GRANT_TYPE
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -31,7 +32,7 @@ def base_url(settings: Settings) -> str:
 def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
     base = base_url(settings)
     methods = ["client_secret_basic", "client_secret_post"]
-    return {
+    metadata: dict[str, Any] = {
         # Must be the tokens' iss exactly (RFC 8414 §3.3, RFC 9068 §4), so never rewritten.
         "issuer": settings.issuer,
         "token_endpoint": base + TOKEN_PATH,
@@ -45,3 +46,7 @@ def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": methods,
         "scopes_supported": scopes,
     }
+    if base:
+        # RFC 9449 §5.1. Only with a base URL: a proof's htu is checked against it.
+        metadata["dpop_signing_alg_values_supported"] = list(DPOP_ALGORITHMS)
+    return metadata

@@ -174,7 +174,10 @@ async def client_credentials_grant(
     grant_type: str | None,
     creds: ClientCredentials,
     scope: str | None,
+    dpop_jkt: str | None = None,
 ) -> IssuedToken:
+    """A token for the client; with ``dpop_jkt`` (the thumbprint of the key a DPoP proof
+    proved, storefront.access.dpop) bound to that key."""
     if grant_type is None:
         raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
     if grant_type != GRANT_TYPE:
@@ -186,6 +189,12 @@ async def client_credentials_grant(
     refused: OAuthError | None = None
     requested: list[str] = []
     try:
+        if client.require_dpop and dpop_jkt is None:
+            raise OAuthError(
+                "invalid_request",
+                "This client must use DPoP: send a DPoP proof (RFC 9449) in the 'DPoP' header "
+                "of the token request.",
+            )
         requested = allowed if scope is None else parse_scope(scope)
         # What the client holds, or what a scope it holds covers: a client with `read` may
         # ask for `users:read` alone (core.scopes), never the other way round.
@@ -214,6 +223,6 @@ async def client_credentials_grant(
     granted = scopes.ordered(requested)
     # Keys at most one refresh window old: a rotation reaches every instance before it signs.
     codec = await svc.signing.fresh()
-    token = codec.issue(client_id=client.id, scopes=granted)
+    token = codec.issue(client_id=client.id, scopes=granted, confirmation=dpop_jkt)
     TOKENS_ISSUED.inc()
     return token

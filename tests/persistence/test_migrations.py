@@ -353,7 +353,10 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
     # Less the later migrations' changes to other tables.
     diff = [change for change in diff if change[0] == "add_column"]
     diff = [change for change in diff if change[2] in {"api_keys", "clients"}]
-    assert sorted((change[2], change[3].name) for change in diff) == [
+    later = {("clients", "require_dpop")}  # 0016's
+    assert sorted(
+        (change[2], change[3].name) for change in diff if (change[2], change[3].name) not in later
+    ) == [
         ("api_keys", "expires_at"),
         ("api_keys", "last_used_at"),
         ("api_keys", "prefix"),
@@ -430,6 +433,36 @@ def test_0011_forgets_the_stored_responses_of_users_already_deleted(
     assert "ix_idempotency_keys_resource_id" not in indexes
     upgrade(empty_database)
     assert [change for change in inspect(empty_database)[0] if not _ignorable(change)] == []
+
+
+def test_0016_requires_dpop_of_no_existing_client_and_goes_away_cleanly(
+    empty_database: str,
+) -> None:
+    upgrade(empty_database, "0012")
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_a', 'a', :digest, 'read', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    upgrade(empty_database, "0016")
+    rows = in_transaction(
+        empty_database,
+        lambda connection: connection.execute(text("select id, require_dpop from clients")).all(),
+    )
+    assert rows == [("cli_a", False)]
+    downgrade(alembic_config(empty_database), "0012")
+    diff, _, version = inspect(empty_database)
+    assert version == "0012"
+    added = [(c[2], c[3].name) for c in diff if c[0] == "add_column" and c[2] == "clients"]
+    assert added == [("clients", "require_dpop")]
+    assert in_transaction(
+        empty_database, lambda connection: connection.execute(text("select id from clients")).all()
+    ) == [("cli_a",)]
 
 
 def test_the_head_read_without_alembic_is_alembics() -> None:

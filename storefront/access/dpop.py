@@ -342,6 +342,8 @@ class DPoPVerifier:
         assert self._origin is not None
         scheme, host, prefix = self._origin
         wanted = f"{scheme}://{host}{prefix.rstrip('/')}{path}"
+        if htu == wanted:  # as a client builds it from the public URL: nothing to normalise
+            return
         try:
             sent = _origin(htu) if isinstance(htu, str) else None
         except ValueError:  # a port that is not a number

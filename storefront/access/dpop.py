@@ -281,7 +281,7 @@ class DPoPVerifier:
             raise self._refuse("The DPoP proof's signature does not verify with its 'jwk'.")
         if remembered is None:
             self._keys[header_segment] = prepared
-            if len(self._keys) > KEYS_MAX:
+            while len(self._keys) > KEYS_MAX:
                 self._keys.popitem(last=False)
         else:
             self._keys.move_to_end(header_segment)

@@ -64,6 +64,8 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Reset",
     "RateLimit-Policy",
     "RateLimit",
+    "DPoP-Nonce",  # RFC 9449 §8: the nonce a browser client puts in its next proof
+    "WWW-Authenticate",
 ]
 
 
@@ -248,7 +250,7 @@ def create_app(
             position=MiddlewarePosition.BEFORE_EXCEPTION,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID", "DPoP"],
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )

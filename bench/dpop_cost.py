@@ -17,7 +17,10 @@ Per round, three runs of GET /users/{id}, each right after the other:
 Every server is one process on SQLite with production settings, as in bench/compare_peers.py
 (whose helpers this uses); the project's proofs' jtis are remembered in memory (memory://).
 Printed: requests/s and server CPU µs per request (medians over the rounds), and the ratios
-DPoP / Starlette's bearer (the target: at least 0.75) and DPoP / bearer.
+DPoP / Starlette's bearer (the target: at least 0.75), in req/s and in CPU per request (which
+hardly moves when other processes compete for the cores), and DPoP / bearer. Most of the
+proof's cost is its signature: ``--alg`` picks the client's (an RS256 verification is a
+fifth of an ES256 or EdDSA one).
 """
 
 from __future__ import annotations
@@ -153,11 +156,14 @@ def main() -> None:
     vs_starlette = statistics.median(d.rps / s.rps for d, s, _ in pairs)
     vs_bearer = statistics.median(d.rps / b.rps for d, _, b in pairs)
     extra_cpu = statistics.median(d.cpu_us - b.cpu_us for d, _, b in pairs)
+    # CPU time per request hardly moves when other processes compete for the cores; req/s does.
+    cpu_vs_starlette = statistics.median(s.cpu_us / d.cpu_us for d, s, _ in pairs)
     verdict = "meets" if vs_starlette >= TARGET else "misses"
+    cpu_verdict = "meets" if cpu_vs_starlette >= TARGET else "misses"
     print(
         f"\nDPoP / starlette_ref bearer: {vs_starlette:.2f}x req/s ({verdict} the {TARGET}x "
-        f"target); DPoP / bearer: {vs_bearer:.2f}x; the proof's check: {extra_cpu:.0f} µs CPU "
-        "per request"
+        f"target), {cpu_vs_starlette:.2f}x in CPU per request ({cpu_verdict} it); DPoP / "
+        f"bearer: {vs_bearer:.2f}x req/s; the proof's check: {extra_cpu:.0f} µs CPU per request"
     )
 
 

@@ -319,15 +319,21 @@ class TokenCodec:
         return self.signer().kid
 
     def issue(
-        self, *, client_id: str, scopes: list[str], audience: str | list[str] | None = None
+        self,
+        *,
+        client_id: str,
+        scopes: list[str],
+        audience: str | list[str] | None = None,
+        confirmation: str | None = None,
     ) -> IssuedToken:
         """A token for ``client_id``; its ``aud`` is ``audience`` (RFC 8707 resources: one
-        string, or a list of several) or, by default, the codec's audience."""
+        string, or a list of several) or, by default, the codec's audience; with
+        ``confirmation`` (a JWK thumbprint) bound to that key by ``cnf.jkt`` (RFC 9449 §6.1)."""
         clock = time.time()
         now = int(clock)
         key = self.signer(clock)
         scope = " ".join(scopes)
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": client_id,
             "aud": self.audience if audience is None else audience,
@@ -337,6 +343,8 @@ class TokenCodec:
             "client_id": client_id,
             "scope": scope,
         }
+        if confirmation is not None:
+            claims["cnf"] = {"jkt": confirmation}
         # The JWS compact serialisation (RFC 7515 §7.1) of a header fixed per key, signed with
         # PyJWT's own algorithm and a key prepared once: jwt.encode re-checks on every call that
         # the key is no PEM, SSH or DER key (parsing it with cryptography), half its cost.
@@ -420,7 +428,11 @@ class TokenCodec:
 
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url."""
-    required = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}[jwk["kty"]]
+    required = {
+        "OKP": ("crv", "kty", "x"),
+        "EC": ("crv", "kty", "x", "y"),
+        "RSA": ("e", "kty", "n"),
+    }[jwk["kty"]]
     canonical = json.dumps({name: jwk[name] for name in required}, separators=(",", ":"))
     return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode("ascii")
 

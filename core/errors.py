@@ -186,6 +186,17 @@ class OAuthError(StorefrontError):
         self.client_id = client_id
 
 
+class DPoPProofRefused(OAuthError):
+    """A DPoP proof (RFC 9449) the server does not accept: ``code`` is ``invalid_dpop_proof``
+    or ``use_dpop_nonce`` (§8: the proof lacks the current server nonce, ``nonce``), or
+    ``invalid_token`` when the access token is not bound to the proof's key. The token
+    endpoint answers it 400; the API answers it 401 with a ``DPoP`` challenge."""
+
+    def __init__(self, code: str, description: str, *, nonce: str | None = None) -> None:
+        super().__init__(code, description)
+        self.nonce = nonce
+
+
 class RateLimited(StorefrontError):
     """A budget is spent; ``retry_after`` is whole seconds until it resets (None: it never
     does, as a key's uses that do not refill)."""

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     #: naming a kid the set lacks fetches it sooner, at most once per 10 seconds).
     jwks_cache_ttl: Annotated[int, Field(ge=0, le=86400)] = 300
 
+    #: DPoP (RFC 9449): seconds a proof's ``iat`` may lie from the server's clock, either
+    #: side; a proof's ``jti`` is remembered (in the rate-limit store) for as long.
+    dpop_proof_window: Annotated[int, Field(ge=1, le=600)] = 60
+    #: DPoP server nonces (RFC 9449 §8): every proof must carry the current ``DPoP-Nonce``.
+    #: Nonces are derived from the time and the pepper, so every instance knows them.
+    dpop_nonce: bool = False
+    #: Seconds each nonce is the current one; the one before it is still accepted as long.
+    dpop_nonce_period: Annotated[int, Field(ge=10, le=3600)] = 300
+
     #: Seconds a client's status and an API key's owner are remembered between database
     #: reads: disabling a client or revoking a key takes effect within this time. 0: no cache.
     auth_cache_ttl: Annotated[float, Field(ge=0, le=60)] = 1.0

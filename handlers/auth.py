@@ -38,23 +38,31 @@ def _resources(body: Body) -> list[str]:
 
 async def issue_token(body: Body) -> tuple[Body, int, dict[str, str]]:
     body, creds = _form(body)
+    svc, scope = services(), request_scope()
+    # A DPoP proof (RFC 9449) binds the token to the client's key.
+    jkt = await svc.dpop.token_request(scope, svc.replay)
     token = await client_credentials_grant(
-        services(),
-        request_scope(),
+        svc,
+        scope,
         grant_type=body.get("grant_type"),
         creds=creds,
         scope=body.get("scope"),
         resources=_resources(body),
+        dpop_jkt=jkt,
     )
+    headers = dict(NO_STORE)
+    nonce = svc.dpop.current_nonce() if jkt is not None else None
+    if nonce is not None:
+        headers["DPoP-Nonce"] = nonce
     return (
         {
             "access_token": token.access_token,
-            "token_type": "bearer",
+            "token_type": "bearer" if jkt is None else "DPoP",
             "expires_in": token.expires_in,
             "scope": token.scope,
         },
         200,
-        dict(NO_STORE),
+        headers,
     )
 
 

@@ -38,6 +38,8 @@ class ClientRow(NamedTuple):
     #: for a client that authenticates with its secret only.
     jwks: str | None = None
     jwks_uri: str | None = None
+    #: Its token requests must carry a DPoP proof (RFC 9449; migration 0016).
+    require_dpop: bool = False
 
     @property
     def has_secret(self) -> bool:
@@ -76,6 +78,7 @@ _CLIENT_BY_ID = PreparedQuery(
         Client.previous_secret_expires_at,
         Client.jwks,
         Client.jwks_uri,
+        Client.require_dpop,
     ).where(Client.id == bindparam("client_id")),
     ClientRow,
 )
@@ -130,6 +133,7 @@ def create_client(
     secret_digest: str,
     jwks: str | None = None,
     jwks_uri: str | None = None,
+    require_dpop: bool = False,
 ) -> Client:
     """A new client; ``secret_digest`` NO_SECRET (with ``jwks`` or ``jwks_uri``) for one that
     authenticates with a signed assertion only."""
@@ -141,6 +145,7 @@ def create_client(
         created_at=utcnow(),
         jwks=jwks,
         jwks_uri=jwks_uri,
+        require_dpop=require_dpop,
     )
     session.add(client)
     session.flush()

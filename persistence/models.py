@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     func,
     text,
 )
@@ -206,6 +208,9 @@ class Client(Base):
     #: client publishes it. At most one of the two is set (migration 0015).
     jwks: Mapped[str | None] = mapped_column(Text(), nullable=True)
     jwks_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    #: Its token requests must carry a DPoP proof (RFC 9449), so that every token it gets is
+    #: bound to its key (``storefront clients create --require-dpop``; migration 0016).
+    require_dpop: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class ApiKey(Base):

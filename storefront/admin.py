@@ -244,11 +244,20 @@ def run(settings: Settings, action: Callable[[Session], T]) -> T:
 
 
 def create_client(
-    session: Session, digester: SecretDigester, *, name: str, scopes: Sequence[str]
+    session: Session,
+    digester: SecretDigester,
+    *,
+    name: str,
+    scopes: Sequence[str],
+    require_dpop: bool = False,
 ) -> NewClient:
     secret = new_secret()
     client = clients.create_client(
-        session, name=name, scopes=list(scopes), secret_digest=digester.digest(secret)
+        session,
+        name=name,
+        scopes=list(scopes),
+        secret_digest=digester.digest(secret),
+        require_dpop=require_dpop,
     )
     return NewClient(client.id, secret, client.name, client.scopes.split())
 

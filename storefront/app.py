@@ -32,12 +32,15 @@ from core.settings import (
     secret_pepper,
 )
 from persistence.db import Database
+from storefront.access.discovery import base_url
+from storefront.access.dpop import DPoPVerifier
 from storefront.access.ratelimit import Limiter
 from storefront.access.services import Services
 from storefront.access.signing import SigningKeys
 from storefront.http import problems
 from storefront.http.compiled import SECURITY_MAP, CompiledApp
 from storefront.http.doc_pages import SWAGGER_UI_PATH, DocPagesMiddleware
+from storefront.http.dpop_scheme import DPOP_SECURITY_MAP
 from storefront.http.failures import AuthFailureMiddleware
 from storefront.http.limits import RequestLimitsMiddleware
 from storefront.http.middleware import RequestMiddleware
@@ -61,6 +64,8 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Reset",
     "RateLimit-Policy",
     "RateLimit",
+    "DPoP-Nonce",  # RFC 9449 §8: the nonce a browser client puts in its next proof
+    "WWW-Authenticate",
 ]
 
 
@@ -134,6 +139,7 @@ def build_services(settings: Settings) -> Services:
         ttl=settings.token_ttl,
         resources=settings.resources,
     )
+    pepper = secret_pepper(settings)
     return Services(
         settings=settings,
         db=db,
@@ -141,7 +147,7 @@ def build_services(settings: Settings) -> Services:
         signing=SigningKeys.from_settings(
             settings, db=db, codec=tokens, secret=jwt_signing_key(settings)
         ),
-        digester=SecretDigester(secret_pepper(settings)),
+        digester=SecretDigester(pepper),
         passwords=PasswordHashing(concurrency=settings.password_hash_concurrency),
         limiter=Limiter.from_settings(settings),
         required_scopes=oauth_scopes_by_operation(_parsed_spec()),
@@ -149,6 +155,8 @@ def build_services(settings: Settings) -> Services:
         client_status=TTLCache(settings.auth_cache_ttl),
         api_keys=TTLCache(settings.auth_cache_ttl),
         revoked=TTLCache(settings.auth_cache_ttl),
+        # Its server nonces are derived from the pepper: every instance knows them.
+        dpop=DPoPVerifier.from_settings(settings, base_url=base_url(settings), secret=pepper),
     )
 
 
@@ -186,7 +194,7 @@ def create_app(
     if compiled:
         app = CompiledApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP)
     else:  # Connexion's stock middleware stack, with the same validators and security functions
-        app = connexion.AsyncApp(__name__, lifespan=lifespan)
+        app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=DPOP_SECURITY_MAP)
     routes = RouteTable(spec)
     app.add_api(
         spec,
@@ -250,7 +258,7 @@ def create_app(
             position=MiddlewarePosition.BEFORE_EXCEPTION,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID", "DPoP"],
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )

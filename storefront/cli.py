@@ -197,6 +197,12 @@ def _parser() -> argparse.ArgumentParser:
         help="space-separated, of: " + " ".join(CLIENT_SCOPES) + " (default: read write)",
     )
     _key_source_options(create, required=False)
+    create.add_argument(
+        "--require-dpop",
+        action="store_true",
+        help="its token requests must carry a DPoP proof (RFC 9449): every token it gets is "
+        "bound to its key",
+    )
     _json_flag(create)
     listing = command(clients, "list", "list clients, oldest first")
     _json_flag(listing)
@@ -775,7 +781,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         scopes = admin.parse_scopes(args.scopes)
         digester = _digester(settings)
         new = admin.run(
-            settings, lambda s: admin.create_client(s, digester, name=args.name, scopes=scopes)
+            settings,
+            lambda s: admin.create_client(
+                s, digester, name=args.name, scopes=scopes, require_dpop=args.require_dpop
+            ),
         )
         _show_once({"client_id": new.client_id, "client_secret": new.client_secret}, args.json)
     elif command == ("clients", "list"):
@@ -793,19 +802,21 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
                         "previous_secret_expires_at": _grace_end(c),
                         "auth_methods": _auth_methods(c),
                         "jwks_uri": c.jwks_uri,
+                        "require_dpop": c.require_dpop,
                     }
                     for c in clients
                 ]
             )
         else:
             _table(
-                ("CLIENT ID", "STATUS", "SCOPES", "RATE LIMIT", "CREATED", "NAME"),
+                ("CLIENT ID", "STATUS", "SCOPES", "RATE LIMIT", "DPOP", "CREATED", "NAME"),
                 [
                     (
                         c.id,
                         "active" if c.disabled_at is None else "disabled",
                         c.scopes,
                         c.rate_limit or "default",
+                        "required" if c.require_dpop else "optional",
                         _when(c.created_at),
                         c.name,
                     )

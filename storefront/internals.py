@@ -372,6 +372,14 @@ CONNEXION: tuple[Borrowed, ...] = _entries(
             None,
         ),
         (
+            "connexion.security:NO_VALUE",
+            "undocumented",
+            "what a security_map handler returns for a request that is not its scheme's, so "
+            "that the next scheme is tried (the DPoP scheme's handler, storefront.http."
+            "dpop_scheme, leaves Bearer fields to the OAuth2 scheme this way)",
+            None,
+        ),
+        (
             "connexion.security:SECURITY_HANDLERS",
             "undocumented",
             "Connexion's security_map, which ours extends",
@@ -980,6 +988,7 @@ DOCUMENTED: tuple[Documented, ...] = (
             "case",
             "text",
             "true",
+            "false",
             "tuple_",
             "or_",
             "literal_column",
@@ -999,6 +1008,7 @@ DOCUMENTED: tuple[Documented, ...] = (
         (
             "BigInteger",
             "Date",
+            "Boolean",
             "DateTime",
             "Integer",
             "LargeBinary",

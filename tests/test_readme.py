@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from persistence.revisions import head_revision
-from tests.servers import Server, clean_env, demo_server
+from tests.servers import Server, clean_env, demo_server, free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -181,6 +181,22 @@ def test_resource_server_example_checks_tokens_with_the_jwks_alone(
     out = run([sys.executable, "-c", example("python-jwks")], asymmetric_server, tmp_path)
     client_id = credentials(asymmetric_server)["CLIENT_ID"]
     assert out.splitlines() == [f"accepted: {client_id} read", "refused: InvalidSignatureError"]
+
+
+@pytest.mark.parametrize("nonce", ["false", "true"])
+def test_the_dpop_example_binds_its_token_and_is_refused_as_bearer(
+    tmp_path: Path, nonce: str
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    env = clean_env(STOREFRONT_PUBLIC_URL=public, STOREFRONT_DPOP_NONCE=nonce)
+    with serving(tmp_path, env, "--demo", port=port) as running:
+        out = run([sys.executable, "-c", example("python-dpop")], running, tmp_path)
+    assert out.splitlines() == [
+        "token_type: DPoP",
+        "with a proof: 200",
+        'as a bearer token: 401 error="invalid_token"',
+    ]
 
 
 def test_the_readyz_example_names_the_revision_the_server_reports(server: Server) -> None:

@@ -1,7 +1,8 @@
 """The security functions named in ``openapi.yaml``: who is calling, with which scopes.
 
-Connexion calls ``bearer_info`` for ``Authorization: Bearer …`` and ``api_key_info`` for
-``X-API-Key``. Both return the token info Connexion stores as ``context["token_info"]``:
+Connexion calls ``bearer_info`` for ``Authorization: Bearer …``, ``api_key_info`` for
+``X-API-Key`` and ``dpop_info`` for ``Authorization: DPoP …`` (RFC 9449, with a ``DPoP``
+proof). Each returns the token info Connexion stores as ``context["token_info"]``:
 ``{"sub": client_id, "scope": [...], "key_id": ... | None}``.
 """
 
@@ -16,10 +17,13 @@ from starlette.types import Scope
 
 from core import scopes
 from core.crypto import InvalidToken
+from core.errors import DPoPProofRefused
 from core.ids import API_KEY_PREFIX
 from core.settings import Settings
 from persistence import clients
 from persistence.models import utcnow
+from storefront.access.dpop import SCHEME as DPOP_SCHEME
+from storefront.access.dpop import request_path
 from storefront.access.ratelimit import Uses, charge, report, uses_of
 from storefront.access.revocation import is_revoked
 from storefront.access.services import Services, from_scope
@@ -137,6 +141,23 @@ def _one_credential(scope: Scope) -> None:
         )
 
 
+class DPoPChallenge(OAuthProblem):  # type: ignore[misc]
+    """A 401 answered with a ``DPoP`` challenge (RFC 9449 §7.1): ``error`` is
+    ``invalid_token``, ``invalid_dpop_proof`` or ``use_dpop_nonce`` (then with the ``nonce``
+    to use). storefront.http.problems writes the header."""
+
+    def __init__(self, error: str, detail: str, *, nonce: str | None = None) -> None:
+        super().__init__(detail=detail)
+        self.error = error
+        self.nonce = nonce
+
+
+BOUND_AS_BEARER = (
+    "This access token is bound to a DPoP key: send it as 'Authorization: DPoP <token>' "
+    "with a DPoP proof, not as a bearer token."
+)
+
+
 async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     scope = request.scope  # once: each attribute of Connexion's request is a lookup
     _one_credential(scope)
@@ -147,9 +168,23 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         claims = await services.signing.verify(token)
     except InvalidToken as exc:
         raise OAuthProblem(detail=str(exc)) from None
+    if "cnf" in claims:  # RFC 9449 §7.2: a DPoP-bound token is no bearer token
+        raise DPoPChallenge("invalid_token", BOUND_AS_BEARER)
+    return await _from_token(services, scope, claims)
+
+
+async def _from_token(
+    services: Services, scope: Scope, claims: dict[str, Any], *, dpop: bool = False
+) -> dict[str, Any]:
+    """The token info of a verified access token's claims: its client enabled, the token not
+    revoked, the client's budget charged. Refused with a DPoP challenge when ``dpop``."""
+
+    def refused(detail: str) -> OAuthProblem:
+        return DPoPChallenge("invalid_token", detail) if dpop else OAuthProblem(detail=detail)
+
     # RFC 8707: a token for another service's resource is that service's to accept.
     if not services.resources.serves(claims["aud"]):
-        raise OAuthProblem(detail=NOT_SERVED)
+        raise refused(NOT_SERVED)
     # Checked (through a cache of STOREFRONT_AUTH_CACHE_TTL seconds) so that disabling a
     # client stops its tokens long before they expire.
     client_id = claims["sub"]
@@ -157,9 +192,9 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
         client_id, lambda: services.db.read(clients.active_client_limit, client_id=client_id)
     )
     if not active:
-        raise OAuthProblem(detail="The client of this access token is disabled.")
+        raise refused("The client of this access token is disabled.")
     if await is_revoked(services, claims):
-        raise OAuthProblem(detail="The access token has been revoked.")
+        raise refused("The access token has been revoked.")
     publish_caller(scope, Caller(claims["sub"]))
     # All of a client's tokens share one budget, so minting more tokens buys nothing.
     await _spend(services, scope, kind="client", ident=claims["sub"], override=own_limit)
@@ -170,6 +205,50 @@ def validate_scope(required_scopes: list[str], token_scopes: list[str]) -> bool:
     """Whether the credential's scopes satisfy every scope the operation names
     (``core.scopes``: ``read`` satisfies ``users:read``, ``write`` satisfies ``users:write``)."""
     return not scopes.missing(required_scopes, token_scopes)
+
+
+async def dpop_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
+    """``Authorization: DPoP <token>``: a DPoP-bound access token and a proof of possession of
+    its key (storefront.access.dpop). Refusals are 401 with a ``DPoP`` challenge."""
+    scope = request.scope
+    _one_credential(scope)
+    services = from_scope(scope)
+    if not token or token.startswith(API_KEY_PREFIX):
+        raise DPoPChallenge(
+            "invalid_token",
+            f"'Authorization: {DPOP_SCHEME}' carries a DPoP-bound access token; send an API key "
+            "as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+        )
+    try:
+        claims = await services.signing.verify(token)
+    except InvalidToken as exc:
+        raise DPoPChallenge("invalid_token", str(exc)) from None
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str):
+        raise DPoPChallenge(
+            "invalid_token",
+            "This access token is not bound to a DPoP key: send it as 'Authorization: Bearer "
+            "<token>', or request a DPoP-bound token with a DPoP proof.",
+        )
+    try:
+        await services.dpop.check(
+            (value for name, value in scope["headers"] if name == b"dpop"),
+            method=scope["method"],
+            path=request_path(scope),
+            replay=services.replay,
+            access_token=token,
+            bound_to=jkt,
+        )
+    except DPoPProofRefused as exc:
+        raise DPoPChallenge(exc.code, exc.message, nonce=exc.nonce) from None
+    info = await _from_token(services, scope, claims, dpop=True)
+    operation_id = scope["extensions"]["connexion_routing"]["operation_id"]
+    # The DPoP scheme names no scopes (an http scheme): the operation's OAuth2 ones apply.
+    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
+    if not validate_scope(required, info["scope"]):
+        raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
+    return info
 
 
 async def api_key_info(api_key: str, request: ConnexionRequest) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from core.settings import Settings
 from storefront.access.client_keys import ALGORITHMS
+from storefront.access.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from storefront.access.oauth import GRANT_TYPE
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -32,7 +33,7 @@ def base_url(settings: Settings) -> str:
 def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
     base = base_url(settings)
     methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-    return {
+    metadata: dict[str, Any] = {
         # Must be the tokens' iss exactly (RFC 8414 §3.3, RFC 9068 §4), so never rewritten.
         "issuer": settings.issuer,
         "token_endpoint": base + TOKEN_PATH,
@@ -48,6 +49,10 @@ def server_metadata(settings: Settings, *, scopes: list[str]) -> dict[str, Any]:
         **assertion_metadata(),
         **resource_metadata(settings),
     }
+    if base:
+        # RFC 9449 §5.1. Only with a base URL: a proof's htu is checked against it.
+        metadata["dpop_signing_alg_values_supported"] = list(DPOP_ALGORITHMS)
+    return metadata
 
 
 def assertion_metadata() -> dict[str, Any]:

@@ -226,7 +226,10 @@ async def client_credentials_grant(
     creds: ClientCredentials,
     scope: str | None,
     resources: Sequence[str] = (),
+    dpop_jkt: str | None = None,
 ) -> IssuedToken:
+    """A token for the client; with ``dpop_jkt`` (the thumbprint of the key a DPoP proof
+    proved, storefront.access.dpop) bound to that key."""
     if grant_type is None:
         raise OAuthError("invalid_request", "'grant_type' is a required parameter.")
     if grant_type != GRANT_TYPE:
@@ -241,6 +244,12 @@ async def client_credentials_grant(
     try:
         # RFC 8707: the audience the token is for, one of STOREFRONT_RESOURCES.
         audience = svc.resources.audience_for(resources)
+        if client.require_dpop and dpop_jkt is None:
+            raise OAuthError(
+                "invalid_request",
+                "This client must use DPoP: send a DPoP proof (RFC 9449) in the 'DPoP' header "
+                "of the token request.",
+            )
         requested = allowed if scope is None else parse_scope(scope)
         # What the client holds, or what a scope it holds covers: a client with `read` may
         # ask for `users:read` alone (core.scopes), never the other way round.
@@ -269,6 +278,8 @@ async def client_credentials_grant(
     granted = scopes.ordered(requested)
     # Keys at most one refresh window old: a rotation reaches every instance before it signs.
     codec = await svc.signing.fresh()
-    token = codec.issue(client_id=client.id, scopes=granted, audience=audience)
+    token = codec.issue(
+        client_id=client.id, scopes=granted, audience=audience, confirmation=dpop_jkt
+    )
     TOKENS_ISSUED.inc()
     return token

@@ -87,10 +87,14 @@ async def introspect(
     )
     if not active:
         return INACTIVE
-    return {
+    answer = {
         "active": True,
         "token_type": "Bearer",
         **{name: claims[name] for name in ("scope", "client_id", "sub", "exp", "iat", "iss")},
         "aud": claims["aud"],
         "jti": claims["jti"],
     }
+    if "cnf" in claims:  # RFC 9449 §6.2: the key a DPoP-bound token is bound to
+        answer["token_type"] = "DPoP"  # noqa: S105 - a token type, not a password
+        answer["cnf"] = claims["cnf"]
+    return answer

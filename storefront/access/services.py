@@ -11,6 +11,7 @@ from core.settings import Settings
 from persistence.clients import KeyRow
 from persistence.db import Database
 from storefront.access.client_keys import ClientKeys
+from storefront.access.dpop import DPoPVerifier
 from storefront.access.last_use import LastUse
 from storefront.access.ratelimit import Limiter
 from storefront.access.replay import ReplayGuard
@@ -42,6 +43,10 @@ class Services:
     revoked: TTLCache[str, bool] = field(default_factory=lambda: TTLCache(0))
     #: API key digest -> its key and client, for STOREFRONT_AUTH_CACHE_TTL seconds.
     api_keys: TTLCache[str, KeyRow | None] = field(default_factory=lambda: TTLCache(0))
+    #: Checks DPoP proofs (RFC 9449); without a base URL it refuses every proof.
+    dpop: DPoPVerifier = field(
+        default_factory=lambda: DPoPVerifier(base_url="", window=60, nonces=None)
+    )
     #: When each API key was last used, written in the background at most once a minute.
     last_use: LastUse = field(init=False)
     #: Requests counted per day, client and key, written in batches (``storefront usage``).

@@ -19,11 +19,11 @@ from storefront.access.services import from_scope
 
 
 def presented_credentials(scope: Scope) -> bool:
-    """Whether the request carried a bearer credential or an API key."""
+    """Whether the request carried a bearer credential (or a DPoP-bound token) or an API key."""
     bearer = x_api_key = False
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            bearer = value.partition(b" ")[0].lower() == b"bearer"
+            bearer = value.partition(b" ")[0].lower() in (b"bearer", b"dpop")
         elif name == b"x-api-key":
             x_api_key = True
     return bearer or x_api_key

@@ -25,6 +25,7 @@ from core import scopes
 from core.errors import (
     Conflict,
     ContentTooLarge,
+    DPoPProofRefused,
     HeadersTooLarge,
     IdempotencyInProgress,
     IdempotencyKeyReused,
@@ -45,6 +46,8 @@ from core.errors import (
     UnsupportedCharset,
 )
 from persistence.health import unavailable
+from storefront.access.authn import DPoPChallenge
+from storefront.access.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from storefront.http.failures import presented_credentials
 from storefront.http.routes import RouteTable
 
@@ -90,6 +93,8 @@ def _oauth_response(exc: OAuthError) -> ConnexionResponse:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if exc.basic_challenge:
         headers["WWW-Authenticate"] = f'Basic {REALM}, charset="UTF-8"'
+    if isinstance(exc, DPoPProofRefused) and exc.nonce is not None:
+        headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 §8: the nonce to put in the next proof
     return error_response(status, exc.code, exc.message, headers, error_description=exc.message)
 
 
@@ -222,7 +227,11 @@ async def http_error(
         message = JSON_BODY_MISSING
     if status == 401 and _malformed_authorization(request, detail):
         message = MALFORMED_AUTHORIZATION
-    if status == 401:
+    if status == 401 and isinstance(exc, DPoPChallenge):
+        headers["WWW-Authenticate"] = dpop_challenge(exc.error, message)
+        if exc.nonce is not None:
+            headers["DPoP-Nonce"] = exc.nonce
+    elif status == 401:
         challenge = f"Bearer {REALM}"
         if _presented_credentials(request):
             challenge += f', error="invalid_token", error_description="{_quote(message)}"'
@@ -238,6 +247,12 @@ async def http_error(
         else HTTPStatus(status).phrase
     )
     return error_response(status, title, message, headers)
+
+
+def dpop_challenge(error: str, message: str) -> str:
+    """RFC 9449 §7.1's challenge: the error, what went wrong, and the proof algorithms taken."""
+    algs = " ".join(DPOP_ALGORITHMS)
+    return f'DPoP {REALM}, error="{error}", error_description="{_quote(message)}", algs="{algs}"'
 
 
 def _insufficient_scope(required: list[str], held: list[str]) -> tuple[str, str]:

@@ -368,7 +368,10 @@ def test_0010_leaves_existing_credentials_as_they_were_and_goes_away_cleanly(
     diff = [change for change in diff if change[2] in {"api_keys", "clients"}]
     diff = [change for change in diff if (change[2], change[3].name) not in COLUMNS_OF_0015]
     diff = [change for change in diff if (change[2], change[3].name) not in ADDED_BY_0013]
-    assert sorted((change[2], change[3].name) for change in diff) == [
+    later = {("clients", "require_dpop")}  # 0016's
+    assert sorted(
+        (change[2], change[3].name) for change in diff if (change[2], change[3].name) not in later
+    ) == [
         ("api_keys", "expires_at"),
         ("api_keys", "last_used_at"),
         ("api_keys", "prefix"),
@@ -520,6 +523,37 @@ def test_0015_leaves_existing_clients_with_their_secret_and_goes_away_cleanly(
         if change[0] == "add_column" and change[2] == "clients"
     ]
     assert set(added) >= COLUMNS_OF_0015
+
+
+def test_0016_requires_dpop_of_no_existing_client_and_goes_away_cleanly(
+    empty_database: str,
+) -> None:
+    before = "0016-1"  # whatever precedes it
+    upgrade(empty_database, before)
+    in_transaction(
+        empty_database,
+        lambda connection: connection.execute(
+            text(
+                "insert into clients (id, name, secret_digest, scopes, created_at) values "
+                "('cli_a', 'a', :digest, 'read', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": "ab" * 32},
+        ),
+    )
+    upgrade(empty_database, "0016")
+    rows = in_transaction(
+        empty_database,
+        lambda connection: connection.execute(text("select id, require_dpop from clients")).all(),
+    )
+    assert rows == [("cli_a", False)]
+    downgrade(alembic_config(empty_database), before)
+    diff, _, version = inspect(empty_database)
+    assert version == "0015"
+    added = [(c[2], c[3].name) for c in diff if c[0] == "add_column" and c[2] == "clients"]
+    assert added == [("clients", "require_dpop")]
+    assert in_transaction(
+        empty_database, lambda connection: connection.execute(text("select id from clients")).all()
+    ) == [("cli_a",)]
 
 
 def test_the_head_read_without_alembic_is_alembics() -> None:

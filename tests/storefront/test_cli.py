@@ -403,6 +403,7 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
         "SCOPES",
         "RATE",
         "LIMIT",
+        "DPOP",
         "CREATED",
         "NAME",
     ]
@@ -410,6 +411,7 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
         [shop, "active", "read"],
         [other["client_id"], "active", "read"],
     ]
+    assert [row.split()[-3] for row in rows] == ["optional", "optional"]  # DPOP
     assert rows[0].endswith("  shop")
     # Columns line up under their header.
     assert {row.index(" active") for row in rows} == {header.index(" STATUS")}
@@ -440,6 +442,13 @@ def test_lists_are_tables_with_a_header_and_json_for_scripts(
     assert [row.split()[1] for row in rows[:2]] == [key["api_key"][:11] for key in new_keys]
     for key in new_keys:
         assert key["api_key"][11:] not in out + json.dumps(listed)
+
+    strict = run_json(capsys, "clients", "create", "--name", "strict", "--require-dpop", "--json")
+    listed_clients = run_json(capsys, "clients", "list", "--json")
+    assert [c["require_dpop"] for c in listed_clients] == [False, False, True]
+    _, out, _ = run(capsys, "clients", "list")
+    last = out.splitlines()[-1].split()
+    assert (last[0], last[-3], last[-1]) == (strict["client_id"], "required", "strict")
 
     code, _, err = run(capsys, "keys", "list", "--client-id", "cli_nope")
     assert code == 1

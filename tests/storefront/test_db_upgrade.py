@@ -128,7 +128,7 @@ def test_db_upgrade_creates_a_missing_postgresql_database(
     ]
     # The schema is there: a command that needs it works.
     assert stdout_lines(run_storefront(env, "clients", "list", cwd=tmp_path)) == [
-        "CLIENT ID  STATUS  SCOPES  RATE LIMIT  CREATED  NAME"
+        "CLIENT ID  STATUS  SCOPES  RATE LIMIT  DPOP  CREATED  NAME"
     ]
 
 

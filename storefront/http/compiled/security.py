@@ -22,6 +22,8 @@ from connexion.security import (
     OAuthSecurityHandler,
 )
 
+from storefront.http.dpop_scheme import DPOP_SECURITY_MAP
+
 
 @cache
 def _accepts_kwarg(func: Callable[..., Any], keyword: str) -> bool:
@@ -56,4 +58,5 @@ SECURITY_MAP: dict[str, type[Any]] = {
     "apiKey": ApiKeyHandler,
     "bearer": BearerHandler,
     "basic": BasicHandler,
+    **DPOP_SECURITY_MAP,
 }

@@ -286,9 +286,15 @@ def published_key_set(uri: str, *, timeout: float) -> ClientKeySource:
 
 
 def create_key_client(
-    session: Session, *, name: str, scopes: Sequence[str], keys: ClientKeySource
+    session: Session,
+    *,
+    name: str,
+    scopes: Sequence[str],
+    keys: ClientKeySource,
+    require_dpop: bool = False,
 ) -> NewKeyClient:
-    """A client with no secret, which authenticates with ``private_key_jwt`` (RFC 7523)."""
+    """A client with no secret, which authenticates with ``private_key_jwt`` (RFC 7523); with
+    ``require_dpop``, its tokens are bound to a DPoP key as well (RFC 9449)."""
     client = clients.create_client(
         session,
         name=name,
@@ -296,6 +302,7 @@ def create_key_client(
         secret_digest=clients.NO_SECRET,
         jwks=keys.jwks,
         jwks_uri=keys.jwks_uri,
+        require_dpop=require_dpop,
     )
     return NewKeyClient(client.id, client.name, client.scopes.split(), client.jwks_uri)
 

@@ -917,7 +917,9 @@ def _create_key_client(settings: Settings, args: argparse.Namespace) -> None:
     keys = _key_source(settings, args)
     new = admin.run(
         settings,
-        lambda s: admin.create_key_client(s, name=args.name, scopes=scopes, keys=keys),
+        lambda s: admin.create_key_client(
+            s, name=args.name, scopes=scopes, keys=keys, require_dpop=args.require_dpop
+        ),
     )
     shown = {
         "client_id": new.client_id,

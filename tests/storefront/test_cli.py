@@ -539,3 +539,22 @@ def test_forwarded_for_from_a_listed_proxy_names_the_client(tmp_path: Path) -> N
         # ...which one address spends, and then it alone is refused.
         assert failed_authentications(server.base, ["198.51.100.7"] * 7) == [401] * 5 + [429] * 2
         assert failed_authentications(server.base, ["198.51.100.8"]) == [401]
+
+
+def test_a_client_without_a_secret_can_be_required_to_use_dpop(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 9700's client: no shared secret (private_key_jwt) and sender-constrained tokens."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    public = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    key_set = env / "jwks.json"
+    key_set.write_text(json.dumps({"keys": [public]}))
+    created = run_json(
+        capsys, "clients", "create", "--name", "agent", "--jwks", str(key_set), "--require-dpop",
+        "--json",
+    )  # fmt: skip
+    (listed,) = run_json(capsys, "clients", "list", "--json")
+    assert listed["client_id"] == created["client_id"]
+    assert (listed["auth_methods"], listed["require_dpop"]) == (["private_key_jwt"], True)

@@ -378,3 +378,13 @@ def test_with_nonces_required_a_proof_without_the_current_one_is_refused(
         servers[1], "/users", token, key.proof("GET", USERS_URL, token=token, nonce=nonce)
     )
     assert answer.status_code == 200, answer.text
+
+
+def test_a_request_without_credentials_hears_of_both_schemes(servers: list[str]) -> None:
+    """RFC 9449 §7.1: a client that sent nothing learns that DPoP is taken, and with what."""
+    response = httpx.get(f"{servers[0]}/users")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == (
+        f'Bearer realm="storefront", DPoP realm="storefront", {ALGS}'
+    )
+    assert response.json()["error"] == "Unauthorized"

@@ -103,6 +103,12 @@ def _presented_credentials(request: ConnexionRequest) -> bool:
     return presented_credentials(request.scope)
 
 
+def _dpop_enabled(request: ConnexionRequest) -> bool:
+    """Whether this server checks DPoP proofs (it knows its public URL, which a proof names)."""
+    services = request.scope.get("state", {}).get("services")
+    return services is not None and services.dpop.enabled
+
+
 def _quote(text: str) -> str:
     """``text`` as an auth-param's quoted string: RFC 6750 §3 allows printable ASCII only in
     ``error_description``, and a header field that is not Latin-1 cannot even be sent (the
@@ -235,6 +241,10 @@ async def http_error(
         challenge = f"Bearer {REALM}"
         if _presented_credentials(request):
             challenge += f', error="invalid_token", error_description="{_quote(message)}"'
+        elif _dpop_enabled(request):
+            # RFC 9449 §7.1: with no credentials, a challenge per scheme the API takes, so
+            # that a client learns it may send a DPoP-bound token and with which algorithms.
+            challenge += f', DPoP {REALM}, algs="{" ".join(DPOP_ALGORITHMS)}"'
         headers["WWW-Authenticate"] = challenge
     elif isinstance(exc, OAuthScopeProblem):
         message, needed = _insufficient_scope(exc.required_scopes, exc.token_scopes)

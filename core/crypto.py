@@ -426,6 +426,21 @@ class TokenCodec:
         return claims
 
 
+#: What a client's own public key may be, wherever a client presents one (a registered key set
+#: for private_key_jwt, a DPoP proof's ``jwk``): the algorithms it signs with and the JWK key
+#: type (and curve) each takes; never ``none`` nor an HMAC.
+CLIENT_KEY_TYPES: dict[str, tuple[str, str | None]] = {
+    "RS256": ("RSA", None),
+    "PS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "EdDSA": ("OKP", "Ed25519"),
+}
+#: JWK members that only a private (or symmetric) key has (RFC 7518 §6, RFC 8037 §2).
+PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+#: The smallest RSA key taken from a client.
+MIN_RSA_BITS = 2048
+
+
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url."""
     required = {

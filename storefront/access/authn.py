@@ -243,11 +243,8 @@ async def dpop_info(token: str, request: ConnexionRequest) -> dict[str, Any]:
     except DPoPProofRefused as exc:
         raise DPoPChallenge(exc.code, exc.message, nonce=exc.nonce) from None
     info = await _from_token(services, scope, claims, dpop=True)
-    operation_id = scope["extensions"]["connexion_routing"]["operation_id"]
     # The DPoP scheme names no scopes (an http scheme): the operation's OAuth2 ones apply.
-    required = services.required_scopes.get(operation_id, ["(unknown operation)"])
-    if not validate_scope(required, info["scope"]):
-        raise OAuthScopeProblem(token_scopes=info["scope"], required_scopes=required)
+    _check_scopes(services, scope, info["scope"])
     return info
 
 

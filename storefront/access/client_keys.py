@@ -26,19 +26,21 @@ import httpx
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
+from core.crypto import CLIENT_KEY_TYPES, MIN_RSA_BITS, PRIVATE_JWK_MEMBERS
+
 logger = logging.getLogger("storefront.access.client_keys")
 
 #: The algorithms a client assertion may be signed with (listed in discovery as
 #: ``token_endpoint_auth_signing_alg_values_supported``): never ``none`` nor an HMAC.
 ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
-#: Which algorithms each kind of key signs with.
-_KEY_ALGORITHMS = {"RSA": ("RS256", "PS256"), "EC": ("ES256",), "OKP": ("EdDSA",)}
-#: The members of a JWK that only a private key has (RFC 7518 §6, RFC 8037 §2).
-_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+#: Which algorithms each kind of key signs with (core.crypto.CLIENT_KEY_TYPES).
+_KEY_ALGORITHMS = {
+    kty: tuple(alg for alg in ALGORITHMS if CLIENT_KEY_TYPES[alg][0] == kty)
+    for kty in ("RSA", "EC", "OKP")
+}
 #: Bounds on what a client may register or publish.
 MAX_KEYS = 20
 MAX_DOCUMENT_BYTES = 64 * 1024
-MIN_RSA_BITS = 2048
 #: The least time between two fetches of one URL for a kid the kept set lacks.
 REFETCH_INTERVAL = 10.0
 
@@ -79,7 +81,7 @@ def _prepare(jwk: Any, index: int) -> ClientKey:
         raise BadKeySet(f"{where}: 'kid' must be a string")
     if kid is not None:
         where = f"key {kid!r}"
-    private = [name for name in _PRIVATE_MEMBERS if name in jwk]
+    private = [name for name in PRIVATE_JWK_MEMBERS if name in jwk]
     if private:
         raise BadKeySet(
             f"{where} holds private key material ({', '.join(private)}): register the public "

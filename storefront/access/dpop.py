@@ -40,9 +40,10 @@ from urllib.parse import urlsplit
 
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
+from jwt.utils import base64url_encode
 from starlette.types import Scope
 
-from core.crypto import jwk_thumbprint
+from core.crypto import CLIENT_KEY_TYPES, MIN_RSA_BITS, PRIVATE_JWK_MEMBERS, jwk_thumbprint
 from core.errors import DPoPProofRefused
 from core.settings import Settings
 from storefront.access.replay import ReplayGuard
@@ -50,16 +51,6 @@ from storefront.access.replay import ReplayGuard
 #: The proof signing algorithms accepted (and advertised: dpop_signing_alg_values_supported).
 ALGORITHMS: tuple[str, ...] = ("ES256", "RS256", "PS256", "EdDSA")
 PROOF_TYPE = "dpop+jwt"
-#: The ``jwk`` key type (and curve) each algorithm takes.
-_KEY_TYPES: dict[str, tuple[str, str | None]] = {
-    "ES256": ("EC", "P-256"),
-    "RS256": ("RSA", None),
-    "PS256": ("RSA", None),
-    "EdDSA": ("OKP", "Ed25519"),
-}
-#: JWK members that only a private (or symmetric) key has (RFC 7518 §6).
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-MIN_RSA_BITS = 2048
 #: Proof headers (keys) remembered at once; the least recently used goes first.
 KEYS_MAX = 1024
 #: The longest ``jti`` taken (RFC 9449 asks for 96 random bits or more; this bounds the rest).
@@ -81,11 +72,7 @@ def request_path(scope: Scope) -> str:
 
 def token_hash(token: str) -> str:
     """``ath``: base64url(SHA-256(the access token's ASCII)), unpadded (RFC 9449 §4.2)."""
-    return _b64encode(hashlib.sha256(token.encode("ascii", "replace")).digest())
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return base64url_encode(hashlib.sha256(token.encode("ascii", "replace")).digest()).decode()
 
 
 def _b64decode(text: str) -> bytes:
@@ -148,7 +135,7 @@ class NonceClock:
 
     def _nonce(self, step: int) -> str:
         mac = hmac.new(self._key, step.to_bytes(8, "big", signed=True), hashlib.sha256)
-        return _b64encode(mac.digest()[:18])
+        return base64url_encode(mac.digest()[:18]).decode()
 
     def _refresh(self) -> tuple[str, str]:
         step = math.floor(self._clock() / self.period)
@@ -221,9 +208,9 @@ class DPoPVerifier:
         jwk = header.get("jwk")
         if not isinstance(jwk, dict):
             raise self._refuse("The DPoP proof's header must carry the public key as 'jwk'.")
-        if _PRIVATE_MEMBERS & jwk.keys():
+        if any(name in jwk for name in PRIVATE_JWK_MEMBERS):
             raise self._refuse("The DPoP proof's 'jwk' holds a private key: send the public key.")
-        kty, crv = _KEY_TYPES[algorithm]
+        kty, crv = CLIENT_KEY_TYPES[algorithm]
         if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
             wanted = kty if crv is None else f"{kty} {crv}"
             raise self._refuse(f"The DPoP proof's 'jwk' must be an {wanted} key for {algorithm}.")

@@ -116,7 +116,10 @@ def _most_depleted(decisions: list[Decision]) -> Decision | None:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=256)
 def parse_limit(text: str) -> RateLimitItem:
+    """One limit ("1000/month"); remembered, as ``uses_of`` asks for a key's refill on every
+    request of a use-counted key."""
     return parse(text)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import random
 import socket
@@ -48,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -245,7 +246,9 @@ def postgres_url(name: str) -> str:
 
 # --- scenarios ------------------------------------------------------------------------------
 
-Read = Callable[[Connection], Any]
+#: A read as the handler runs it: a unit of work (a function of a Connection, run with
+#: Database.read or .scan), or a read that runs its statement alone (a function of the Database).
+Read = Callable[[Connection], Any] | Callable[[Database], Awaitable[Any]]
 
 
 @dataclass
@@ -276,8 +279,8 @@ def product_list(**kwargs: Any) -> Read:
 
 
 def user_list(**kwargs: Any) -> Read:
-    def page(connection: Connection) -> Any:
-        return users.list_users(connection, limit=20, **kwargs)
+    async def page(db: Database) -> Any:
+        return await users.list_users(db, limit=20, **kwargs)
 
     return page
 
@@ -382,7 +385,10 @@ async def timed(
             products.forget_searches()
         start = time.perf_counter()
         try:
-            result = await run(work)
+            if inspect.iscoroutinefunction(work):
+                result = await work(db)
+            else:
+                result = await run(work)
         except SearchTooBroad:
             result = None
         if i:

@@ -112,7 +112,7 @@ async def create_product(body: Body) -> tuple[Body, int, dict[str, str]]:
 
 
 async def get_product(id_: str) -> tuple[Body | None, int, dict[str, str]]:
-    product = await services().db.read(product_records.get_product, product_id=id_)
+    product = await product_records.get_product(services().db, product_id=id_)
     headers = {"ETag": conditional.etag(product.version)}
     if conditional.not_modified(header("if-none-match"), product.version):
         return None, 304, headers

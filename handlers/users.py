@@ -65,8 +65,8 @@ def parse_user_cursor(parameter: str, cursor: str | None) -> UserKey | None:
 async def list_users(
     limit: int, offset: int, after: str | None = None, before: str | None = None
 ) -> tuple[list[Body], int, dict[str, str]]:
-    page = await services().db.read(
-        users.list_users,
+    page = await users.list_users(
+        services().db,
         limit=limit,
         offset=offset,
         after=parse_user_cursor("after", after),
@@ -98,7 +98,7 @@ async def create_user(body: Body) -> tuple[Body, int, dict[str, str]]:
 
 
 async def get_user(id_: str) -> tuple[Body | None, int, dict[str, str]]:
-    user = await services().db.read(users.get_user, user_id=id_)
+    user = await users.get_user(services().db, user_id=id_)
     # A 304 carries what the 200 would: the tag, and that it must not be stored.
     headers = {"ETag": conditional.etag(user.version)} | PRIVATE
     if conditional.not_modified(header("if-none-match"), user.version):

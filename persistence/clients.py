@@ -1,5 +1,5 @@
-"""OAuth clients and their API keys. Reads that serve requests take a Connection and return
-rows; the rest take a Session and never commit."""
+"""OAuth clients and their API keys. Reads that serve requests are one statement each, run
+alone (``Database.one``); the rest take a Session and never commit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.ids import new_id
-from persistence.db import PreparedQuery
+from persistence.db import Database, PreparedQuery
 from persistence.models import ApiKey, Client, utcnow
 
 #: Characters of a new API key kept to show it by: "sk_" and 8 of its random characters (48
@@ -156,17 +156,17 @@ def list_clients(session: Session) -> Sequence[Client]:
     return (session.scalars(select(Client).order_by(Client.created_at, Client.id))).all()
 
 
-def find_client(connection: Connection, *, client_id: str) -> ClientRow | None:
-    return _CLIENT_BY_ID.one(connection, client_id=client_id)
+async def find_client(db: Database, *, client_id: str) -> ClientRow | None:
+    return await db.one(_CLIENT_BY_ID, client_id=client_id)
 
 
 def find_client_by_name(session: Session, *, name: str) -> Client | None:
     return session.scalar(select(Client).where(Client.name == name).limit(1))
 
 
-def active_client_limit(connection: Connection, *, client_id: str) -> tuple[bool, str | None]:
+async def active_client_limit(db: Database, *, client_id: str) -> tuple[bool, str | None]:
     """Whether the client exists and is enabled, and its own rate limit (None: the default)."""
-    row = _STATUS_BY_ID.one(connection, client_id=client_id)
+    row = await db.one(_STATUS_BY_ID, client_id=client_id)
     if row is None:
         return False, None
     return row[0] is None, row[1]
@@ -317,11 +317,11 @@ def list_api_keys(session: Session, *, client_id: str | None = None) -> Sequence
     return session.scalars(query).all()
 
 
-def find_active_key(connection: Connection, *, digest: str) -> KeyRow | None:
+async def find_active_key(db: Database, *, digest: str) -> KeyRow | None:
     """The unrevoked key with this digest and its enabled client: ``key_id``, ``client_id``,
     ``scopes``, ``rate_limit``, and ``expires_at``, which the caller compares with the time
     (an expired key is found: it is refused as expired, not as unknown)."""
-    return _ACTIVE_KEY_BY_DIGEST.one(connection, digest=digest)
+    return await db.one(_ACTIVE_KEY_BY_DIGEST, digest=digest)
 
 
 def record_key_use(session: Session, *, key_id: str, now: datetime) -> bool:

@@ -1,6 +1,6 @@
-"""One product at a time, as the HTTP API reads and writes it (``/products/{id}``). Reads take
-a Connection; writes take a Session and never commit. The catalogue's lists, searches and
-imports are ``persistence.products``'.
+"""One product at a time, as the HTTP API reads and writes it (``/products/{id}``). A read is
+one statement run alone (``Database.one``); writes take a Session and never commit. The
+catalogue's lists, searches and imports are ``persistence.products``'.
 
 Counts, the category counters and the catalogue version that remembered searches are keyed on
 are kept by the database's triggers (migrations 0003, 0004, 0006) in the transaction of each
@@ -12,13 +12,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from core.errors import ProductNotFound, ProductTaken
 from core.ids import new_id
 from persistence import idempotency
-from persistence.db import PreparedQuery
+from persistence.db import Database, PreparedQuery
 from persistence.models import Product
 from persistence.rows import Precondition, storable_id
 
@@ -62,8 +62,10 @@ def record(product: Product) -> ProductRecord:
     )
 
 
-def get_product(connection: Connection, *, product_id: str) -> ProductRecord:
-    row = _BY_ID.one(connection, product_id=product_id) if storable_id(product_id) else None
+async def get_product(db: Database, *, product_id: str) -> ProductRecord:
+    row: ProductRecord | None = None
+    if storable_id(product_id):
+        row = await db.one(_BY_ID, product_id=product_id)
     if row is None:
         raise ProductNotFound()
     return row

@@ -1,5 +1,5 @@
-"""Users: queries only. Reads take a Connection and return rows; writes take a Session and
-never commit."""
+"""Users: queries only. Reads take a Connection and return rows (or, those that are one
+statement run alone, the Database: ``Database.one``); writes take a Session and never commit."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from core.ids import new_id
 from persistence import idempotency
 from persistence._constraints import violates
 from persistence.counts import table_total, table_total_column
-from persistence.db import PreparedQuery
+from persistence.db import Database, PreparedQuery
 from persistence.models import User, utcnow
 from persistence.paging import Page, read_page
 from persistence.rows import Precondition, storable_id
@@ -81,8 +81,10 @@ _PAGE = PreparedQuery(
 )
 
 
-def get_user(connection: Connection, *, user_id: str) -> PublicUser:
-    row = _BY_ID.one(connection, user_id=user_id) if storable_id(user_id) else None
+async def get_user(db: Database, *, user_id: str) -> PublicUser:
+    row: PublicUser | None = None
+    if storable_id(user_id):
+        row = await db.one(_BY_ID, user_id=user_id)
     if row is None:
         raise UserNotFound()
     return row
@@ -92,8 +94,8 @@ def get_user(connection: Connection, *, user_id: str) -> PublicUser:
 UserKey = tuple[datetime, str]
 
 
-def list_users(
-    connection: Connection,
+async def list_users(
+    db: Database,
     *,
     limit: int,
     offset: int = 0,
@@ -103,16 +105,28 @@ def list_users(
     """A page of users oldest first, by offset or after/before a key (``persistence.paging``);
     every form walks ``ix_users_created_at_id``. The total is the users counter."""
     if after is None and before is None:
-        # The common request (a first page, or an offset page): one prepared statement that
-        # reads the users counter beside the rows. A page past the end has no row to carry it.
-        fetched = _PAGE.all(connection, limit=limit + 1, offset=offset)
+        # The common request (a first page, or an offset page): one prepared statement, run
+        # alone, that reads the users counter beside the rows. A page past the end has no row
+        # to carry it.
+        fetched = await db.all(_PAGE, limit=limit + 1, offset=offset)
         counted = fetched[0][1] if fetched else None
         return Page(
             rows=[user for user, _ in fetched[:limit]],
-            total=table_total(connection, User) if counted is None else int(counted),
+            total=await db.read(table_total, User) if counted is None else int(counted),
             has_next=len(fetched) > limit,
             has_prev=offset > 0,
         )
+    return await db.read(_list_users_by_key, limit=limit, offset=offset, after=after, before=before)
+
+
+def _list_users_by_key(
+    connection: Connection,
+    *,
+    limit: int,
+    offset: int,
+    after: UserKey | None,
+    before: UserKey | None,
+) -> Page[UserRow]:
     total = table_total(connection, User)
     return read_page(
         connection,

@@ -92,7 +92,7 @@ async def authenticate(
         raise _refused("The client assertion's 'kid' header is not a string.", claimed)
     client = None
     if "\x00" not in claimed:  # no client id holds NUL; PostgreSQL rejects it
-        client = await svc.db.read(clients.find_client, client_id=claimed)
+        client = await clients.find_client(svc.db, client_id=claimed)
     if client is None or client.disabled_at is not None:
         raise _refused("Client authentication failed.", claimed)
     if not client.has_keys:

@@ -86,7 +86,7 @@ async def _from_api_key(
     digest = services.digester.digest(api_key)
     found = await services.api_keys.get(
         digest,
-        lambda: services.db.read(clients.find_active_key, digest=digest),
+        lambda: clients.find_active_key(services.db, digest=digest),
         keep=lambda row: row is not None,  # only keys that exist: no memory for guesses
     )
     if found is None:
@@ -189,7 +189,7 @@ async def _from_token(
     # client stops its tokens long before they expire.
     client_id = claims["sub"]
     active, own_limit = await services.client_status.get(
-        client_id, lambda: services.db.read(clients.active_client_limit, client_id=client_id)
+        client_id, lambda: clients.active_client_limit(services.db, client_id=client_id)
     )
     if not active:
         raise refused("The client of this access token is disabled.")

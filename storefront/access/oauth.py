@@ -206,7 +206,7 @@ async def authenticate_client(
         )
     client = None
     if "\x00" not in creds.client_id:  # no client id holds NUL; PostgreSQL rejects it
-        client = await svc.db.read(clients.find_client, client_id=creds.client_id)
+        client = await clients.find_client(svc.db, client_id=creds.client_id)
     secret_ok = _secret_matches(svc, client, creds.client_secret)
     if client is None or not secret_ok or client.disabled_at is not None:
         raise OAuthError(

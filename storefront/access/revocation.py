@@ -83,7 +83,7 @@ async def introspect(
         return INACTIVE
     owner = str(claims["client_id"])
     active, _ = await svc.client_status.get(
-        owner, lambda: svc.db.read(clients.active_client_limit, client_id=owner)
+        owner, lambda: clients.active_client_limit(svc.db, client_id=owner)
     )
     if not active:
         return INACTIVE

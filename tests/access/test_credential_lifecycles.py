@@ -114,9 +114,9 @@ def test_a_cached_key_does_not_outlive_its_expiry(
     loads: list[str] = []
     original = clients.find_active_key
 
-    def counting(connection: Any, *, digest: str) -> clients.KeyRow | None:
+    async def counting(db: Any, *, digest: str) -> clients.KeyRow | None:
         loads.append(digest)
-        return original(connection, digest=digest)
+        return await original(db, digest=digest)
 
     monkeypatch.setattr(clients, "find_active_key", counting)
     key = make_api_key(client.client_id, timedelta(hours=1))

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Connection
 
 from core.crypto import SecretDigester
 from core.settings import Settings
@@ -15,7 +14,6 @@ from persistence import clients
 from persistence.db import Database
 from persistence.models import utcnow
 from storefront import admin
-from tests.helpers import in_transaction
 
 
 def test_last_use_is_written_at_most_once_a_minute(
@@ -55,10 +53,14 @@ def test_a_rotation_keeps_one_previous_secret_for_the_grace(
         lambda s: admin.rotate_client_secret(s, digester, client_id=client.client_id, grace=grace),
     )
 
-    def row(connection: Connection) -> clients.ClientRow | None:
-        return clients.find_client(connection, client_id=client.client_id)
+    async def row() -> clients.ClientRow | None:
+        db = Database.from_settings(settings)
+        try:
+            return await clients.find_client(db, client_id=client.client_id)
+        finally:
+            await db.dispose()
 
-    found = in_transaction(settings.database_url, row)
+    found = asyncio.run(row())
     assert found is not None
     assert found.secret_digest == digester.digest(second.client_secret)
     if grace:
@@ -99,7 +101,7 @@ def test_prepared_reads_return_the_lifecycle_columns(
     async def read() -> clients.KeyRow | None:
         db = Database.from_settings(settings)
         try:
-            return await db.read(clients.find_active_key, digest=digester.digest(key.api_key))
+            return await clients.find_active_key(db, digest=digester.digest(key.api_key))
         finally:
             await db.dispose()
 

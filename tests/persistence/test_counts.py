@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from persistence import products
-from persistence.counts import catalogue_version, category_total
+from persistence.counts import catalogue_version, category_total, table_total
+from persistence.models import User
 from persistence.products import ProductData, count_products, upsert_products
-from persistence.users import list_users
 from tests.helpers import in_transaction
 
 
@@ -157,7 +157,7 @@ def test_totals_read_the_counters(database_url: str) -> None:
             count_products(connection, category="GARDEN"),
             count_products(connection, category="Garden", search="one"),
             category_total(connection, "Nowhere"),
-            list_users(connection, limit=1).total,
+            table_total(connection, User),
         )
 
     assert in_transaction(database_url, totals) == (41, 5, 1, 0, 7)

@@ -1178,11 +1178,6 @@ DOCUMENTED: tuple[Documented, ...] = (
         "https://redis.readthedocs.io/en/stable/examples/asyncio_examples.html#Sentinel-Client",
     ),
     Documented(
-        "redis.asyncio:Redis",
-        ("register_script",),
-        "https://redis.readthedocs.io/en/stable/lua_scripting.html",
-    ),
-    Documented(
         "redis.commands.core:CoreCommands",
         _ALL,
         "https://redis.readthedocs.io/en/stable/commands.html",

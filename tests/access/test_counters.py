@@ -116,6 +116,35 @@ def test_on_redis_a_charge_is_one_round_trip_on_limits_own_key(redis_store: str)
     assert count == 2
 
 
+def test_on_redis_a_script_the_server_forgot_is_loaded_again(redis_store: str) -> None:
+    """A Redis restarted or failed over knows no script: the decision loads it once (NOSCRIPT,
+    SCRIPT LOAD, EVALSHA) and counts as before; the next is one EVALSHA again."""
+    import redis
+
+    limiter = _limiter(redis_store)
+
+    async def main() -> list[int]:
+        try:
+            remaining = []
+            for flush in (False, True, False):
+                if flush:
+                    redis.Redis.from_url(redis_store).script_flush()
+                with redis_commands(redis_store, limiter.key_prefix) as seen:
+                    decision = await limiter.charge(kind="key", ident="key_1", override=None)
+                sent.append([command.split()[0].upper() for command in seen])
+                assert decision is not None
+                remaining.append(decision.remaining)
+            return remaining
+        finally:
+            await limiter.close()
+
+    sent: list[list[str]] = []
+    assert asyncio.run(main()) == [4, 3, 2]
+    # (The SCRIPT LOAD between them names no key, so redis_commands leaves it out.)
+    assert sent[1] == ["EVALSHA", "EVALSHA"], sent
+    assert sent[2] == ["EVALSHA"], sent
+
+
 def test_on_redis_both_failure_budgets_are_one_round_trip(redis_store: str) -> None:
     limiter = _limiter(redis_store)
 

@@ -536,10 +536,11 @@ class Limiter:
         self._sentinel: Sentinel | None = None
         if self.shared:
             # Our own pool, so that shutdown can close its connections (limits has no close()).
-            # Connecting is bounded here; each call as a whole by _guard (asyncio.timeout):
-            # a socket_timeout would bound each read with asyncio.wait_for, which makes a task
-            # per read (a tenth of the call's CPU).
-            timeouts = {"socket_connect_timeout": STORE_TIMEOUT}
+            # Connecting is bounded here; each call as a whole by _guard (asyncio.timeout), or
+            # the replay store's and check()'s own. No socket_timeout: it bounds each write
+            # with asyncio.wait_for, a task per command, and each read with a timeout of its
+            # own (about a tenth of a decision's CPU). redis-py 8 sets it to 5 s unless told.
+            timeouts = {"socket_connect_timeout": STORE_TIMEOUT, "socket_timeout": None}
             if storage_url.startswith("redis+sentinel:"):
                 self._sentinel, self._pool = sentinel_pool(storage_url, **timeouts)
                 # limits' plain Redis storage over that pool: the URL below only picks the

@@ -437,7 +437,7 @@ class _Scripted:
         self._source = source
         self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, keys: list[str], args: list[int]) -> Any:
+    async def __call__(self, keys: list[bytes], args: list[bytes]) -> Any:
         try:
             return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
         except self._unknown:
@@ -483,12 +483,16 @@ class Counters:
             return looked, counted, True
         from redis.exceptions import RedisError
 
-        keys = [self._prefix + key for key, _ in look] + [self._prefix + key for key, _, _ in count]
-        args = [len(look)]
+        # As bytes: redis-py passes bytes through, and runs every str and int through four
+        # type checks and an encode of its own (a tenth of a token request's Redis CPU).
+        prefix = self._prefix
+        keys = [(prefix + key).encode() for key, _ in look]
+        keys += [(prefix + key).encode() for key, _, _ in count]
+        args = [b"%d" % len(look)]
         for _, limit in look:
-            args += [limit, 0]
+            args += [b"%d" % limit, b"0"]
         for _, limit, window in count:
-            args += [limit, window]
+            args += [b"%d" % limit, b"%d" % window]
         try:
             flat = await self._decide(keys=keys, args=args)
         except RedisError as exc:

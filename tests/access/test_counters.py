@@ -134,7 +134,7 @@ def test_on_redis_a_script_the_server_does_not_know_is_loaded_once(redis_store: 
             counts = []
             for _ in range(2):
                 with redis_commands(redis_store, mark) as seen:
-                    counts.append(int(await script([f"{mark}:n"], [])))
+                    counts.append(int(await script([f"{mark}:n".encode()], [])))
                 sent.append([command.split()[0].strip("'\"").upper() for command in seen])
             return counts
         finally:

@@ -11,10 +11,12 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.exceptions import InvalidSignature
+from jwt.algorithms import get_default_algorithms
 
 from core.errors import DPoPProofRefused
 from core.settings import Settings
-from storefront.access.dpop import KEYS_MAX, DPoPVerifier, NonceClock
+from storefront.access.dpop import ALGORITHMS, KEYS_MAX, DPoPVerifier, NonceClock, _verifier
 from storefront.access.replay import ReplayGuard
 from storefront.app import create_app
 from tests.dpop_client import DPoPKey
@@ -95,6 +97,35 @@ def test_the_key_cache_is_bounded_and_holds_only_keys_whose_proofs_verified() ->
     v._keys.update({str(n): v._keys[next(iter(v._keys))] for n in range(KEYS_MAX)})
     check(v, DPoPKey("EdDSA").proof("GET", URL))
     assert len(v._keys) == KEYS_MAX
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_a_signature_is_checked_as_pyjwt_checks_it(alg: str) -> None:
+    """The check made once per key (cryptography, its padding and hash objects made once)
+    takes and refuses exactly what PyJWT's algorithm does."""
+    algorithm = get_default_algorithms()[alg]
+    client = DPoPKey(alg)
+    public = algorithm.from_jwk(client.public_jwk)
+    verify = _verifier(alg, public)
+    data = b"eyJ0eXAiOiJkcG9wK2p3dCJ9.eyJqdGkiOiJ4In0"
+    good = algorithm.sign(data, client.private)
+    cases = [
+        (good, data),
+        (good, data + b"x"),  # another message
+        (algorithm.sign(data, DPoPKey(alg).private), data),  # another key
+        (good[:-1], data),  # a byte short
+        (good + b"\0", data),  # a byte long
+        (bytes(len(good)), data),  # zeros: r = s = 0 for ECDSA
+        (b"", data),
+    ]
+    for signature, message in cases:
+        try:
+            verify(signature, message)
+            taken = True
+        except InvalidSignature:
+            taken = False
+        assert taken == algorithm.verify(message, public, signature), (signature, message)
+    assert sum(algorithm.verify(m, public, sig) for sig, m in cases) == 1
 
 
 def test_nonces_rotate_with_the_period_and_the_previous_one_still_counts() -> None:

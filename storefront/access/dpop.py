@@ -27,8 +27,8 @@ cryptography directly, as PyJWT's algorithms check it (the same padding, hash an
 
 from __future__ import annotations
 
-import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -76,19 +76,36 @@ def request_path(scope: Scope) -> str:
     return raw.decode("latin-1") if raw else str(scope["path"])
 
 
+@functools.lru_cache(maxsize=KEYS_MAX)
 def token_hash(token: str) -> str:
-    """``ath``: base64url(SHA-256(the access token's ASCII)), unpadded (RFC 9449 §4.2)."""
+    """``ath``: base64url(SHA-256(the access token's ASCII)), unpadded (RFC 9449 §4.2).
+    Remembered: a client sends the same token, with a new proof, until it expires."""
     return base64url_encode(hashlib.sha256(token.encode("ascii", "replace")).digest()).decode()
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64decode(text: str) -> bytes:
+    """base64url, unpadded; as ``base64.urlsafe_b64decode`` decodes it (a non-ASCII text is
+    a ValueError, characters outside the alphabet are skipped), without its layers."""
     if "=" in text:
         raise ValueError("padded")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = text.encode("ascii").translate(_URLSAFE)
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+
+
+_decode_json = json.JSONDecoder().decode
 
 
 def _json_object(segment: str) -> dict[str, Any]:
-    value = json.loads(_b64decode(segment))
+    raw = _b64decode(segment)
+    # An object in UTF-8, as every proof's is (json.detect_encoding's answer for a first byte
+    # "{" and a second one not zero): decoded as json.loads would, without its layers.
+    if raw[:1] == b"{" and raw[1:2] != b"\0":
+        value = _decode_json(raw.decode("utf-8", "surrogatepass"))
+    else:
+        value = json.loads(raw)
     if not isinstance(value, dict):
         raise ValueError("not an object")
     return value

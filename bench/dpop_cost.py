@@ -70,9 +70,11 @@ def bound_token(base: str, client: dict[str, str], key: DPoPKey) -> str:
     return token
 
 
-def dpop_script(directory: Path, key: DPoPKey, token: str, count: int) -> Path:
-    """A wrk script sending ``count`` new proofs, one per request, in order."""
-    url = f"{PUBLIC}/users/{USER_ID}"
+def dpop_script(
+    directory: Path, key: DPoPKey, token: str, count: int, path: str = f"/users/{USER_ID}"
+) -> Path:
+    """A wrk script sending ``count`` new proofs to GET ``path``, one per request, in order."""
+    url = f"{PUBLIC}{path}"
     proofs = directory / "proofs.txt"
     proofs.write_text("\n".join(key.proof("GET", url, token=token) for _ in range(count)) + "\n")
     source = f"""
@@ -82,7 +84,7 @@ local authorization = {lua_string(f"DPoP {token}")}
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", {lua_string(f"/users/{USER_ID}")},
+  return wrk.format("GET", {lua_string(path)},
     {{["Authorization"] = authorization, ["DPoP"] = proofs[n]}})
 end
 """

@@ -9,6 +9,7 @@ code more than C code, so read the shares, not the absolute microseconds.
     .venv/bin/python bench/profile_request.py                      # GET /users/{id}, 5 s
     .venv/bin/python bench/profile_request.py --seconds 8 --path '/users?limit=20'
     .venv/bin/python bench/profile_request.py --token     # POST /auth/token (client_credentials)
+    .venv/bin/python bench/profile_request.py --dpop ES256   # a DPoP-bound token, a proof each
     .venv/bin/python bench/profile_request.py --engine postgresql   # PostgreSQL + Redis
 
 ``--engine postgresql`` serves a database of its own on the PostgreSQL of
@@ -76,6 +77,11 @@ def main() -> None:
     parser.add_argument(
         "--token", action="store_true", help="profile POST /auth/token instead of a GET"
     )
+    parser.add_argument(
+        "--dpop",
+        choices=["ES256", "EdDSA", "RS256", "PS256"],
+        help="send a DPoP-bound token and a new proof of this algorithm per request",
+    )
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()
     with contextlib.ExitStack() as stores:
@@ -94,6 +100,10 @@ def profile_one(args: argparse.Namespace, stores: contextlib.ExitStack) -> None:
         redis_url = stores.enter_context(cp.redis_server(directory))
         url = stores.enter_context(cp.postgres_database(f"sf_profile_{os.getpid()}"))
         env, _ = cp.seed_project_postgres(directory, url, redis_url)
+    if args.dpop:
+        import dpop_cost
+
+        env["STOREFRONT_PUBLIC_URL"] = dpop_cost.PUBLIC
     os.environ.update(env)
     from storefront.app import create_app_from_env
 
@@ -117,10 +127,25 @@ def profile_one(args: argparse.Namespace, stores: contextlib.ExitStack) -> None:
             )
             script = cp.write_script(directory, "token", cp.token_lua(form))
             target = cp.Load(f"{base}/auth/token", script=script)
+        elif args.dpop:
+            import dpop_cost
+
+            key = dpop_cost.DPoPKey(args.dpop)
+            token = dpop_cost.bound_token(base, cp.create_client(env, "read"), key)
+            # A new proof per request (each wrk run starts its list again: two lists), for
+            # the unprofiled warm-up's pace.
+            loads = []
+            for name, seconds in (("warm", 2), ("run", args.seconds)):
+                (directory / name).mkdir()
+                script = dpop_cost.dpop_script(
+                    directory / name, key, token, 5000 * seconds, path=args.path
+                )
+                loads.append(cp.Load(base + args.path, script=script))
+            warmup, target = loads
         else:
             token = cp.project_token(env, base)
             target = cp.Load(base + args.path, {"Authorization": f"Bearer {token}"})
-        cp.wrk(target, 2)  # warm up, unprofiled
+        cp.wrk(warmup if args.dpop else target, 2)  # warm up, unprofiled
         warm.set()
         result.append(cp.wrk(target, args.seconds))
         server.should_exit = True
@@ -140,6 +165,8 @@ def profile_one(args: argparse.Namespace, stores: contextlib.ExitStack) -> None:
     uvloop.run(serve())
     run = result[0]
     what = "POST /auth/token" if args.token else f"GET {args.path}"
+    if args.dpop:
+        what += f" with DPoP ({args.dpop} proofs)"
     print(f"{what}: {run.rps:.0f} req/s under the profiler, p50 {run.p50_ms} ms")
     report(pstats.Stats(profile), run.requests, args.top)
 

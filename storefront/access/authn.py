@@ -8,6 +8,7 @@ proof). Each returns the token info Connexion stores as ``context["token_info"]`
 
 from __future__ import annotations
 
+import functools
 import hmac
 from typing import Any
 
@@ -201,10 +202,20 @@ async def _from_token(
     return {"sub": claims["sub"], "scope": claims["scope"].split(), "key_id": None}
 
 
+#: Pairs of (required, held) scopes remembered: operations' requirements and clients' scope
+#: sets are few, and every request of every scheme asks.
+SCOPE_ANSWERS_MAX = 1024
+
+
+@functools.lru_cache(maxsize=SCOPE_ANSWERS_MAX)
+def _satisfied(required: tuple[str, ...], held: tuple[str, ...]) -> bool:
+    return not scopes.missing(required, held)
+
+
 def validate_scope(required_scopes: list[str], token_scopes: list[str]) -> bool:
     """Whether the credential's scopes satisfy every scope the operation names
     (``core.scopes``: ``read`` satisfies ``users:read``, ``write`` satisfies ``users:write``)."""
-    return not scopes.missing(required_scopes, token_scopes)
+    return _satisfied(tuple(required_scopes), tuple(token_scopes))
 
 
 async def dpop_info(token: str, request: ConnexionRequest) -> dict[str, Any]:

@@ -20,13 +20,15 @@ remembered across instances (``storefront.access.replay``, the rate-limit store)
 The cost per request is one signature verification and one replay look-up: a proof's header
 (the client's key) is parsed, its key prepared and its thumbprint computed once, then kept in
 a small LRU by the header's text, which a client repeats byte for byte. Only headers whose
-proof verified are kept, so made-up keys cannot fill it.
+proof verified are kept, so made-up keys cannot fill it. The signature is checked with
+cryptography directly, as PyJWT's algorithms check it (the same padding, hash and raw
+``r || s`` ECDSA signatures), without building the padding and hash objects every time.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -38,6 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 from jwt.utils import base64url_encode
@@ -70,32 +76,82 @@ def request_path(scope: Scope) -> str:
     return raw.decode("latin-1") if raw else str(scope["path"])
 
 
+@functools.lru_cache(maxsize=KEYS_MAX)
 def token_hash(token: str) -> str:
-    """``ath``: base64url(SHA-256(the access token's ASCII)), unpadded (RFC 9449 §4.2)."""
+    """``ath``: base64url(SHA-256(the access token's ASCII)), unpadded (RFC 9449 §4.2).
+    Remembered: a client sends the same token, with a new proof, until it expires."""
     return base64url_encode(hashlib.sha256(token.encode("ascii", "replace")).digest()).decode()
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64decode(text: str) -> bytes:
+    """base64url, unpadded; as ``base64.urlsafe_b64decode`` decodes it (a non-ASCII text is
+    a ValueError, characters outside the alphabet are skipped), without its layers."""
     if "=" in text:
         raise ValueError("padded")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = text.encode("ascii").translate(_URLSAFE)
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+
+
+_decode_json = json.JSONDecoder().decode
 
 
 def _json_object(segment: str) -> dict[str, Any]:
-    value = json.loads(_b64decode(segment))
+    raw = _b64decode(segment)
+    # An object in UTF-8, as every proof's is (json.detect_encoding's answer for a first byte
+    # "{" and a second one not zero): decoded as json.loads would, without its layers.
+    if raw[:1] == b"{" and raw[1:2] != b"\0":
+        value = _decode_json(raw.decode("utf-8", "surrogatepass"))
+    else:
+        value = json.loads(raw)
     if not isinstance(value, dict):
         raise ValueError("not an object")
     return value
 
 
+#: How each algorithm's signature is checked (RFC 7518 §3.3-3.5, RFC 8037 §3.1), as PyJWT's
+#: algorithms do it: made once, not on every proof.
+_ECDSA_SHA256 = ec.ECDSA(SHA256())
+_PKCS1 = padding.PKCS1v15()
+_PSS = padding.PSS(mgf=padding.MGF1(SHA256()), salt_length=SHA256.digest_size)
+_SHA256 = SHA256()
+
+
+def _verifier(algorithm: str, key: Any) -> Callable[[bytes, bytes], None]:
+    """``verify(signature, signing_input)`` for a public key of ``algorithm``: raises
+    InvalidSignature unless the signature is the key's over the input."""
+    if algorithm == "ES256":
+        check = key.verify
+
+        def verify_es256(signature: bytes, data: bytes) -> None:
+            # JWS carries r || s, 32 bytes each; cryptography takes DER (RFC 7518 §3.4).
+            if len(signature) != 64:
+                raise InvalidSignature()
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            check(encode_dss_signature(r, s), data, _ECDSA_SHA256)
+
+        return verify_es256
+    if algorithm in ("RS256", "PS256"):
+        check, scheme = key.verify, _PKCS1 if algorithm == "RS256" else _PSS
+
+        def verify_rsa(signature: bytes, data: bytes) -> None:
+            check(signature, data, scheme, _SHA256)
+
+        return verify_rsa
+    assert algorithm == "EdDSA"
+    eddsa: Callable[[bytes, bytes], None] = key.verify
+    return eddsa
+
+
 @dataclass(frozen=True, slots=True)
 class ProofKey:
-    """A proof header's key, prepared: its algorithm, PyJWT's implementation and key
-    object, and its thumbprint."""
+    """A proof header's key, prepared: its algorithm, the check of its signatures
+    (``_verifier``), and its thumbprint."""
 
     algorithm: str
-    verify: Callable[[bytes, Any, bytes], bool]
-    key: Any
+    verify: Callable[[bytes, bytes], None]
     jkt: str
 
 
@@ -214,15 +270,14 @@ class DPoPVerifier:
         if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
             wanted = kty if crv is None else f"{kty} {crv}"
             raise self._refuse(f"The DPoP proof's 'jwk' must be an {wanted} key for {algorithm}.")
-        impl = self._implementations[algorithm]
         try:
-            key = impl.from_jwk(jwk)
+            key = self._implementations[algorithm].from_jwk(jwk)
             jkt = jwk_thumbprint(jwk)
         except (InvalidKeyError, ValueError, KeyError, TypeError):
             raise self._refuse("The DPoP proof's 'jwk' is not a valid public key.") from None
         if kty == "RSA" and key.key_size < MIN_RSA_BITS:
             raise self._refuse(f"The DPoP proof's RSA key must have {MIN_RSA_BITS} bits or more.")
-        return ProofKey(algorithm, impl.verify, key, jkt)
+        return ProofKey(algorithm, _verifier(algorithm, key), jkt)
 
     async def check(
         self,
@@ -264,8 +319,12 @@ class DPoPVerifier:
         except (ValueError, binascii.Error):
             raise self._refuse("The DPoP proof's signature is not base64url.") from None
         signing_input = f"{header_segment}.{payload_segment}".encode("ascii", "replace")
-        if not prepared.verify(signing_input, prepared.key, signature):
-            raise self._refuse("The DPoP proof's signature does not verify with its 'jwk'.")
+        try:
+            prepared.verify(signature, signing_input)
+        except InvalidSignature:
+            raise self._refuse(
+                "The DPoP proof's signature does not verify with its 'jwk'."
+            ) from None
         if remembered is None:
             self._keys[header_segment] = prepared
             while len(self._keys) > KEYS_MAX:

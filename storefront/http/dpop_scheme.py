@@ -36,15 +36,17 @@ class DPoPSecurityHandler:
     ) -> Callable[[ConnexionRequest], Any]:
         info = _function(security_scheme[INFO_FUNC])
 
-        async def verify(request: ConnexionRequest) -> Any:
+        def verify(request: ConnexionRequest) -> Any:
+            # Not a coroutine function: "not mine" is answered without making a coroutine,
+            # and Connexion awaits what it returns when that is one (the security function's).
             # Straight from the scope (lower-case names): the request's header map costs more.
-            field = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
-            if field is None:
-                return NO_VALUE
-            scheme, _, token = field.partition(b" ")
-            if scheme.lower() != _SCHEME:
-                return NO_VALUE
-            return await info(token.strip().decode("latin-1"), request)
+            for name, field in request.scope["headers"]:
+                if name == b"authorization":
+                    scheme, _, token = field.partition(b" ")
+                    if scheme.lower() != _SCHEME:
+                        return NO_VALUE
+                    return info(token.strip().decode("latin-1"), request)
+            return NO_VALUE
 
         return verify
 

@@ -11,10 +11,19 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.exceptions import InvalidSignature
+from jwt.algorithms import get_default_algorithms
 
 from core.errors import DPoPProofRefused
 from core.settings import Settings
-from storefront.access.dpop import KEYS_MAX, DPoPVerifier, NonceClock
+from storefront.access.dpop import (
+    ALGORITHMS,
+    KEYS_MAX,
+    DPoPVerifier,
+    NonceClock,
+    _verifier,
+    token_hash,
+)
 from storefront.access.replay import ReplayGuard
 from storefront.app import create_app
 from tests.dpop_client import DPoPKey
@@ -95,6 +104,69 @@ def test_the_key_cache_is_bounded_and_holds_only_keys_whose_proofs_verified() ->
     v._keys.update({str(n): v._keys[next(iter(v._keys))] for n in range(KEYS_MAX)})
     check(v, DPoPKey("EdDSA").proof("GET", URL))
     assert len(v._keys) == KEYS_MAX
+
+
+def test_a_remembered_key_checks_every_signature_and_is_no_other_key() -> None:
+    v, key, other = verifier(), DPoPKey(), DPoPKey()
+    assert check(v, key.proof("GET", URL)) == key.thumbprint
+    assert len(v._keys) == 1
+    # key's header (remembered), other's signature: refused as it would be uncached.
+    good, by_other = key.proof("GET", URL), other.proof("GET", URL)
+    forged = good[: good.rindex(".")] + by_other[by_other.rindex(".") :]
+    assert "does not verify" in refusal(v, forged).message
+    assert "does not verify" in refusal(verifier(), forged).message
+    # Another key, with a header of its own, is that key.
+    assert check(v, other.proof("GET", URL)) == other.thumbprint
+    assert check(v, key.proof("GET", URL)) == key.thumbprint
+    assert len(v._keys) == 2
+
+
+def test_a_refused_key_is_refused_every_time_and_never_remembered() -> None:
+    v, key = verifier(), DPoPKey()
+    weak = DPoPKey("RS256")
+    refused = {
+        "private": key.proof("GET", URL, header={"jwk": {**key.public_jwk, "d": "AAAA"}}),
+        "must be an EC P-256 key": key.proof("GET", URL, header={"jwk": weak.public_jwk}),
+    }
+    for message, proof in refused.items():
+        for _ in range(2):
+            assert message in refusal(v, proof).message
+    assert len(v._keys) == 0
+
+
+def test_ath_is_remembered_per_token_in_a_bounded_cache() -> None:
+    assert token_hash("a.b.c") == "hF4wRIgJ4ryJWOsCW_x5UjXROwd6U9DDq70jhRcNybg"
+    assert token_hash("a.b.d") != token_hash("a.b.c")
+    assert token_hash.cache_info().maxsize == KEYS_MAX
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_a_signature_is_checked_as_pyjwt_checks_it(alg: str) -> None:
+    """The check made once per key (cryptography, its padding and hash objects made once)
+    takes and refuses exactly what PyJWT's algorithm does."""
+    algorithm = get_default_algorithms()[alg]
+    client = DPoPKey(alg)
+    public = algorithm.from_jwk(client.public_jwk)
+    verify = _verifier(alg, public)
+    data = b"eyJ0eXAiOiJkcG9wK2p3dCJ9.eyJqdGkiOiJ4In0"
+    good = algorithm.sign(data, client.private)
+    cases = [
+        (good, data),
+        (good, data + b"x"),  # another message
+        (algorithm.sign(data, DPoPKey(alg).private), data),  # another key
+        (good[:-1], data),  # a byte short
+        (good + b"\0", data),  # a byte long
+        (bytes(len(good)), data),  # zeros: r = s = 0 for ECDSA
+        (b"", data),
+    ]
+    for signature, message in cases:
+        try:
+            verify(signature, message)
+            taken = True
+        except InvalidSignature:
+            taken = False
+        assert taken == algorithm.verify(message, public, signature), (signature, message)
+    assert sum(algorithm.verify(m, public, sig) for sig, m in cases) == 1
 
 
 def test_nonces_rotate_with_the_period_and_the_previous_one_still_counts() -> None:

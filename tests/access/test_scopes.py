@@ -163,3 +163,15 @@ def test_a_token_asked_for_a_narrower_scope(api: TestClient, make_client: MakeCl
     assert_forbidden(api.get("/products", headers=headers), "products:read", "users:read")
     user = {"name": "A", "email": "a@example.com", "password": PASSWORD}
     assert_forbidden(api.post("/users", headers=headers, json=user), "users:write", "users:read")
+
+
+def test_validate_scope_answers_as_core_scopes_and_remembers_a_bounded_number() -> None:
+    from core import scopes
+    from storefront.access.authn import SCOPE_ANSWERS_MAX, _satisfied, validate_scope
+
+    held_sets = [[], ["read"], ["write"], ["users:read"], ["read", "write"], ["products:write"]]
+    for required in (["users:read"], ["users:write"], ["read"], ["products:read", "users:read"]):
+        for held in held_sets:
+            for _ in range(2):  # answered, then remembered: the same answer
+                assert validate_scope(required, held) == (not scopes.missing(required, held))
+    assert _satisfied.cache_info().maxsize == SCOPE_ANSWERS_MAX

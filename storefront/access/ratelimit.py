@@ -541,10 +541,12 @@ class Limiter:
         if self.shared:
             # Our own pool, so that shutdown can close its connections (limits has no close()).
             # Connecting is bounded here; each call as a whole by _guard (asyncio.timeout), or
-            # the replay store's and check()'s own. No socket_timeout: it bounds each write
-            # with asyncio.wait_for, a task per command, and each read with a timeout of its
-            # own (about a tenth of a decision's CPU). redis-py 8 sets it to 5 s unless told.
-            timeouts = {"socket_connect_timeout": STORE_TIMEOUT, "socket_timeout": None}
+            # the replay store's and check()'s own. redis-py's own socket_timeout (5 s in
+            # redis-py 8) is kept although it wraps each write in asyncio.wait_for (a task per
+            # command): without it a token request cost about 5% less CPU on PostgreSQL +
+            # Redis, but its p99 rose from 2.0-2.2x p50 to 2.8-3.1x (bisected on 2026-12-07,
+            # bench/compare_peers.py; why is not known yet).
+            timeouts = {"socket_connect_timeout": STORE_TIMEOUT}
             if storage_url.startswith("redis+sentinel:"):
                 self._sentinel, self._pool = sentinel_pool(storage_url, **timeouts)
                 # limits' plain Redis storage over that pool: the URL below only picks the

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import Connection, bindparam, func, literal_column, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from persistence.db import Database, PreparedQuery
 from persistence.models import Product, User
+from tests.persistence.test_prepared import _seed  # two users and a product
 
+#: When tests.persistence.test_prepared._seed made its users.
 MOMENT = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=UTC)
 
 
@@ -46,23 +47,6 @@ SLEEP = PreparedQuery(
     select(literal_column("1").label("one"), func.pg_sleep(bindparam("seconds"))),
     lambda *values: values,
 )
-
-
-def _seed(session: Session) -> None:
-    session.add_all(
-        [
-            User(id="u_a", name="A", email="a@x.io", password_hash="h", created_at=MOMENT),
-            User(
-                id="u_b",
-                name="B",
-                email="b@x.io",
-                password_hash="h",
-                created_at=MOMENT,
-                updated_at=MOMENT.replace(microsecond=0),
-            ),
-            Product(id="p1", name="Lamp", description="", price=Decimal("12.50"), category="c"),
-        ]
-    )
 
 
 def _executor(connection: Connection, query: PreparedQuery[Any], **params: Any) -> list[Any]:
@@ -96,7 +80,7 @@ def test_a_statement_alone_answers_what_sqlalchemy_answers(
                     _executor, USERS, from_id="u_", limit=5
                 )
                 assert [type(r) for r in rows] == [UserView, UserView]
-                first = await db.one(USERS, from_id="u_b", limit=1)
+                first = await db.one(USERS, from_id="u_upd", limit=1)
                 assert first is not None
                 assert first.created_at == MOMENT  # aware UTC, as the ORM gives
                 assert first.updated_at == MOMENT.replace(microsecond=0)
@@ -123,7 +107,7 @@ def test_a_connection_the_server_closed_is_replaced_and_the_read_answers(
         db = Database(settings.database_url, pool_size=4)
         try:
             await db.write(_seed)
-            await asyncio.gather(*(db.one(USERS, from_id="u_a", limit=1) for _ in range(8)))
+            await asyncio.gather(*(db.one(USERS, from_id="u_new", limit=1) for _ in range(8)))
             # Every connection the pool holds is closed by the server (a restart, say).
             await db.read(
                 lambda c: c.execute(
@@ -134,8 +118,10 @@ def test_a_connection_the_server_closed_is_replaced_and_the_read_answers(
                 )
             )
             await asyncio.sleep(0.2)
-            found = await asyncio.gather(*(db.one(USERS, from_id="u_a", limit=1) for _ in range(8)))
-            assert {row.id for row in found if row is not None} == {"u_a"}
+            found = await asyncio.gather(
+                *(db.one(USERS, from_id="u_new", limit=1) for _ in range(8))
+            )
+            assert {row.id for row in found if row is not None} == {"u_new"}
         finally:
             await db.dispose()
 

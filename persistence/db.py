@@ -232,12 +232,12 @@ def _closed(driver: Any) -> bool:
 
 
 async def _run_on_driver(
-    driver: Any, compiled: _Compiled, values: list[Any] | dict[str, Any]
+    driver: Any, compiled: _Compiled, values: list[Any] | dict[str, Any], *, asyncpg: bool
 ) -> tuple[list[Any], Sequence[Sequence[Any]]]:
     """Run a compiled statement on the driver's own connection, asyncpg's or psycopg's: its
     rows, and (on asyncpg, for a statement's first run only) the columns' (name, type code),
     which its result processors depend on."""
-    if hasattr(driver, "is_closed"):  # asyncpg
+    if asyncpg:
         if compiled.processing is None:
             # The first run learns the columns' types from the statement prepared unnamed
             # (a Record carries none); from the next run on, asyncpg's own cache keeps the
@@ -364,7 +364,8 @@ class Database:
             # statement on the server); psycopg gets statement_timeout at connect, which a
             # pooler refuses, so behind one each of its transactions sets it (SET LOCAL), and
             # its reads are transactions too.
-            bounded_by_driver = self.url.get_driver_name() == "asyncpg"
+            #: The driver, decided once: asyncpg, or psycopg (which operators may name).
+            self._asyncpg = bounded_by_driver = self.url.get_driver_name() == "asyncpg"
             self._reads_in_transactions = pooler != "none" and not bounded_by_driver
             self._async_engine = create_async_engine(
                 self.url,
@@ -460,14 +461,15 @@ class Database:
         # the pool awaits nothing (SQLAlchemy's adapter ends only a transaction it began, and
         # this connection is in autocommit); psycopg's adapter always awaits its rollback.
         pooled = await greenlet_spawn(engine.raw_connection)
-        asyncpg = engine.dialect.driver == "asyncpg"
         lost = True
         try:
             dialect = engine.dialect
             compiled = query.compiled(dialect)
             values = query.values(compiled, params)
             try:
-                found, described = await _run_on_driver(pooled.driver_connection, compiled, values)
+                found, described = await _run_on_driver(
+                    pooled.driver_connection, compiled, values, asyncpg=self._asyncpg
+                )
             except Exception as exc:
                 # Raised as SQLAlchemy raises a driver's error (PostgreSQL's SQLSTATE kept on
                 # .orig), so that storefront.http.problems judges it as any other.
@@ -487,7 +489,7 @@ class Database:
                 # Lost, timed out or cancelled mid-statement: not handed out again. Soft: it is
                 # closed at its next checkout, which runs where the close can be awaited.
                 pooled.invalidate(soft=True)
-            if asyncpg:
+            if self._asyncpg:
                 pooled.close()
             else:
                 await greenlet_spawn(pooled.close)
@@ -731,24 +733,22 @@ class PreparedQuery(Generic[R]):
             rows.append(tuple(cells))
         return rows
 
-    def _rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
+    def rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
+        """The rows, unpacked by no row type (``one`` and ``all`` unpack them; so do
+        Database.one and Database.all)."""
         dialect = connection.dialect
         compiled = self.compiled(dialect)
         values = self.values(compiled, params)
         found, description = driver_rows(connection, compiled.sql, values)
         return self.processed(compiled, dialect, found, description)
 
-    def rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
-        """The rows, unpacked by no row type: for Database.one and Database.all."""
-        return self._rows(connection, params)
-
     def one(self, connection: Connection, /, **params: Any) -> R | None:
         """The first row, or None."""
-        rows = self._rows(connection, params)
+        rows = self.rows(connection, params)
         return self.row_type(*rows[0]) if rows else None
 
     def all(self, connection: Connection, /, **params: Any) -> list[R]:
-        return [self.row_type(*row) for row in self._rows(connection, params)]
+        return [self.row_type(*row) for row in self.rows(connection, params)]
 
 
 #: ``SET LOCAL statement_timeout`` with the milliseconds as a parameter (set_config's third

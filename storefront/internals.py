@@ -1093,8 +1093,13 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("sqlalchemy.dialects.postgresql:Insert", _ALL, SQLA + "dialects/postgresql.html"),
     Documented("sqlalchemy.dialects.sqlite", ("insert",), SQLA + "dialects/sqlite.html"),
     Documented("sqlalchemy.dialects.sqlite:Insert", _ALL, SQLA + "dialects/sqlite.html"),
-    Documented("sqlalchemy.pool", ("ConnectionPoolEntry", "NullPool"), SQLA + "core/pooling.html"),
+    Documented(
+        "sqlalchemy.pool",
+        ("ConnectionPoolEntry", "NullPool", "PoolProxiedConnection"),
+        SQLA + "core/pooling.html",
+    ),
     Documented("sqlalchemy.pool:ManagesConnection", _ALL, SQLA + "core/pooling.html"),
+    Documented("sqlalchemy.pool:PoolProxiedConnection", _ALL, SQLA + "core/pooling.html"),
     Documented(
         "sqlalchemy.orm",
         ("Session", "sessionmaker"),

@@ -11,9 +11,10 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import pytest
-from sqlalchemy import Connection, bindparam, func, literal_column, select, text
+from sqlalchemy import Connection, bindparam, event, func, literal_column, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from persistence.db import Database, PreparedQuery
@@ -178,3 +179,46 @@ def test_a_server_error_keeps_its_sqlstate(settings: Settings, backend: str) -> 
             await db.dispose()
 
     asyncio.run(scenario())
+
+
+def test_statements_alone_keep_at_most_half_the_pool_and_give_it_all_back(
+    settings: Settings, backend: str
+) -> None:
+    """Connections kept between statements alone are taken from the pool once, not at every
+    statement; at most half the pool is kept, so units of work always find the other half;
+    dispose gives every kept one back."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's connections")
+
+    async def scenario(url: str, seed: bool) -> None:
+        db = Database(url, pool_size=4, timeout=2)
+        pool = db._read_engine.pool  # type: ignore[union-attr]  # the pool under test
+        try:
+            if seed:
+                await db.write(_seed)
+            answers = await asyncio.gather(
+                *(db.one(USERS, from_id="u_new", limit=1) for _ in range(8))
+            )
+            assert {a.id for a in answers if a is not None} == {"u_new"}
+            assert pool.checkedout() == 2  # kept: half of four
+            checkouts = []
+
+            def count(*_: Any) -> None:
+                checkouts.append(1)
+
+            event.listen(pool, "checkout", count)
+            for _ in range(5):
+                assert await db.one(USERS, from_id="u_new", limit=1) is not None
+            assert checkouts == []  # one after another, on a kept connection each time
+
+            def slow_write(session: Session) -> int:
+                return int(session.execute(text("SELECT 1 FROM pg_sleep(0.3)")).scalar_one())
+
+            # Two units of work at once, with two connections kept: the pool has the others.
+            assert await asyncio.gather(db.write(slow_write), db.write(slow_write)) == [1, 1]
+        finally:
+            await db.dispose()
+        assert pool.checkedout() == 0
+
+    for n, url in enumerate(_urls(settings, backend)):
+        asyncio.run(scenario(url, seed=n == 0))

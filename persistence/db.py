@@ -77,7 +77,7 @@ from sqlalchemy.engine import URL, Dialect, ExecutionContext, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from core.errors import SearchTooBroad
@@ -414,6 +414,7 @@ class Database:
 
     def _read_postgres(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         assert self._read_engine is not None
+        self._make_room()
         for attempt in (1, 2):
             try:
                 with self._read_engine.connect() as connection:
@@ -508,11 +509,12 @@ class Database:
         Python 3.11 gives every new greenlet a frame stack of its own (an mmap and a munmap):
         checkout and return cost a one-row read 50 µs of its 170 inside a request, measured in
         process. So a statement alone gives its connection back to this list, not to the pool,
-        and the next takes it from here with neither. At most half the pool is kept: units of
-        work (writes, searches, reads of several statements) always find the other half in the
-        pool. A connection the server has closed meanwhile (a restart, an idle timeout) is
-        noticed without a round trip, as the pool's checkout notices it (``_discard_closed``),
-        and goes back to the pool, which opens a new one at its next checkout."""
+        and the next takes it from here with neither. At most half the pool is kept, and a
+        unit of work (a write, a search, a read of several statements) that finds the pool
+        empty has them back first (``_make_room``). A connection the server has closed
+        meanwhile (a restart, an idle timeout) is noticed without a round trip, as the pool's
+        checkout notices it (``_discard_closed``), and goes back to the pool, which opens a
+        new one at its next checkout."""
         while self._kept:
             pooled = self._kept.pop()
             if not _closed(pooled.driver_connection):
@@ -520,6 +522,21 @@ class Database:
             pooled.invalidate(soft=True)
             await self._return_to_pool(pooled)
         return None
+
+    def _make_room(self) -> None:
+        """Before a unit of work takes a connection (in its greenlet): if the pool has none
+        idle, the connections kept for statements alone go back to it, so that no unit of
+        work waits for a connection that sits kept and idle (say, every search while the
+        connections of an earlier burst of reads are kept)."""
+        if not self._kept:
+            return
+        assert self._read_engine is not None
+        pool = self._read_engine.pool
+        if isinstance(pool, QueuePool) and pool.checkedin() > 0:
+            return
+        kept, self._kept = self._kept, []
+        for pooled in kept:
+            pooled.close()  # in a greenlet: psycopg's adapter may await its rollback
 
     async def _return_to_pool(self, pooled: PoolProxiedConnection) -> None:
         # On asyncpg the return awaits nothing (SQLAlchemy's adapter ends only a transaction
@@ -547,6 +564,7 @@ class Database:
             def bounded() -> T:
                 nonlocal deadline
                 assert self._write_engine is not None
+                self._make_room()
                 # A transaction: the budget is SET LOCAL, which lasts until it ends.
                 with self._write_engine.connect() as connection:
                     # Database time: from when a connection is there, not while one is awaited.
@@ -634,6 +652,8 @@ class Database:
         return await greenlet_spawn(partial(self._write_sync, work, *args, **kwargs))
 
     def _write_sync(self, work: WriteWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if not self.sqlite:
+            self._make_room()
         with self._writes() as session, session.begin():
             return work(session, *args, **kwargs)
 

@@ -1095,11 +1095,12 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("sqlalchemy.dialects.sqlite:Insert", _ALL, SQLA + "dialects/sqlite.html"),
     Documented(
         "sqlalchemy.pool",
-        ("ConnectionPoolEntry", "NullPool", "PoolProxiedConnection"),
+        ("ConnectionPoolEntry", "NullPool", "PoolProxiedConnection", "QueuePool"),
         SQLA + "core/pooling.html",
     ),
     Documented("sqlalchemy.pool:ManagesConnection", _ALL, SQLA + "core/pooling.html"),
     Documented("sqlalchemy.pool:PoolProxiedConnection", _ALL, SQLA + "core/pooling.html"),
+    Documented("sqlalchemy.pool:QueuePool", _ALL, SQLA + "core/pooling.html"),
     Documented(
         "sqlalchemy.orm",
         ("Session", "sessionmaker"),

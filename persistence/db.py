@@ -497,7 +497,7 @@ class Database:
                 # closed at its next checkout, which runs where the close can be awaited.
                 pooled.invalidate(soft=True)
                 await self._return_to_pool(pooled)
-            elif len(self._kept) < self._keep:
+            elif len(self._kept) < self._keep and self._pool_has_idle():
                 self._kept.append(pooled)
             else:
                 await self._return_to_pool(pooled)
@@ -523,16 +523,22 @@ class Database:
             await self._return_to_pool(pooled)
         return None
 
+    def _pool_has_idle(self) -> bool:
+        """Whether the pool holds a connection no one uses, so that no checkout waits on it:
+        a statement's connection is kept only then. Else it goes back to the pool, whose
+        waiters are served in turn; kept, it would go to whichever request came next, and a
+        waiter could wait out its timeout (behind PgBouncer, at the pool's limit, p99 rose
+        from 1.5x p50 to 4x)."""
+        assert self._read_engine is not None
+        pool = self._read_engine.pool
+        return isinstance(pool, QueuePool) and pool.checkedin() > 0
+
     def _make_room(self) -> None:
         """Before a unit of work takes a connection (in its greenlet): if the pool has none
         idle, the connections kept for statements alone go back to it, so that no unit of
         work waits for a connection that sits kept and idle (say, every search while the
         connections of an earlier burst of reads are kept)."""
-        if not self._kept:
-            return
-        assert self._read_engine is not None
-        pool = self._read_engine.pool
-        if isinstance(pool, QueuePool) and pool.checkedin() > 0:
+        if not self._kept or self._pool_has_idle():
             return
         kept, self._kept = self._kept, []
         for pooled in kept:

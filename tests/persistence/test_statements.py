@@ -227,3 +227,35 @@ def test_statements_alone_keep_at_most_half_the_pool_and_give_it_all_back(
 
     for n, url in enumerate(_urls(settings, backend)):
         asyncio.run(scenario(url, seed=n == 0))
+
+
+def test_a_connection_goes_to_the_pool_s_waiter_before_the_next_statement(
+    settings: Settings, backend: str
+) -> None:
+    """A statement's connection is kept for the next statement alone only while the pool has
+    one idle: when the pool is empty, it goes back to the pool, whose waiter has it, rather
+    than to whichever statement comes next while the waiter waits out its timeout."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's connections")
+
+    def long_read(connection: Connection) -> int:
+        # Holds its connection (0.4 s) longer than a checkout may wait (the timeout, 0.3 s).
+        for _ in range(2):
+            connection.execute(text("SELECT pg_sleep(0.2)"))
+        return 1
+
+    async def scenario() -> None:
+        db = Database(settings.database_url, pool_size=2, timeout=0.3)
+        try:
+            short = asyncio.create_task(db.one(SLEEP, seconds=0.05))
+            long = asyncio.create_task(db.read(long_read))
+            await asyncio.sleep(0.02)  # both connections taken: the next checkout waits
+            waiting = await db.one(SLEEP, seconds=0)
+            assert waiting is not None
+            assert waiting[0] == 1
+            assert await short is not None
+            assert await long == 1
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())

@@ -13,10 +13,15 @@ A variant names what it removes from ``ours`` (a stub in its place), joined by `
 - ``decision``: the rate-limit charge (one Redis round trip, its verdict and headers);
 - ``read``: the user's read (``persistence.users.get_user``: the row is remembered once);
 - ``log``: the access-log line; ``record``: the line, the metrics and the usage count;
+- ``bound``: the decision's time bound (``Limiter._guard``'s ``asyncio.timeout``);
+- ``headers``: the decision's publication, so its headers too (the decision is still made);
 - ``peer-nolimit``: the peer without its limit (its Redis round trip).
+
+With ``--token`` every variant serves ``POST /auth/token`` (client_credentials) instead.
 
     .venv/bin/python bench/inprocess_cost.py
     .venv/bin/python bench/inprocess_cost.py --variants peer,ours,ours-read,ours-decision-read
+    .venv/bin/python bench/inprocess_cost.py --token --variants peer,ours,ours-bound
 """
 
 from __future__ import annotations
@@ -91,14 +96,14 @@ async def start(app: App, state: dict[str, Any]) -> asyncio.Task[None]:
     return task
 
 
-async def cpu_per_request(app: App, make: Callable[[], Scope], requests: int) -> float:
+async def cpu_per_request(app: App, make: Callable[[], Scope], body: bytes, requests: int) -> float:
     each = requests // CONCURRENCY
 
     async def client() -> None:
         for _ in range(each):
-            status, body = await call(app, make())
+            status, answer = await call(app, make(), body)
             if status != 200:
-                raise RuntimeError(f"{status}: {body[:300]!r}")
+                raise RuntimeError(f"{status}: {answer[:300]!r}")
 
     began = time.process_time()
     await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
@@ -112,9 +117,11 @@ def stubs() -> Callable[[set[str]], None]:
     import handlers.users
     import persistence.users
     import storefront.access.authn as authn
+    import storefront.access.ratelimit as ratelimit
     import storefront.http.middleware as middleware
 
     record, log, spend = middleware.RequestMiddleware.record, middleware.log_access, authn._spend
+    guard, publish = ratelimit.Limiter._guard, ratelimit._publish
     users, limit = handlers.users.users, starlette_pg.limit
     remembered: dict[str, Any] = {}
 
@@ -125,6 +132,9 @@ def stubs() -> Callable[[set[str]], None]:
         if user_id not in remembered:
             remembered[user_id] = await persistence.users.get_user(db, user_id=user_id)
         return remembered[user_id]
+
+    async def unbounded(_: Any, work: Callable[[], Awaitable[Any]]) -> Any:
+        return await work()
 
     class NoLimit:
         async def hit(self, *_: Any) -> bool:
@@ -142,6 +152,8 @@ def stubs() -> Callable[[set[str]], None]:
             else users
         )
         starlette_pg.limit = NoLimit() if "nolimit" in parts else limit
+        ratelimit.Limiter._guard = unbounded if "bound" in parts else guard  # type: ignore[method-assign]
+        ratelimit._publish = (lambda *_: None) if "headers" in parts else publish
 
     return put
 
@@ -152,6 +164,7 @@ def main() -> None:
     parser.add_argument("--path", default="/users/user_000042")
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--token", action="store_true", help="POST /auth/token instead")
     args = parser.parse_args()
     with contextlib.ExitStack() as stores:
         directory = Path(tempfile.mkdtemp(prefix="storefront-inprocess-"))
@@ -178,32 +191,46 @@ def main() -> None:
         form = cp.urlencode({"grant_type": "client_credentials", **client}).encode()
         import uvloop
 
-        uvloop.run(run(args, ours, starlette_pg.app, form, common.token()))
+        peer_form = cp.urlencode({
+            "grant_type": "client_credentials",
+            "client_id": common.CLIENT_ID,
+            "client_secret": common.CLIENT_SECRET,
+        }).encode()  # fmt: skip
+        uvloop.run(run(args, ours, starlette_pg.app, form, common.token(), peer_form))
 
 
-async def run(args: argparse.Namespace, ours: App, peer: App, form: bytes, peer_token: str) -> None:
+async def run(
+    args: argparse.Namespace, ours: App, peer: App, form: bytes, peer_token: str, peer_form: bytes
+) -> None:
     ours_state: dict[str, Any] = {}
     peer_state: dict[str, Any] = {}
     await start(ours, ours_state)
     await start(peer, peer_state)
-    headers = [
-        (b"host", b"127.0.0.1:8000"),
-        (b"content-type", b"application/x-www-form-urlencoded"),
-        (b"content-length", str(len(form)).encode()),
-    ]
+
+    def form_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+
+    headers = form_headers(form)
     status, body = await call(ours, http_scope(ours_state, "POST", "/auth/token", headers), form)
     if status != 200:
         raise RuntimeError(f"no token: {body!r}")
     token = json.loads(body)["access_token"]
 
-    def maker(variant: str) -> tuple[App, Callable[[], Scope]]:
-        app, state, bearer = (
-            (peer, peer_state, peer_token)
+    def maker(variant: str) -> tuple[App, Callable[[], Scope], bytes]:
+        app, state, bearer, posted = (
+            (peer, peer_state, peer_token, peer_form)
             if variant.startswith("peer")
-            else (ours, ours_state, token)
+            else (ours, ours_state, token, form)
         )
+        if args.token:
+            sent = form_headers(posted)
+            return app, lambda: http_scope(state, "POST", "/auth/token", list(sent)), posted
         sent = [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {bearer}".encode())]
-        return app, lambda: http_scope(state, "GET", args.path, list(sent))
+        return app, lambda: http_scope(state, "GET", args.path, list(sent)), b""
 
     put = stubs()
     variants = args.variants.split(",")
@@ -218,7 +245,8 @@ async def run(args: argparse.Namespace, ours: App, peer: App, form: bytes, peer_
             put(set(variant.split("-")[1:]))
             figures[variant].append(await cpu_per_request(*maker(variant), args.requests))
     put(set())
-    print(f"GET {args.path}, client CPU per request, {CONCURRENCY} at once, in process")
+    what = "POST /auth/token" if args.token else f"GET {args.path}"
+    print(f"{what}, client CPU per request, {CONCURRENCY} at once, in process")
     print(f"{'variant':<28} {'median µs':>10}  rounds")
     for variant in variants:
         rounds = " ".join(f"{x:.0f}" for x in figures[variant])

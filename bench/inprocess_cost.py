@@ -17,7 +17,10 @@ A variant names what it removes from ``ours`` (a stub in its place), joined by `
 - ``headers``: the decision's publication, so its headers too (the decision is still made);
 - ``peer-nolimit``: the peer without its limit (its Redis round trip).
 
-With ``--token`` every variant serves ``POST /auth/token`` (client_credentials) instead.
+With ``--token`` every variant serves ``POST /auth/token`` (client_credentials) instead, and
+these stubs apply: ``client`` (the client's read: remembered once), ``admit`` (the client's
+admission: its limit and the failure budget, one Redis round trip), ``sign`` (the token's
+signature: the first token remembered and issued again).
 
     .venv/bin/python bench/inprocess_cost.py
     .venv/bin/python bench/inprocess_cost.py --variants peer,ours,ours-read,ours-decision-read
@@ -115,13 +118,30 @@ def stubs() -> Callable[[set[str]], None]:
     import starlette_pg
 
     import handlers.users
+    import persistence.clients
     import persistence.users
     import storefront.access.authn as authn
+    import storefront.access.oauth as oauth
     import storefront.access.ratelimit as ratelimit
     import storefront.http.middleware as middleware
+    from core.crypto import TokenCodec
 
     record, log, spend = middleware.RequestMiddleware.record, middleware.log_access, authn._spend
     guard, publish = ratelimit.Limiter._guard, ratelimit._publish
+    clients, admit, issue = oauth.clients, oauth.admit_client, TokenCodec.issue
+    issued: dict[str, Any] = {}
+    known: dict[str, Any] = {}
+
+    async def remembered_client(db: Any, *, client_id: str) -> Any:
+        if client_id not in known:
+            known[client_id] = await persistence.clients.find_client(db, client_id=client_id)
+        return known[client_id]
+
+    def issued_once(codec: TokenCodec, **claims: Any) -> Any:
+        if "token" not in issued:
+            issued["token"] = issue(codec, **claims)
+        return issued["token"]
+
     users, limit = handlers.users.users, starlette_pg.limit
     remembered: dict[str, Any] = {}
 
@@ -154,6 +174,13 @@ def stubs() -> Callable[[set[str]], None]:
         starlette_pg.limit = NoLimit() if "nolimit" in parts else limit
         ratelimit.Limiter._guard = unbounded if "bound" in parts else guard  # type: ignore[method-assign]
         ratelimit._publish = (lambda *_: None) if "headers" in parts else publish
+        oauth.clients = (
+            type("Clients", (), {"find_client": staticmethod(remembered_client)})
+            if "client" in parts
+            else clients
+        )
+        oauth.admit_client = no_charge if "admit" in parts else admit
+        TokenCodec.issue = issued_once if "sign" in parts else issue  # type: ignore[method-assign]
 
     return put
 

@@ -73,6 +73,8 @@ def http_scope(state: dict[str, Any], method: str, target: str, headers: list[An
     }
 
 
+# A call by hand rather than through httpx's ASGITransport: its client machinery costs more
+# per request than the parts this measures.
 async def call(app: App, scope: Scope, body: bytes = b"") -> tuple[int, bytes]:
     sent: list[dict[str, Any]] = []
 

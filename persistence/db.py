@@ -31,8 +31,8 @@ loading tripled the cost of a one-row read), writes take an ORM
   event loop, without a SQLAlchemy Connection, a DB-API cursor or a greenlet around the
   statement (95 µs of client CPU against 137 through ``read``; asyncpg's own pool and
   ``fetchrow``: 96). Its connection then stays checked out for the next statement alone, up
-  to half the pool (``Database._kept_connection``): a checkout runs in a greenlet, and each
-  new greenlet costs Python 3.11 an mmap and a munmap.
+  to half the pool and while the pool has one idle (``Database._kept_connection``): a
+  checkout runs in a greenlet, and each new greenlet costs Python 3.11 an mmap and a munmap.
 - **Behind a transaction pooler** (PgBouncer with ``pool_mode = transaction``;
   ``STOREFRONT_DATABASE_POOLER=pgbouncer``) each transaction may run on another server
   connection, so nothing is left on one between transactions: statements are prepared
@@ -410,11 +410,10 @@ class Database:
         """Run ``work(connection, ...)`` in a read transaction."""
         if self.sqlite:
             return self._read_sqlite(work, *args, **kwargs)
-        return await greenlet_spawn(partial(self._read_postgres, work, *args, **kwargs))
+        return await self._unit_of_work(partial(self._read_postgres, work, *args, **kwargs))
 
     def _read_postgres(self, work: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         assert self._read_engine is not None
-        self._make_room()
         for attempt in (1, 2):
             try:
                 with self._read_engine.connect() as connection:
@@ -533,6 +532,16 @@ class Database:
         pool = self._read_engine.pool
         return isinstance(pool, QueuePool) and pool.checkedin() > 0
 
+    async def _unit_of_work(self, work: Callable[[], T]) -> T:
+        """Run ``work``, a unit of work on PostgreSQL that takes its connection from the pool,
+        in a greenlet (the bridge to the driver's awaits), after ``_make_room``."""
+
+        def run() -> T:
+            self._make_room()
+            return work()
+
+        return await greenlet_spawn(run)
+
     def _make_room(self) -> None:
         """Before a unit of work takes a connection (in its greenlet): if the pool has none
         idle, the connections kept for statements alone go back to it, so that no unit of
@@ -570,7 +579,6 @@ class Database:
             def bounded() -> T:
                 nonlocal deadline
                 assert self._write_engine is not None
-                self._make_room()
                 # A transaction: the budget is SET LOCAL, which lasts until it ends.
                 with self._write_engine.connect() as connection:
                     # Database time: from when a connection is there, not while one is awaited.
@@ -579,7 +587,7 @@ class Database:
                     return self._read_on(connection, work, *args, **kwargs)
 
             try:
-                return await greenlet_spawn(bounded)
+                return await self._unit_of_work(bounded)
             except DBAPIError as exc:
                 if _over_budget(exc, deadline):
                     raise SearchTooBroad(budget) from None
@@ -655,11 +663,9 @@ class Database:
                 )
             finally:
                 self._write_slot.release()
-        return await greenlet_spawn(partial(self._write_sync, work, *args, **kwargs))
+        return await self._unit_of_work(partial(self._write_sync, work, *args, **kwargs))
 
     def _write_sync(self, work: WriteWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if not self.sqlite:
-            self._make_room()
         with self._writes() as session, session.begin():
             return work(session, *args, **kwargs)
 
